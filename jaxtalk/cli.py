@@ -1,0 +1,50 @@
+"""The `jaxtalk` command: dispatches `jaxtalk <subcommand> ...` to the module that implements it.
+
+Subcommands are imported lazily so that `jaxtalk generate --help` does not import Beam, and
+`jaxtalk preprocess` does not import the training stack.
+"""
+
+import importlib
+import sys
+
+SUBCOMMANDS = {
+  "train": ("jaxtalk.main", "run", "train a stage: --config=configs/<stage>.py --workdir=DIR"),
+  "preprocess": ("data_pipelines.pipeline", "run", "videos -> ArrayRecord shards (Apache Beam)"),
+  "generate": ("jaxtalk.generate", "run", "portrait + speech (+ text) -> talking video"),
+  "export": ("jaxtalk.export", "run", "params-only and StableHLO export of a trained stage"),
+  "demo": ("jaxtalk.demo", "run", "preprocess -> train every stage -> export -> generate -> eval"),
+  "eval": ("jaxtalk.eval", "run", "run a stage's evaluators on held-out clips"),
+}
+
+
+def _usage() -> str:
+  lines = ["usage: jaxtalk <subcommand> [flags]", "", "subcommands:"]
+  lines += [f"  {name:<11} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
+  lines += ["", "`jaxtalk <subcommand> --help` lists a subcommand's flags."]
+  return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+  argv = list(sys.argv if argv is None else argv)
+  if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+    print(_usage())
+    return 0 if len(argv) >= 2 else 2
+  name = argv[1]
+  if name not in SUBCOMMANDS:
+    print(f"jaxtalk: unknown subcommand {name!r}\n\n{_usage()}", file=sys.stderr)
+    return 2
+  module_name, fn_name, _ = SUBCOMMANDS[name]
+  try:
+    module = importlib.import_module(module_name)
+  except ModuleNotFoundError as e:
+    if e.name and (e.name == module_name or module_name.startswith(e.name + ".")):
+      print(f"jaxtalk: subcommand {name!r} is not available yet ({module_name} missing)",
+         file=sys.stderr)
+      return 2
+    raise
+  # Each subcommand module exposes `run(argv: list[str]) -> int` (argv[0] is the program name).
+  return int(getattr(module, fn_name)([f"jaxtalk {name}"] + argv[2:]) or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,59 @@
+"""Shared pytest setup: 8 simulated CPU devices, absl flags, real-data fixtures.
+
+XLA_FLAGS must be set before jax is imported anywhere, so it is set at the top of this file.
+"""
+
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pathlib  # pylint: disable=g-import-not-at-top
+
+from absl import flags  # pylint: disable=g-import-not-at-top
+import pytest  # pylint: disable=g-import-not-at-top
+
+# grain's worker processes and absl-using libraries read flags; under pytest they are never parsed.
+flags.FLAGS.mark_as_parsed()
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_DATA = pathlib.Path(
+    os.environ.get("JAXTALK_SHARED_DATA", REPO_ROOT.parent / "shared" / "data")).resolve()
+
+
+def _has_data() -> bool:
+  return (SHARED_DATA / "manifest.jsonl").is_file()
+
+
+def pytest_collection_modifyitems(config, items):
+  del config
+  if _has_data():
+    return
+  skip = pytest.mark.skip(reason=f"real clips not found at {SHARED_DATA} (../shared/data)")
+  for item in items:
+    if "needs_data" in item.keywords:
+      item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+  """Path of ../shared/data (real clips, portraits, speech); skips when absent."""
+  if not _has_data():
+    pytest.skip(f"real clips not found at {SHARED_DATA}")
+  return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def real_shards(shared_data, tmp_path_factory) -> pathlib.Path:
+  """ArrayRecord shards + dataset_info.json made once per session from ../shared/data.
+
+  Runs the Beam preprocessing pipeline (DirectRunner) on `manifest.jsonl` at 64 px, the
+  resolution the tiny stages train at. Returns the output directory.
+  """
+  from data_pipelines import pipeline  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("real_shards")
+  pipeline.preprocess(
+      input_path=str(shared_data / "manifest.jsonl"), output_dir=str(out), resolution=64)
+  return out
