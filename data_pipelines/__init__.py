@@ -1,0 +1,1 @@
+"""Apache Beam preprocessing: talking-face videos -> ArrayRecord clip shards (see pipeline.py)."""

@@ -1,0 +1,186 @@
+"""The clip record: one ArrayRecord record per preprocessed clip, and how it is (de)serialised.
+
+A record is a msgpack map (no pickle: it can be read from any language with a msgpack library).
+Scalars and strings are stored as msgpack values; arrays are stored as a map
+`{"__nd__": True, "dtype": "<numpy dtype str>", "shape": [...], "data": <raw little-endian bytes>}`;
+JPEG frames are a list of byte strings. `encode_record` / `decode_record` convert a dict of Python
+values and numpy arrays to and from bytes, and `decode_record(..., keys=...)` skips fields that are
+not needed (arrays are then never copied out of the buffer).
+
+Fields of a record (schema version `SCHEMA_VERSION`); T = number of 25 fps frames of the clip,
+R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `jaxtalk.audio`):
+
+  schema_version   int        SCHEMA_VERSION
+  clip_id          str        "<video id>_c<k>" (k = clip index inside the video, 3 digits)
+  video_id         str        id of the source video (manifest id or file stem)
+  source_path      str        input video path as given to the pipeline
+  dataset          str        source dataset ("hdtf", "mead", "voxceleb1", "voxceleb2",
+                              "celebvtext", or whatever the manifest says)
+  speaker          str        speaker / identity id ("" if unknown)
+  emotion          str        one of EMOTIONS ("neutral" when unknown)
+  emotion_intensity int       MEAD intensity level 1-3 (0 if unknown)
+  view             str        MEAD camera view ("front", "left_30", ...; "" if unknown)
+  text             str        free-text description of the head motion ("" if none)
+  fps              int        25
+  start_time       float      seconds: time of frame 0 in the source video (from its first frame)
+  num_frames       int        T
+  resolution       int        R
+  frames           list[bytes] T JPEG images, R x R RGB, the aligned face crop
+  crop_box         [T, 4] float32  (x0, y0, x1, y1) of the square crop in source-video pixels
+                              (may extend outside the frame; outside pixels are edge-replicated)
+  landmarks        [T, 478, 3] float16  mediapipe FaceMesh landmarks (468 face + 10 iris points,
+                              `refine_landmarks=True`) in crop coordinates: x, y in [0, 1] of the
+                              crop (may leave [0, 1] slightly); z in the same unit as x (crop
+                              widths), relative to the face centre, negative towards the camera.
+                              `jaxtalk.face.LANDMARKS_68` picks the iBUG-68-like subset.
+  face_found       [T] bool   False where the face was interpolated over a short detection gap
+  pose             [T, 6] float32  (yaw, pitch, roll) radians, (tx, ty, scale) crop-relative,
+                              temporally smoothed (see `jaxtalk.face.head_pose`)
+  gaze             [T, 2] float32  (pitch, yaw) radians of the eyes relative to the head
+                              (see `jaxtalk.face.gaze`)
+  mouth_box        [T, 4] float32  (x0, y0, x1, y1) in [0, 1] crop coordinates
+  audio            [N] int16  16 kHz mono PCM, sample n at time start_time + n / 16000
+  mel              [M, 80] float16  log-mel (Wav2Lip parameters) of `audio`, in [-4, 4];
+                              mel frame m is centred on audio sample 200 * m
+  wav2vec          [T, D] float16 optional (only with a local wav2vec 2.0 checkpoint)
+  text_embedding   [D] float16 optional (only with a local CLIP checkpoint)
+  num_faces_max    int        most faces seen in one frame (the largest one is kept)
+  notes            list[str]  warnings about this clip (e.g. several faces)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping, Optional
+
+import msgpack
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+FPS = 25
+SAMPLE_RATE = 16000
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+NUM_MELS = 80
+NUM_LANDMARKS = 478
+
+# MEAD's eight emotions; index = the `emotion` int in batches. Unknown emotions map to "neutral".
+EMOTIONS = ("neutral", "angry", "contempt", "disgusted", "fear", "happy", "sad", "surprised")
+
+# Aliases used by MEAD folder names and other datasets' labels.
+_EMOTION_ALIASES = {
+  "disgust": "disgusted", "surprise": "surprised", "fearful": "fear", "anger": "angry",
+  "happiness": "happy", "sadness": "sad", "calm": "neutral", "": "neutral",
+}
+
+REQUIRED_FIELDS = (
+  "schema_version", "clip_id", "video_id", "source_path", "dataset", "speaker", "emotion",
+  "emotion_intensity", "view", "text", "fps", "start_time", "num_frames", "resolution", "frames",
+  "crop_box", "landmarks", "face_found", "pose", "gaze", "mouth_box", "audio", "mel",
+  "num_faces_max", "notes",
+)
+
+# Expected dtype and trailing shape of each array field (leading dim T, N or M).
+ARRAY_FIELDS = {
+  "crop_box": (np.float32, (4,)),
+  "landmarks": (np.float16, (NUM_LANDMARKS, 3)),
+  "face_found": (np.bool_, ()),
+  "pose": (np.float32, (6,)),
+  "gaze": (np.float32, (2,)),
+  "mouth_box": (np.float32, (4,)),
+  "audio": (np.int16, ()),
+  "mel": (np.float16, (NUM_MELS,)),
+}
+
+
+def emotion_name(label: Optional[str]) -> str:
+  """Maps a dataset's emotion label to one of `EMOTIONS` (case-insensitive).
+
+  Raises:
+    ValueError: if the label is not an emotion jaxtalk knows.
+  """
+  name = (label or "").strip().lower()
+  name = _EMOTION_ALIASES.get(name, name)
+  if name not in EMOTIONS:
+    raise ValueError(f"unknown emotion {label!r}; known: {EMOTIONS}")
+  return name
+
+
+def emotion_index(label: Optional[str]) -> int:
+  return EMOTIONS.index(emotion_name(label))
+
+
+def _pack_default(obj):
+  if isinstance(obj, np.ndarray):
+    arr = np.ascontiguousarray(obj)
+    dtype = arr.dtype.newbyteorder("<") if arr.dtype.byteorder == ">" else arr.dtype
+    return {"__nd__": True, "dtype": dtype.str, "shape": list(arr.shape),
+            "data": arr.astype(dtype, copy=False).tobytes()}
+  if isinstance(obj, np.generic):
+    return obj.item()
+  raise TypeError(f"cannot serialise {type(obj).__name__} in a clip record")
+
+
+def _unpack_hook(obj):
+  if obj.get("__nd__"):
+    return np.frombuffer(obj["data"], dtype=np.dtype(obj["dtype"])).reshape(obj["shape"])
+  return obj
+
+
+def validate_record(record: Mapping[str, Any]) -> None:
+  """Checks that `record` has every field with consistent shapes and dtypes.
+
+  Raises:
+    ValueError: naming the first missing or malformed field.
+  """
+  missing = [k for k in REQUIRED_FIELDS if k not in record]
+  if missing:
+    raise ValueError(f"clip record missing fields {missing}")
+  if record["schema_version"] != SCHEMA_VERSION:
+    raise ValueError(
+        f"clip record schema_version {record['schema_version']}, expected {SCHEMA_VERSION}")
+  t = int(record["num_frames"])
+  if len(record["frames"]) != t:
+    raise ValueError(f"clip {record['clip_id']}: {len(record['frames'])} frames, num_frames={t}")
+  for name, (dtype, tail) in ARRAY_FIELDS.items():
+    arr = record[name]
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.shape[1:] != tail:
+      raise ValueError(
+          f"clip {record['clip_id']}: field {name} should be {np.dtype(dtype).name}[*, "
+          f"{tail}], got {getattr(arr, 'dtype', type(arr))} {getattr(arr, 'shape', '')}")
+  for name in ("crop_box", "landmarks", "face_found", "pose", "gaze", "mouth_box"):
+    if record[name].shape[0] != t:
+      raise ValueError(f"clip {record['clip_id']}: {name} has {record[name].shape[0]} rows, "
+                       f"expected {t}")
+  if record["audio"].shape[0] != t * SAMPLES_PER_FRAME:
+    raise ValueError(f"clip {record['clip_id']}: audio has {record['audio'].shape[0]} samples, "
+                     f"expected {t * SAMPLES_PER_FRAME}")
+
+
+def encode_record(record: Mapping[str, Any], *, validate: bool = True) -> bytes:
+  """Serialises a clip record (see module docstring) to msgpack bytes (keys sorted)."""
+  if validate:
+    validate_record(record)
+  return msgpack.packb(dict(sorted(record.items())), default=_pack_default, use_bin_type=True)
+
+
+def decode_record(data: bytes, keys: Optional[Iterable[str]] = None) -> dict[str, Any]:
+  """Inverse of `encode_record`. Arrays are read-only views of `data`.
+
+  Args:
+    data: bytes from `encode_record`.
+    keys: if given, only these fields (plus schema_version and clip_id) are returned.
+
+  Raises:
+    ValueError: if the bytes are not a clip record of a known schema version.
+  """
+  try:
+    record = msgpack.unpackb(data, object_hook=_unpack_hook, raw=False)
+  except Exception as e:  # pylint: disable=broad-except  # msgpack raises several types.
+    raise ValueError(f"not a jaxtalk clip record ({type(e).__name__}: {e})") from e
+  if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
+    version = record.get("schema_version") if isinstance(record, dict) else None
+    raise ValueError(f"clip record schema_version {version!r}, expected {SCHEMA_VERSION}")
+  if keys is not None:
+    keep = set(keys) | {"schema_version", "clip_id"}
+    record = {k: v for k, v in record.items() if k in keep}
+  return record

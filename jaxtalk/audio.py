@@ -1,0 +1,187 @@
+"""Audio front end: load any audio/video container as 16 kHz mono, Wav2Lip log-mel, mel windows.
+
+Frame alignment (used everywhere in jaxtalk; video is 25 fps, audio 16 kHz):
+
+* Video frame t covers the time span [t / 25, (t + 1) / 25) s, i.e. audio samples
+  [640 t, 640 (t + 1)).
+* `log_mel` uses a centred STFT (window 800, hop 200, reflect padding of 400 samples), so mel frame
+  m is centred on sample 200 m, i.e. at time m / 80 s. There are 80 mel frames per second, 3.2 per
+  video frame; a clip of T frames (N = 640 T samples) has M = 1 + N // 200 = 1 + 3.2 T mel frames.
+* `mel_windows(mel, T)[t]` is the 16 mel frames (0.2 s = 5 video frames) starting at mel frame
+  s(t) = floor(16 (t - 2) / 5) = floor(80 (t - 2) / 25): the audio of video frames t-2 .. t+2,
+  centred on frame t. This is Wav2Lip's `crop_audio_window` (start = int(80 * t / 25), window
+  covering frames t..t+4) shifted back by two frames so the window is centred. Mel indices
+  outside [0, M) are clamped (edge padding), so the first two and last two frames see repeated
+  edge mel frames.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+FPS = 25
+SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
+
+# Wav2Lip hparams (hparams.py in Rudrabha/Wav2Lip).
+N_FFT = 800
+HOP_SIZE = 200
+WIN_SIZE = 800
+NUM_MELS = 80
+FMIN = 55.0
+FMAX = 7600.0
+PREEMPHASIS = 0.97
+REF_LEVEL_DB = 20.0
+MIN_LEVEL_DB = -100.0
+MAX_ABS_VALUE = 4.0
+MEL_STEP = 16  # mel frames per window (0.2 s)
+MEL_FPS = SAMPLE_RATE / HOP_SIZE  # 80.0
+
+
+def load_audio(path: str, sr: int = SAMPLE_RATE) -> np.ndarray:
+  """Decodes the first audio stream of `path` (wav, mp3, m4a, mp4, mkv, ...) with PyAV.
+
+  Args:
+    path: any file PyAV (FFmpeg) can open, including video containers.
+    sr: output sample rate in Hz.
+
+  Returns:
+    float32 `[N]` mono samples in [-1, 1] at `sr` Hz (channels averaged).
+
+  Raises:
+    ValueError: naming the file, if it cannot be opened, has no audio stream, or has no samples.
+  """
+  return load_audio_with_start(path, sr)[0]
+
+
+def load_audio_with_start(path: str, sr: int = SAMPLE_RATE) -> tuple[np.ndarray, float]:
+  """Like `load_audio`, also returning the stream time (s) of the first decoded sample."""
+  import av  # pylint: disable=g-import-not-at-top  # keep `import jaxtalk.audio` light.
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: no such audio file")
+  try:
+    container = av.open(path)
+  except Exception as e:  # pylint: disable=broad-except  # av raises many error types.
+    raise ValueError(f"{path}: cannot open as audio ({type(e).__name__}: {e})") from e
+  try:
+    if not container.streams.audio:
+      raise ValueError(f"{path}: has no audio stream")
+    stream = container.streams.audio[0]
+    resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+    chunks = []
+    start = None
+    try:
+      for frame in container.decode(stream):
+        if start is None and frame.pts is not None and frame.time_base is not None:
+          start = float(frame.pts * frame.time_base)
+        for out in resampler.resample(frame):
+          chunks.append(out.to_ndarray().reshape(-1))
+      for out in resampler.resample(None):
+        chunks.append(out.to_ndarray().reshape(-1))
+    except av.error.FFmpegError as e:
+      if not chunks:
+        raise ValueError(f"{path}: cannot decode audio ({type(e).__name__}: {e})") from e
+      # A truncated stream: keep what decoded.
+  finally:
+    container.close()
+  wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros([0], np.float32)
+  if wav.size == 0:
+    raise ValueError(f"{path}: audio stream has no samples")
+  return np.clip(wav, -1.0, 1.0), (start or 0.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _mel_basis() -> np.ndarray:
+  import librosa  # pylint: disable=g-import-not-at-top  # slow import, only for the filter bank.
+  return librosa.filters.mel(
+      sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=NUM_MELS, fmin=FMIN, fmax=FMAX).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=None)
+def _window() -> np.ndarray:
+  # Periodic Hann window (scipy.signal.get_window("hann", 800), what librosa.stft uses).
+  n = np.arange(WIN_SIZE)
+  return (0.5 - 0.5 * np.cos(2 * np.pi * n / WIN_SIZE)).astype(np.float64)
+
+
+def log_mel(wav: np.ndarray) -> np.ndarray:
+  """Wav2Lip's normalised log-mel spectrogram.
+
+  Pre-emphasis (0.97), centred STFT (n_fft 800, hop 200, Hann window 800, reflect padding),
+  magnitude, 80 Slaney mel bands 55-7600 Hz, 20 log10(max(1e-5, .)) - 20 dB, then the symmetric
+  normalisation clip(8 (S + 100) / 100 - 4, -4, 4).
+
+  Args:
+    wav: float `[N]` mono audio at 16 kHz in [-1, 1].
+
+  Returns:
+    float32 `[M, 80]` in [-4, 4], M = 1 + N // 200 (80 frames per second; frame m is centred on
+    sample 200 m).
+
+  Raises:
+    ValueError: if `wav` is not 1-D.
+  """
+  wav = np.asarray(wav, np.float64)
+  if wav.ndim != 1:
+    raise ValueError(f"log_mel expects mono audio [N], got shape {wav.shape}")
+  emphasised = np.empty_like(wav)
+  if wav.size:
+    emphasised[0] = wav[0]
+    emphasised[1:] = wav[1:] - PREEMPHASIS * wav[:-1]
+  pad = N_FFT // 2
+  if emphasised.size > pad:
+    padded = np.pad(emphasised, pad, mode="reflect")
+  else:  # too short to reflect: zero padding.
+    padded = np.pad(emphasised, pad)
+  num = 1 + (padded.size - N_FFT) // HOP_SIZE
+  idx = np.arange(N_FFT)[None, :] + HOP_SIZE * np.arange(num)[:, None]
+  frames = padded[idx] * _window()[None, :]
+  mag = np.abs(np.fft.rfft(frames, n=N_FFT, axis=-1)).astype(np.float32)  # [M, 401]
+  mel = mag @ _mel_basis().T  # [M, 80]
+  db = 20.0 * np.log10(np.maximum(1e-5, mel)) - REF_LEVEL_DB
+  norm = 2 * MAX_ABS_VALUE * (db - MIN_LEVEL_DB) / (-MIN_LEVEL_DB) - MAX_ABS_VALUE
+  return np.clip(norm, -MAX_ABS_VALUE, MAX_ABS_VALUE).astype(np.float32)
+
+
+def mel_window_starts(num_frames: int, offset: int = 0) -> np.ndarray:
+  """First mel frame of the window of video frames `offset .. offset + num_frames - 1`.
+
+  `start(t) = floor(16 (t - 2) / 5)` (see module docstring); int64 `[num_frames]`.
+  """
+  t = np.arange(offset, offset + num_frames, dtype=np.int64)
+  return (MEL_STEP * (t - 2)) // 5
+
+
+def mel_windows(mel: np.ndarray, num_frames: int, offset: int = 0) -> np.ndarray:
+  """Per-video-frame mel windows, centred: window t covers video frames t-2 .. t+2.
+
+  Args:
+    mel: `[M, 80]` log-mel from `log_mel` of the clip's audio (frame 0 of the video at sample 0).
+    num_frames: T, number of video frames to make windows for.
+    offset: index of the first video frame (windows for frames offset .. offset + T - 1).
+
+  Returns:
+    float32 `[T, 16, 80]`; mel indices outside [0, M) are clamped to the edge.
+
+  Raises:
+    ValueError: if `mel` is not `[M, 80]` with M >= 1.
+  """
+  mel = np.asarray(mel)
+  if mel.ndim != 2 or mel.shape[0] < 1:
+    raise ValueError(f"mel_windows expects mel [M, {NUM_MELS}], got shape {mel.shape}")
+  starts = mel_window_starts(num_frames, offset)
+  idx = np.clip(starts[:, None] + np.arange(MEL_STEP)[None, :], 0, mel.shape[0] - 1)
+  return mel[idx].astype(np.float32)
+
+
+def to_int16(wav: np.ndarray) -> np.ndarray:
+  """float audio in [-1, 1] -> int16 PCM (rounded, clipped)."""
+  return np.clip(np.round(np.asarray(wav, np.float64) * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def from_int16(pcm: np.ndarray) -> np.ndarray:
+  """int16 PCM -> float32 in [-1, 1]."""
+  return (np.asarray(pcm, np.float32) / 32767.0).clip(-1.0, 1.0)

@@ -1,0 +1,266 @@
+"""grain input pipeline: ArrayRecord clips -> process shard -> training windows -> batches.
+
+`create_iterator(config, mesh=mesh, split=...)` returns a grain `DatasetIterator` (supports
+`get_state()` / `set_state()`, checkpointable with `grain.checkpoint.CheckpointSave` /
+`CheckpointRestore`) that yields *per-process* dicts of numpy arrays in the batch layout of
+`jaxtalk/tasks/__init__.py`, local batch size `config.batch_size // jax.process_count()`.
+`to_global(batch, mesh)` turns them into global `jax.Array`s sharded over ('data', 'fsdp').
+
+Two sources with the same schema:
+
+* synthetic (`config.input.synthetic=True`): example i of process p is a pure function of
+  (config.input.shuffle_seed, global example index), so every run, process layout and restore
+  sees the same data. Frames show a face-like ellipse whose position follows the pose and whose
+  mouth opening follows the mel energy, so stages can learn something from it in smoke runs.
+* real (`config.input.data_dir`): see `_real_dataset` (written by `data_pipelines/pipeline.py`).
+
+Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
+resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout;
+optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
+(default 8), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
+augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
+per 2 s of clip per epoch), source_min_gap (default 5 frames). Top-level: batch_size, seed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping, Optional, Sequence
+
+import grain
+import jax
+import numpy as np
+
+from data_pipelines import schema
+from jaxtalk import audio as audio_lib
+from jaxtalk import sharding as sharding_lib
+
+ALL_KEYS = ("frames", "source", "source_pose", "pose", "gaze", "mel", "mouth_box", "text_ids",
+            "text_mask", "emotion", "speaker", "mask")
+
+_SYNTHETIC_SIZE = 1 << 40  # "infinite" synthetic index space.
+
+
+# ----------------------------------------------------------------------------------------------
+# Config helpers.
+# ----------------------------------------------------------------------------------------------
+def _get(cfg, name, default):
+  try:
+    value = cfg.get(name, default)
+  except AttributeError:
+    value = getattr(cfg, name, default)
+  return default if value is None else value
+
+
+def batch_keys(config) -> tuple[str, ...]:
+  """The batch keys a stage asked for (`config.input.keys`; empty means all of ALL_KEYS)."""
+  keys = tuple(_get(config.input, "keys", ()) or ())
+  if not keys:
+    return ALL_KEYS
+  unknown = [k for k in keys if k not in ALL_KEYS]
+  if unknown:
+    raise ValueError(f"config.input.keys has unknown keys {unknown}; known: {ALL_KEYS}")
+  return keys
+
+
+def local_batch_size(config) -> int:
+  """`config.batch_size // jax.process_count()`; raises ValueError if it does not divide."""
+  n = jax.process_count()
+  if config.batch_size % n:
+    raise ValueError(f"batch_size {config.batch_size} not divisible by {n} processes")
+  return config.batch_size // n
+
+
+# ----------------------------------------------------------------------------------------------
+# Synthetic source.
+# ----------------------------------------------------------------------------------------------
+class _Synthetic:
+  """Picklable map function: global example index -> example dict (numpy)."""
+
+  def __init__(self, *, seed, window, resolution, keys, text_len, vocab_size, num_speakers):
+    self.seed = int(seed)
+    self.window = int(window)
+    self.resolution = int(resolution)
+    self.keys = tuple(keys)
+    self.text_len = int(text_len)
+    self.vocab_size = int(vocab_size)
+    self.num_speakers = int(num_speakers)
+
+  def _render(self, rng_params, pose, opening):
+    """Renders frames [n, H, W, 3] in [-1, 1] for raw-ish pose [n, 6] and mouth opening [n]."""
+    r = self.resolution
+    bg, skin, phase = rng_params
+    yy, xx = np.meshgrid((np.arange(r) + 0.5) / r, (np.arange(r) + 0.5) / r, indexing="ij")
+    n = pose.shape[0]
+    cx = 0.5 + 0.08 * pose[:, 3, None, None]
+    cy = 0.5 + 0.08 * pose[:, 4, None, None]
+    rad = 0.28 * (1.0 + 0.05 * pose[:, 5, None, None])
+    shift = 0.05 * pose[:, 0, None, None]  # yaw shifts the features sideways.
+    img = np.empty([n, r, r, 3], np.float32)
+    grad = (0.6 * yy + 0.4 * np.sin(6.28 * xx + phase))[None]
+    for c in range(3):
+      img[..., c] = bg[c] + 0.2 * grad
+    face = ((xx[None] - cx) / rad) ** 2 + ((yy[None] - cy) / (1.25 * rad)) ** 2 < 1.0
+    for c in range(3):
+      img[..., c] = np.where(face, skin[c], img[..., c])
+    for side in (-1.0, 1.0):  # eyes.
+      eye = ((xx[None] - (cx + shift + side * 0.4 * rad)) ** 2 +
+             (yy[None] - (cy - 0.3 * rad)) ** 2) < (0.12 * rad) ** 2
+      img = np.where(eye[..., None], -0.9, img)
+    mx0, mx1 = cx + shift - 0.35 * rad, cx + shift + 0.35 * rad
+    my0 = cy + 0.45 * rad - (0.05 + 0.25 * opening[:, None, None]) * rad * 0.5
+    my1 = cy + 0.45 * rad + (0.05 + 0.25 * opening[:, None, None]) * rad * 0.5
+    mouth = (xx[None] > mx0) & (xx[None] < mx1) & (yy[None] > my0) & (yy[None] < my1)
+    img = np.where(mouth[..., None], np.array([-0.6, -1.0, -0.8], np.float32), img)
+    box = np.stack([mx0[:, 0, 0], my0[:, 0, 0], mx1[:, 0, 0], my1[:, 0, 0]], -1)
+    return np.clip(img, -1.0, 1.0).astype(np.float32), np.clip(box, 0.0, 1.0).astype(np.float32)
+
+  def __call__(self, index: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng([self.seed, int(index)])
+    t_len = self.window
+    # Smooth motion: sums of two random sinusoids per dimension (normalised units, ~unit std).
+    total = t_len + 50  # frames of a virtual clip; the window and the source frame lie inside.
+    tt = np.arange(total, dtype=np.float32)[:, None] / 25.0
+    freq = rng.uniform(0.1, 0.8, size=[2, 8]).astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, size=[2, 8]).astype(np.float32)
+    amp = rng.uniform(0.5, 1.0, size=[2, 8]).astype(np.float32)
+    motion = (amp[0] * np.sin(2 * np.pi * freq[0] * tt + phase[0]) +
+              amp[1] * np.sin(2 * np.pi * freq[1] * tt + phase[1])).astype(np.float32)
+    start = int(rng.integers(0, total - t_len + 1))
+    src_t = int(rng.integers(0, total))
+    pose_all, gaze_all = motion[:, :6], motion[:, 6:]
+    # Speech energy per mel frame -> mel; mouth opening of frame t = energy at its centre.
+    num_mel = 1 + (total * audio_lib.SAMPLES_PER_FRAME) // audio_lib.HOP_SIZE
+    syll = rng.uniform(2.0, 5.0)
+    mt = np.arange(num_mel, dtype=np.float32) / audio_lib.MEL_FPS
+    energy = np.clip(np.sin(2 * np.pi * syll * mt + rng.uniform(0, 6.28)), 0.0, 1.0)
+    out = {}
+    keys = self.keys
+    if "mel" in keys:
+      spectrum = np.linspace(1.0, 0.2, audio_lib.NUM_MELS, dtype=np.float32)
+      mel = (-4.0 + 6.0 * energy[:, None] * spectrum[None, :] +
+             0.3 * rng.standard_normal([num_mel, audio_lib.NUM_MELS]).astype(np.float32))
+      mel = np.clip(mel, -4.0, 4.0)
+      out["mel"] = audio_lib.mel_windows(mel, t_len, offset=start)
+    centre = np.clip(((np.arange(total) * audio_lib.SAMPLES_PER_FRAME +
+                       audio_lib.SAMPLES_PER_FRAME // 2) // audio_lib.HOP_SIZE), 0, num_mel - 1)
+    opening = energy[centre].astype(np.float32)
+    sl = slice(start, start + t_len)
+    params = (rng.uniform(-0.8, 0.2, 3).astype(np.float32),
+              rng.uniform(0.1, 0.7, 3).astype(np.float32), float(rng.uniform(0, 6.28)))
+    if "frames" in keys or "mouth_box" in keys:
+      frames, box = self._render(params, pose_all[sl], opening[sl])
+      if "frames" in keys:
+        out["frames"] = frames
+      if "mouth_box" in keys:
+        out["mouth_box"] = box
+    if "source" in keys:
+      out["source"] = self._render(params, pose_all[src_t:src_t + 1], opening[src_t:src_t + 1])[0][0]
+    if "source_pose" in keys:
+      out["source_pose"] = pose_all[src_t].astype(np.float32)
+    if "pose" in keys:
+      out["pose"] = pose_all[sl].astype(np.float32)
+    if "gaze" in keys:
+      out["gaze"] = gaze_all[sl].astype(np.float32)
+    if "text_ids" in keys or "text_mask" in keys:
+      length = int(rng.integers(min(4, self.text_len), self.text_len + 1))
+      ids = np.zeros([self.text_len], np.int32)
+      ids[:length] = rng.integers(1, max(2, self.vocab_size), size=length)
+      if "text_ids" in keys:
+        out["text_ids"] = ids
+      if "text_mask" in keys:
+        out["text_mask"] = ids > 0
+    if "emotion" in keys:
+      out["emotion"] = np.int32(rng.integers(0, len(schema.EMOTIONS)))
+    if "speaker" in keys:
+      out["speaker"] = np.int32(rng.integers(0, self.num_speakers))
+    if "mask" in keys:
+      out["mask"] = np.ones([t_len], np.bool_)
+    return out
+
+
+def _synthetic_dataset(config, split: str) -> grain.MapDataset:
+  inp = config.input
+  seed = int(_get(inp, "shuffle_seed", 0)) + (0 if split == "train" else 1_000_003)
+  fn = _Synthetic(
+      seed=seed, window=inp.window, resolution=inp.resolution, keys=batch_keys(config),
+      text_len=_get(inp, "text_len", 32), vocab_size=_get(inp, "synthetic_vocab_size", 1000),
+      num_speakers=_get(inp, "synthetic_speakers", 8))
+  ds = grain.MapDataset.range(_SYNTHETIC_SIZE)
+  ds = ds[jax.process_index()::jax.process_count()]
+  return ds.map(fn)
+
+
+# ----------------------------------------------------------------------------------------------
+# Public API.
+# ----------------------------------------------------------------------------------------------
+def create_iterator(config, *, mesh=None, split: str = "train") -> grain.DatasetIterator:
+  """Builds the per-process batch iterator for `split` ("train" or "eval").
+
+  Args:
+    config: the stage config (see module docstring for the fields read).
+    mesh: the device mesh (unused for the host-side pipeline; batches become global arrays with
+      `to_global(batch, mesh)`); accepted so callers can pass it uniformly.
+    split: "train" (shuffled, augmented, repeats forever) or "eval" (deterministic windows,
+      repeats forever; a fresh iterator always starts at the same batch).
+
+  Returns:
+    A grain iterator over dicts of numpy arrays with leading dim `local_batch_size(config)`;
+    `get_state()` / `set_state()` restore the exact position.
+
+  Raises:
+    ValueError: for an unknown split, bad keys, or a missing/invalid `config.input.data_dir`.
+  """
+  del mesh
+  if split not in ("train", "eval"):
+    raise ValueError(f"split must be 'train' or 'eval', got {split!r}")
+  bs = local_batch_size(config)
+  if _get(config.input, "synthetic", False):
+    ds = _synthetic_dataset(config, split)
+  else:
+    ds = _real_dataset(config, split)
+  it_ds = ds.to_iter_dataset(_read_options(config))
+  it_ds = it_ds.batch(bs, drop_remainder=True)
+  workers = int(_get(config.input, "num_workers", 0))
+  if workers > 0:
+    it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
+  return iter(it_ds)
+
+
+def _read_options(config):
+  del config
+  return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+
+
+def to_global(batch: Mapping[str, Any], mesh) -> dict[str, jax.Array]:
+  """Per-process numpy batch -> global `jax.Array`s, batch dim sharded over ('data', 'fsdp')."""
+  out = {}
+  for key, value in batch.items():
+    value = np.asarray(value)
+    sharding = sharding_lib.batch_sharding(mesh, value.ndim)
+    out[key] = jax.make_array_from_process_local_data(sharding, value)
+  return out
+
+
+def load_dataset_info(data_dir: str) -> dict:
+  """Reads `<data_dir>/dataset_info.json` (written by `data_pipelines.pipeline`).
+
+  Raises:
+    ValueError: naming the file if it is missing or not valid JSON.
+  """
+  import json  # pylint: disable=g-import-not-at-top
+  import os  # pylint: disable=g-import-not-at-top
+  path = os.path.join(data_dir, "dataset_info.json")
+  try:
+    with open(path) as f:
+      return json.load(f)
+  except FileNotFoundError as e:
+    raise ValueError(f"{path}: not found; run `jaxtalk preprocess` first") from e
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path}: not valid JSON ({e})") from e
+
+
+def _real_dataset(config, split: str) -> grain.MapDataset:
+  raise ValueError(
+      "real-data input pipeline: not committed yet; use config.input.synthetic=True "
+      f"(data_dir={_get(config.input, 'data_dir', '')!r}, split={split})")
