@@ -1,0 +1,620 @@
+"""Shared building blocks: convolutions, residual/down/up blocks, AdaIN, attention, Conformer, warping.
+
+Conventions used throughout jaxtalk:
+
+* Images and feature maps are NHWC: `[N, H, W, C]`. Sequences are `[B, T, D]`.
+* Parameters are float32 (`param_dtype`), computation runs in `dtype` (float32 or bfloat16).
+  Normalisation statistics, softmax, flow fields and sampling coordinates are always float32.
+* Parameters carry logical axis names from `jaxtalk.sharding.LOGICAL_AXES`.
+
+Warping (PoseTalk eqs. 4-5, "differentiable backward warping"):
+
+* A flow is `[N, H, W, 2]` float32 **in pixels of the grid it is defined on**, channel order
+  `(dx, dy)` (dx along width / columns, dy along height / rows).
+* It is a *backward* flow: output pixel `p = (x, y)` samples the input at `p + flow(p)`.
+* Pixel `(x, y)` is the centre of column x, row y; coordinates are integers at pixel centres.
+  This is `align_corners=True` in pixel units: sample positions `0 .. W-1` cover the image from
+  the first to the last pixel centre. Resizing a flow from width W to W' multiplies dx by W'/W
+  (dy by H'/H) and resamples it at pixel centres (`resize_flow`).
+* Bilinear interpolation; samples falling outside the image take the value 0 (`padding="zeros"`,
+  each of the 4 neighbours outside the image contributes 0) or the nearest border pixel
+  (`padding="border"`). Gradients flow to both the image and the flow (the flow gradient is the
+  bilinear slope, defined almost everywhere; at exact integer positions it is the one-sided slope
+  towards the next pixel).
+* A zero flow gives the input exactly (the weights are exactly 1 and 0).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from typing import Any, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+
+Dtype = Any
+
+# ---------------------------------------------------------------------------------------------
+# Parameter initialisers with logical axis names.
+# ---------------------------------------------------------------------------------------------
+
+
+def _part(init, names):
+  return nn.with_logical_partitioning(init, names)
+
+
+def conv_kernel_init(ndim: int = 2, scale: float = 1.0):
+  """He-style (fan-in) normal init for a conv kernel with logical names."""
+  init = nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+  return _part(init, ("kernel",) * ndim + ("conv_in", "conv_out"))
+
+
+def dense_kernel_init(names=("embed", "mlp"), scale: float = 1.0):
+  init = nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+  return _part(init, names)
+
+
+def zeros_init(names):
+  return _part(nn.initializers.zeros_init(), names)
+
+
+def ones_init(names):
+  return _part(nn.initializers.ones_init(), names)
+
+
+class Conv(nn.Module):
+  """2D (or 1D) convolution with logical-axis-annotated params.
+
+  Attributes:
+    features: output channels.
+    kernel_size: spatial kernel size (int or tuple).
+    strides: stride (int or tuple).
+    padding: "SAME", "VALID" or explicit padding.
+    use_bias: add a bias.
+    feature_group_count: groups (channels for depthwise).
+    zero_init: initialise kernel and bias to zero (output heads that should start as identity).
+    bias_init_value: constant initial bias.
+    ndim: 2 for images `[N, H, W, C]`, 1 for sequences `[B, T, C]`.
+    dtype / param_dtype: compute / parameter dtypes.
+  """
+  features: int
+  kernel_size: Any = 3
+  strides: Any = 1
+  padding: Any = "SAME"
+  use_bias: bool = True
+  feature_group_count: int = 1
+  zero_init: bool = False
+  bias_init_value: float = 0.0
+  ndim: int = 2
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    ks = self.kernel_size
+    ks = (ks,) * self.ndim if isinstance(ks, int) else tuple(ks)
+    st = self.strides
+    st = (st,) * self.ndim if isinstance(st, int) else tuple(st)
+    if self.zero_init:
+      kinit = _part(nn.initializers.zeros_init(), ("kernel",) * self.ndim + ("conv_in", "conv_out"))
+    else:
+      kinit = conv_kernel_init(self.ndim)
+    binit = _part(nn.initializers.constant(self.bias_init_value), ("conv_out",))
+    return nn.Conv(
+        self.features, ks, strides=st, padding=self.padding, use_bias=self.use_bias,
+        feature_group_count=self.feature_group_count, kernel_init=kinit, bias_init=binit,
+        dtype=self.dtype, param_dtype=self.param_dtype, name="conv")(x)
+
+
+class Dense(nn.Module):
+  """Dense layer with logical axis names `names` = (in, out)."""
+  features: int
+  names: Sequence[str] = ("embed", "mlp")
+  use_bias: bool = True
+  zero_init: bool = False
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kinit = (_part(nn.initializers.zeros_init(), tuple(self.names)) if self.zero_init
+             else dense_kernel_init(tuple(self.names)))
+    return nn.Dense(
+        self.features, use_bias=self.use_bias, kernel_init=kinit,
+        bias_init=zeros_init((self.names[-1],)), dtype=self.dtype,
+        param_dtype=self.param_dtype, name="dense")(x)
+
+
+class LayerNorm(nn.Module):
+  """LayerNorm over the last axis; statistics in float32, output in `dtype`."""
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+  use_scale: bool = True
+  use_bias: bool = True
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.LayerNorm(
+        dtype=self.dtype, param_dtype=self.param_dtype, use_scale=self.use_scale,
+        use_bias=self.use_bias, scale_init=ones_init(("norm",)), bias_init=zeros_init(("norm",)),
+        name="ln")(x.astype(jnp.float32)).astype(self.dtype)
+
+
+def instance_norm(x, eps: float = 1e-5):
+  """Per-sample, per-channel normalisation over H, W of `[N, H, W, C]`, in float32."""
+  x32 = x.astype(jnp.float32)
+  mean = jnp.mean(x32, axis=(1, 2), keepdims=True)
+  var = jnp.var(x32, axis=(1, 2), keepdims=True)
+  return (x32 - mean) * jax.lax.rsqrt(var + eps)
+
+
+class GroupNorm(nn.Module):
+  """GroupNorm (statistics in float32), `num_groups` capped at the channel count."""
+  num_groups: int = 8
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c = x.shape[-1]
+    g = math.gcd(self.num_groups, c)
+    y = nn.GroupNorm(
+        num_groups=g, dtype=jnp.float32, param_dtype=self.param_dtype,
+        scale_init=ones_init(("norm",)), bias_init=zeros_init(("norm",)), name="gn")(
+            x.astype(jnp.float32))
+    return y.astype(self.dtype)
+
+
+class AdaIN(nn.Module):
+  """Adaptive instance normalisation (Huang & Belongie 2017): injects a latent into features.
+
+  `out = IN(x) * (1 + gamma(z)) + beta(z)`, with `gamma`, `beta` linear in `z` (zero-initialised,
+  so at initialisation AdaIN is a plain instance norm). Statistics in float32.
+
+  Attributes:
+    dtype / param_dtype: compute / parameter dtypes.
+
+  Args (call):
+    x: `[N, H, W, C]` features.
+    z: `[N, D]` latent (one per image).
+
+  Returns:
+    `[N, H, W, C]` in `dtype`.
+  """
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, z):
+    if x.ndim != 4 or z.ndim != 2 or z.shape[0] != x.shape[0]:
+      raise ValueError(f"AdaIN: expected x [N,H,W,C] and z [N,D], got {x.shape} and {z.shape}")
+    c = x.shape[-1]
+    style = Dense(2 * c, names=("embed", "mlp"), zero_init=True, dtype=jnp.float32,
+                  param_dtype=self.param_dtype, name="style")(z.astype(jnp.float32))
+    gamma, beta = jnp.split(style, 2, axis=-1)
+    y = instance_norm(x) * (1.0 + gamma[:, None, None, :]) + beta[:, None, None, :]
+    return y.astype(self.dtype)
+
+
+def _act(x):
+  return nn.leaky_relu(x, 0.2)
+
+
+class ConvAdaIN(nn.Module):
+  """Conv -> AdaIN(z) -> LeakyReLU(0.2): the CoarseNet/RefineNet block (PoseTalk Fig. 11)."""
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, z):
+    x = Conv(self.features, self.kernel_size, self.strides, dtype=self.dtype,
+             param_dtype=self.param_dtype, name="conv")(x)
+    x = AdaIN(dtype=self.dtype, param_dtype=self.param_dtype, name="adain")(x, z)
+    return _act(x)
+
+
+class ResBlock(nn.Module):
+  """Pre-activation residual block: (GN, LReLU, conv) x 2 + (1x1) shortcut.
+
+  Attributes:
+    features: output channels.
+    dtype / param_dtype: compute / parameter dtypes.
+  """
+  features: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    h = Conv(self.features, 3, name="conv1", **kw)(_act(GroupNorm(name="gn1", **kw)(x)))
+    h = Conv(self.features, 3, name="conv2", **kw)(_act(GroupNorm(name="gn2", **kw)(h)))
+    if x.shape[-1] != self.features:
+      x = Conv(self.features, 1, use_bias=False, name="skip", **kw)(x)
+    return x + h
+
+
+class DownBlock(nn.Module):
+  """Conv(3x3) -> GN -> LReLU -> 2x2 average pool: halves H and W (ceil for odd sizes)."""
+  features: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = _act(GroupNorm(name="gn", **kw)(Conv(self.features, 3, name="conv", **kw)(x)))
+    return nn.avg_pool(x, (2, 2), (2, 2), padding="SAME")
+
+
+class UpBlock(nn.Module):
+  """2x nearest upsampling -> Conv(3x3) -> GN -> LReLU."""
+  features: int
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = upsample2x(x)
+    return _act(GroupNorm(name="gn", **kw)(Conv(self.features, 3, name="conv", **kw)(x)))
+
+
+def upsample2x(x):
+  """Nearest-neighbour 2x upsampling of `[N, H, W, C]`."""
+  return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Warping and resampling.
+# ---------------------------------------------------------------------------------------------
+
+
+def pixel_grid(height: int, width: int) -> jax.Array:
+  """`[H, W, 2]` float32 grid of pixel-centre coordinates `(x, y)` (x = column, y = row)."""
+  ys, xs = jnp.meshgrid(jnp.arange(height, dtype=jnp.float32),
+                        jnp.arange(width, dtype=jnp.float32), indexing="ij")
+  return jnp.stack([xs, ys], axis=-1)
+
+
+def bilinear_sample(image, coords, *, padding: str = "zeros"):
+  """Samples `image` at absolute pixel coordinates with bilinear interpolation.
+
+  Args:
+    image: `[N, H, W, C]` image or features, any float dtype.
+    coords: `[N, Ho, Wo, 2]` sample positions `(x, y)` in input pixels (pixel centres are
+      integers); cast to float32.
+    padding: "zeros" (outside neighbours contribute 0) or "border" (clamp to the edge pixel).
+
+  Returns:
+    `[N, Ho, Wo, C]` in the dtype of `image` (interpolation itself runs in float32).
+
+  Raises:
+    ValueError: on mismatched ranks/batch sizes or an unknown padding mode.
+  """
+  if image.ndim != 4 or coords.ndim != 4 or coords.shape[-1] != 2:
+    raise ValueError(f"bilinear_sample: expected image [N,H,W,C] and coords [N,Ho,Wo,2], got "
+                     f"{image.shape} and {coords.shape}")
+  if image.shape[0] != coords.shape[0]:
+    raise ValueError(f"bilinear_sample: batch mismatch {image.shape} vs {coords.shape}")
+  if padding not in ("zeros", "border"):
+    raise ValueError(f"bilinear_sample: padding must be 'zeros' or 'border', got {padding!r}")
+  n, h, w, c = image.shape
+  coords = coords.astype(jnp.float32)
+  x, y = coords[..., 0], coords[..., 1]
+  if padding == "border":
+    x = jnp.clip(x, 0.0, w - 1.0)
+    y = jnp.clip(y, 0.0, h - 1.0)
+  x0 = jnp.floor(x)
+  y0 = jnp.floor(y)
+  wx1 = x - x0
+  wy1 = y - y0
+  wx0 = 1.0 - wx1
+  wy0 = 1.0 - wy1
+  x0i = x0.astype(jnp.int32)
+  y0i = y0.astype(jnp.int32)
+  flat = image.reshape(n, h * w, c)
+  ho, wo = coords.shape[1:3]
+
+  def tap(yi, xi, wgt):
+    valid = (xi >= 0) & (xi <= w - 1) & (yi >= 0) & (yi <= h - 1)
+    idx = jnp.clip(yi, 0, h - 1) * w + jnp.clip(xi, 0, w - 1)
+    vals = jnp.take_along_axis(flat, idx.reshape(n, ho * wo, 1), axis=1).reshape(n, ho, wo, c)
+    wgt = jnp.where(valid, wgt, 0.0)
+    return vals.astype(jnp.float32) * wgt[..., None]
+
+  out = (tap(y0i, x0i, wy0 * wx0) + tap(y0i, x0i + 1, wy0 * wx1)
+         + tap(y0i + 1, x0i, wy1 * wx0) + tap(y0i + 1, x0i + 1, wy1 * wx1))
+  return out.astype(image.dtype)
+
+
+def warp(image, flow, *, padding: str = "zeros"):
+  """Backward-warps `image` by `flow`: `out[p] = image[p + flow[p]]` (bilinear).
+
+  Args:
+    image: `[N, H, W, C]` image or feature map.
+    flow: `[N, H, W, 2]` backward flow in pixels, `(dx, dy)`, same H, W as `image` (see the
+      module docstring for conventions). Kept in float32.
+    padding: "zeros" or "border".
+
+  Returns:
+    `[N, H, W, C]` in the dtype of `image`. A zero flow returns `image` exactly.
+
+  Raises:
+    ValueError: if the shapes do not match.
+  """
+  if flow.ndim != 4 or flow.shape[-1] != 2 or flow.shape[:3] != image.shape[:3]:
+    raise ValueError(f"warp: expected flow [N,H,W,2] matching image {image.shape}, got "
+                     f"{flow.shape}")
+  grid = pixel_grid(image.shape[1], image.shape[2])
+  return bilinear_sample(image, grid[None] + flow.astype(jnp.float32), padding=padding)
+
+
+def resize_images(x, height: int, width: int):
+  """Bilinear resize of `[N, H, W, C]` at pixel centres (antialiased when shrinking)."""
+  n, _, _, c = x.shape
+  return jax.image.resize(x, (n, height, width, c), method="linear").astype(x.dtype)
+
+
+def resize_flow(flow, height: int, width: int):
+  """Resizes a pixel-unit flow `[N, H, W, 2]` to `(height, width)` and rescales its vectors.
+
+  dx is multiplied by `width / W` and dy by `height / H`, so the flow keeps pointing at the same
+  image content. Returns float32.
+  """
+  n, h, w, _ = flow.shape
+  f = jax.image.resize(flow.astype(jnp.float32), (n, height, width, 2), method="linear")
+  scale = jnp.asarray([width / w, height / h], jnp.float32)
+  return f * scale
+
+
+def box_sampling_coords(boxes, out_h: int, out_w: int, in_h: int, in_w: int):
+  """Sampling coordinates that crop `boxes` out of an `[in_h, in_w]` image to `[out_h, out_w]`.
+
+  Args:
+    boxes: `[N, 4]` float `(x0, y0, x1, y1)` in [0, 1] relative to the image (edges, not
+      centres: 0 is the left edge of the first pixel, 1 the right edge of the last).
+    out_h, out_w: output size. in_h, in_w: input image size.
+
+  Returns:
+    `[N, out_h, out_w, 2]` float32 absolute pixel coordinates for `bilinear_sample`.
+  """
+  boxes = boxes.astype(jnp.float32)
+  u = (jnp.arange(out_w, dtype=jnp.float32) + 0.5) / out_w
+  v = (jnp.arange(out_h, dtype=jnp.float32) + 0.5) / out_h
+  x0, y0, x1, y1 = [boxes[:, i][:, None] for i in range(4)]
+  xs = (x0 + (x1 - x0) * u[None]) * in_w - 0.5        # [N, out_w]
+  ys = (y0 + (y1 - y0) * v[None]) * in_h - 0.5        # [N, out_h]
+  xs = jnp.broadcast_to(xs[:, None, :], (boxes.shape[0], out_h, out_w))
+  ys = jnp.broadcast_to(ys[:, :, None], (boxes.shape[0], out_h, out_w))
+  return jnp.stack([xs, ys], axis=-1)
+
+
+def crop_boxes(images, boxes, out_h: int, out_w: int, *, padding: str = "border"):
+  """Differentiable crop-and-resize of `boxes` from `images` by bilinear sampling (a warp).
+
+  Used to align mouth regions for the lip-sync and mouth perceptual losses (PoseTalk eqs. 9-10).
+
+  Args:
+    images: `[N, H, W, C]`.
+    boxes: `[N, 4]` `(x0, y0, x1, y1)` in [0, 1].
+    out_h, out_w: crop size.
+
+  Returns:
+    `[N, out_h, out_w, C]`, dtype of `images`.
+  """
+  coords = box_sampling_coords(boxes, out_h, out_w, images.shape[1], images.shape[2])
+  return bilinear_sample(images, coords, padding=padding)
+
+
+# ---------------------------------------------------------------------------------------------
+# Attention and Conformer.
+# ---------------------------------------------------------------------------------------------
+
+
+def sinusoidal_embedding(positions, dim: int):
+  """`[..., dim]` float32 sin/cos embedding of (possibly negative) positions."""
+  half = dim // 2
+  freqs = jnp.exp(-math.log(10000.0) * jnp.arange(half, dtype=jnp.float32) / max(half, 1))
+  ang = positions.astype(jnp.float32)[..., None] * freqs
+  emb = jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], axis=-1)
+  if dim % 2:
+    emb = jnp.pad(emb, [(0, 0)] * (emb.ndim - 1) + [(0, 1)])
+  return emb
+
+
+class MultiHeadAttention(nn.Module):
+  """Multi-head (self or cross) attention, optionally with relative positions.
+
+  With `relative=True` (self-attention only) the scores follow Transformer-XL (Dai et al. 2019),
+  as in Conformer (Gulati et al. 2020): `(q + u)·k + (q + v)·W_r r(i - j)` with sinusoidal
+  `r(·)` of the relative distance and learnt per-head biases `u`, `v`.
+
+  Attributes:
+    num_heads: heads. head_dim: per-head width (default `D // num_heads`).
+    relative: use relative-position scores.
+    dropout: attention-weight dropout (active when `train=True`).
+    dtype / param_dtype: compute / parameter dtypes (softmax in float32).
+
+  Args (call):
+    x: `[B, T, D]` queries. context: `[B, S, Dc]` keys/values (default `x`).
+    mask: `[B, S]` bool, True = valid key; invalid keys get zero weight.
+    train: enables dropout (needs the 'dropout' rng).
+
+  Returns:
+    `[B, T, D]` in `dtype`.
+  """
+  num_heads: int = 4
+  head_dim: Optional[int] = None
+  relative: bool = False
+  dropout: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, context=None, *, mask=None, train: bool = False):
+    d = x.shape[-1]
+    h = self.num_heads
+    dh = self.head_dim or d // h
+    if dh * h == 0:
+      raise ValueError(f"MultiHeadAttention: width {d} too small for {h} heads")
+    self_attn = context is None
+    context = x if self_attn else context
+    if self.relative and not self_attn:
+      raise ValueError("relative positions are only defined for self-attention")
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+
+    def proj(name, inp):
+      init = dense_kernel_init(("embed", "heads", "kv"))
+      return nn.DenseGeneral((h, dh), kernel_init=init, bias_init=zeros_init(("heads", "kv")),
+                             name=name, **kw)(inp)
+
+    q = proj("query", x)          # [B, T, H, dh]
+    k = proj("key", context)      # [B, S, H, dh]
+    v = proj("value", context)
+    q32, k32 = q.astype(jnp.float32), k.astype(jnp.float32)
+    scale = 1.0 / math.sqrt(dh)
+    if self.relative:
+      u = self.param("pos_bias_u", zeros_init(("heads", "kv")), (h, dh), self.param_dtype)
+      vb = self.param("pos_bias_v", zeros_init(("heads", "kv")), (h, dh), self.param_dtype)
+      t = x.shape[1]
+      rel = jnp.arange(t - 1, -t, -1)                          # distances i - j: t-1 .. -(t-1)
+      r = sinusoidal_embedding(rel, d)                         # [2T-1, D]
+      r = nn.DenseGeneral((h, dh), use_bias=False, dtype=jnp.float32,
+                          param_dtype=self.param_dtype,
+                          kernel_init=dense_kernel_init(("embed", "heads", "kv")),
+                          name="pos_proj")(r)                  # [2T-1, H, dh]
+      content = jnp.einsum("bthd,bshd->bhts", q32 + u, k32)
+      pos = jnp.einsum("bthd,rhd->bhtr", q32 + vb, r)          # [B, H, T, 2T-1]
+      # Entry (i, j) needs relative distance i - j, stored at index (t - 1) - (i - j).
+      idx = (t - 1) - (jnp.arange(t)[:, None] - jnp.arange(t)[None, :])   # [T, T]
+      pos = jnp.take_along_axis(
+          pos, jnp.broadcast_to(idx, pos.shape[:2] + (t, t)), axis=-1)
+      scores = (content + pos) * scale
+    else:
+      scores = jnp.einsum("bthd,bshd->bhts", q32, k32) * scale
+    if mask is not None:
+      if mask.shape != (x.shape[0], context.shape[1]):
+        raise ValueError(f"attention mask: expected {(x.shape[0], context.shape[1])}, got "
+                         f"{mask.shape}")
+      scores = jnp.where(mask[:, None, None, :], scores, -1e30)
+    weights = jax.nn.softmax(scores, axis=-1)
+    if mask is not None:  # Rows whose keys are all masked give zeros, not a uniform average.
+      weights = jnp.where(jnp.any(mask, axis=-1)[:, None, None, None], weights, 0.0)
+    weights = nn.Dropout(self.dropout, deterministic=not train)(weights)
+    out = jnp.einsum("bhts,bshd->bthd", weights.astype(self.dtype), v.astype(self.dtype))
+    return nn.DenseGeneral(d, axis=(-2, -1), kernel_init=dense_kernel_init(("heads", "kv", "embed")),
+                           bias_init=zeros_init(("embed",)), name="out", **kw)(out)
+
+
+class FeedForward(nn.Module):
+  """LayerNorm -> Dense(mult*D) -> Swish -> Dropout -> Dense(D) -> Dropout (Conformer FFN)."""
+  mult: int = 4
+  dropout: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, train: bool = False):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    d = x.shape[-1]
+    y = LayerNorm(name="ln", **kw)(x)
+    y = nn.swish(Dense(self.mult * d, names=("embed", "mlp"), name="fc1", **kw)(y))
+    y = nn.Dropout(self.dropout, deterministic=not train)(y)
+    y = Dense(d, names=("mlp", "embed"), name="fc2", **kw)(y)
+    return nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+class ConvModule(nn.Module):
+  """Conformer convolution module: LN -> pointwise(2D) -> GLU -> depthwise conv -> norm -> Swish
+  -> pointwise -> dropout.
+
+  The paper's BatchNorm is replaced by LayerNorm (no running statistics, and padded frames cannot
+  leak into the statistics). Padded frames (`mask=False`) are zeroed before the depthwise conv,
+  so valid outputs never depend on padding content.
+  """
+  kernel_size: int = 15
+  dropout: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, mask=None, train: bool = False):
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    d = x.shape[-1]
+    y = LayerNorm(name="ln", **kw)(x)
+    y = Dense(2 * d, names=("embed", "mlp"), name="pw1", **kw)(y)
+    y = nn.glu(y, axis=-1)
+    if mask is not None:
+      y = jnp.where(mask[..., None], y, 0)
+    y = Conv(d, self.kernel_size, feature_group_count=d, ndim=1, name="dw", **kw)(y)
+    y = nn.swish(LayerNorm(name="ln_dw", **kw)(y))
+    y = Dense(d, names=("mlp", "embed"), name="pw2", **kw)(y)
+    return nn.Dropout(self.dropout, deterministic=not train)(y)
+
+
+class ConformerBlock(nn.Module):
+  """Conformer block (Gulati et al. 2020, Fig. 1).
+
+  `x + ½FFN(x)` -> `+ MHSA_rel(LN(x))` -> `+ Conv(x)` -> `+ ½FFN(x)` -> LayerNorm.
+
+  Attributes:
+    num_heads: attention heads. ff_mult: FFN expansion. conv_kernel: depthwise kernel size.
+    dropout: dropout rate (active when `train=True`).
+    dtype / param_dtype: compute / parameter dtypes.
+
+  Args (call):
+    x: `[B, T, D]` (any T >= 1, odd or even).
+    mask: optional `[B, T]` bool (True = valid). Padded frames are excluded from attention keys
+      and zeroed before the depthwise convolution, so valid outputs do not depend on them.
+      Outputs at padded frames are set to 0.
+    train: dropout on/off.
+
+  Returns:
+    `[B, T, D]` in `dtype`.
+  """
+  num_heads: int = 4
+  ff_mult: int = 4
+  conv_kernel: int = 15
+  dropout: float = 0.0
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, *, mask=None, train: bool = False):
+    if x.ndim != 3:
+      raise ValueError(f"ConformerBlock: expected [B, T, D], got {x.shape}")
+    if mask is not None and mask.shape != x.shape[:2]:
+      raise ValueError(f"ConformerBlock: mask {mask.shape} does not match x {x.shape[:2]}")
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = x.astype(self.dtype)
+    if mask is not None:
+      x = jnp.where(mask[..., None], x, 0)
+    x = nn.with_logical_constraint(x, ("batch", "time", "embed"))
+    x = x + 0.5 * FeedForward(self.ff_mult, self.dropout, name="ff1", **kw)(x, train=train)
+    y = LayerNorm(name="ln_att", **kw)(x)
+    y = MultiHeadAttention(self.num_heads, relative=True, dropout=self.dropout, name="mhsa",
+                           **kw)(y, mask=mask, train=train)
+    x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
+    x = x + ConvModule(self.conv_kernel, self.dropout, name="conv", **kw)(x, mask=mask,
+                                                                         train=train)
+    x = x + 0.5 * FeedForward(self.ff_mult, self.dropout, name="ff2", **kw)(x, train=train)
+    x = LayerNorm(name="ln_out", **kw)(x)
+    if mask is not None:
+      x = jnp.where(mask[..., None], x, 0)
+    return nn.with_logical_constraint(x, ("batch", "time", "embed"))
+
+
+def tanh_skip(logits, base, eps: float = 1e-3):
+  """`tanh(logits + atanh(base))`: a conv + tanh output head with a skip from an image.
+
+  With zero `logits` this returns `base` (clipped to `[-1+eps, 1-eps]`), so an output head
+  initialised at zero starts as the identity on `base`. Float32.
+  """
+  b = jnp.clip(base.astype(jnp.float32), -1.0 + eps, 1.0 - eps)
+  return jnp.tanh(logits.astype(jnp.float32) + jnp.arctanh(b))
