@@ -1,0 +1,83 @@
+"""Tests for jaxtalk.text: word-level vocab/tokenizer, CLIP tokenizer and text encoders."""
+
+import json
+
+import numpy as np
+import pytest
+
+from jaxtalk import text
+
+
+def write_tiny_clip_tokenizer(path):
+  """Writes a tiny CLIP BPE vocabulary (letters + a few merges) to `path`; returns vocab size."""
+  letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list(",.'!?")
+  tokens = letters + [c + "</w>" for c in letters]
+  merges = [("h", "e</w>"), ("n", "o"), ("s", "h"), ("l", "e"), ("t", "h")]
+  tokens += ["".join(m) for m in merges]
+  tokens += ["<|startoftext|>", "<|endoftext|>"]
+  vocab = {t: i for i, t in enumerate(tokens)}
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "vocab.json").write_text(json.dumps(vocab))
+  (path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+  return len(vocab)
+
+
+def test_split_words_lowercases_and_splits_punctuation():
+  assert text.split_words("He nods, then LOOKS left.") == [
+      "he", "nods", ",", "then", "looks", "left", "."]
+  assert text.split_words("don't  stop!") == ["don't", "stop", "!"]
+
+
+def test_build_vocab_is_deterministic_and_reserved():
+  texts = ["He nods slowly.", "she shakes her head", "He looks left, then nods."]
+  v1 = text.build_vocab(texts)
+  v2 = text.build_vocab(list(reversed(texts)))
+  assert v1 == v2
+  assert v1[:2] == ["<pad>", "<unk>"]
+  # Most frequent first: "he", "nods", "." each appear twice; ties alphabetical.
+  assert v1[2:5] == [".", "he", "nods"]
+  assert len(set(v1)) == len(v1)
+  small = text.build_vocab(texts, max_size=4)
+  assert small == ["<pad>", "<unk>", ".", "he"]
+  with pytest.raises(ValueError):
+    text.build_vocab(texts, max_size=1)
+
+
+def test_word_tokenizer_encode():
+  vocab = text.build_vocab(["he nods", "she shakes her head"])
+  tok = text.make_tokenizer(vocab=vocab)
+  ids, mask = tok.encode(["He nods wildly", "", "she shakes her head and then nods"], max_len=5)
+  assert ids.dtype == np.int32 and ids.shape == (3, 5)
+  assert mask.dtype == bool and mask.shape == (3, 5)
+  assert ids[0, 0] == vocab.index("he") and ids[0, 1] == vocab.index("nods")
+  assert ids[0, 2] == text.UNK_ID and ids[0, 3] == text.PAD_ID
+  np.testing.assert_array_equal(mask[0], [True, True, True, False, False])
+  assert not mask[1].any()
+  assert mask[2].all()  # truncated to max_len
+  assert tok.decode(ids[0]) == "he nods <unk>"
+  with pytest.raises(TypeError):
+    tok.encode("a single string", 4)
+  with pytest.raises(ValueError):
+    text.make_tokenizer()
+  with pytest.raises(ValueError):
+    text.WordTokenizer(["a", "b"])
+
+
+def test_clip_tokenizer_from_local_folder(tmp_path):
+  n = write_tiny_clip_tokenizer(tmp_path / "clip")
+  tok = text.make_tokenizer(clip_path=str(tmp_path / "clip"))
+  assert tok.vocab_size == n
+  ids, mask = tok.encode(["he nods", "she shakes her head slowly"], max_len=8)
+  assert ids.shape == (2, 8) and ids.dtype == np.int32 and mask.dtype == bool
+  assert mask[1].all() and not mask[0].all()
+  assert ids.max() < n
+  # BOS first; the sequence of the short text ends with EOS before padding.
+  assert ids[0, 0] == ids[1, 0]
+  assert ids[0, int(mask[0].sum()) - 1] == n - 1
+
+
+def test_clip_tokenizer_missing_files_error(tmp_path):
+  (tmp_path / "clip").mkdir()
+  (tmp_path / "clip" / "vocab.json").write_text("{}")
+  with pytest.raises(ValueError, match="merges.txt"):
+    text.make_tokenizer(clip_path=str(tmp_path / "clip"))
