@@ -1,0 +1,584 @@
+"""Apache Beam preprocessing: talking-face videos -> ArrayRecord clip shards + dataset_info.json.
+
+  jaxtalk preprocess --input=<manifest.jsonl | manifest.csv | glob | dir> --output_dir=DIR \
+      [--runner=DirectRunner|DataflowRunner|FlinkRunner|SparkRunner] [--resolution=256] \
+      [--max_clip_seconds=10] [--num_shards=N] [any other Beam pipeline option]
+
+Per input video (`process_video`, plain Python, also used by benchmarks/preprocess.py):
+  1. decode (PyAV), resample to 25 fps by timestamps (`decode.py`);
+  2. face: mediapipe FaceMesh (478 landmarks with irises) on every frame in tracking mode, the
+     largest face kept when several are seen (noted in the record and in warnings.jsonl); gaps of
+     up to `max_gap_frames` frames without a face are interpolated, longer gaps split the video;
+  3. pieces of consecutive face frames are cut into clips of at most `max_clip_seconds` (equal
+     lengths); pieces shorter than `min_clip_seconds` are dropped;
+  4. per clip: a Gaussian-smoothed square crop box (sigma 1 s, so the crop does not jitter), head
+     pose by PnP and gaze from the irises (`jaxtalk.face`), smoothed; mouth box; frames cropped,
+     resized to `resolution` and JPEG-encoded; audio decoded (PyAV) to 16 kHz mono int16 aligned to
+     the first video frame, and its Wav2Lip log-mel (`jaxtalk.audio`);
+  5. one record per clip (`schema.py`).
+Inputs that fail go to `dead_letter.jsonl` as {"path", "id", "stage", "reason"} and the run goes
+on: unreadable/corrupt/truncated file (stage "decode"), too short ("decode"), no face / face too
+rarely found ("face"), no audio track or unreadable audio ("audio"), extreme head pose ("pose").
+
+Outputs in `output_dir`:
+  clips-SSSSS-of-NNNNN.array_record   records; clip -> shard by a stable hash of the clip id, sorted
+                                      by clip id inside a shard (re-running gives identical files)
+  dataset_info.json                   counts, hours, per-feature mean/std, vocabulary, clip index
+  dead_letter.jsonl, warnings.jsonl   sorted by path
+The shards are written by `_WriteShard` with array_record's writer and the options of
+`array_record.beam.arrayrecordio.WriteToArrayRecord` ("group_size:1"); that sink itself assigns
+records to shards round-robin from a random start, so its output differs between runs, which is
+why the deterministic grouping is done here. `--sink=arrayrecordio` uses it anyway (faster on
+large runners; the clip index in dataset_info.json is then rebuilt by reading the shards back).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import sys
+import time
+from typing import Any, Iterable, Optional
+
+import numpy as np
+
+from data_pipelines import decode
+from data_pipelines import readers
+from data_pipelines import schema
+
+DATASET_INFO = "dataset_info.json"
+DEAD_LETTER = "dead_letter.jsonl"
+WARNINGS = "warnings.jsonl"
+SHARD_PREFIX = "clips"
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+  """Preprocessing options (all have command-line flags of the same name).
+
+  Attributes:
+    resolution: side of the stored square crops (pixels).
+    max_clip_seconds: longer face segments are cut into equal clips no longer than this.
+    min_clip_seconds: shorter segments are dropped (a video with none is "too short").
+    crop_scale: crop side / face size (larger side of the landmark box).
+    crop_sigma: smoothing of the crop box over time, frames.
+    pose_sigma: smoothing of the pose over time, frames.
+    max_gap_frames: face-less gaps up to this many frames are interpolated.
+    max_abs_yaw, max_abs_pitch: a clip whose median |yaw| / |pitch| (radians) exceeds these is
+      dead-lettered as an extreme pose.
+    jpeg_quality: JPEG quality of stored frames.
+    num_shards: output shards (0: one per 32 input videos, at least 1).
+    wav2vec_path: local wav2vec 2.0 checkpoint folder (optional features; see `_optional`).
+    clip_path: local CLIP checkpoint folder (optional text embedding).
+  """
+  resolution: int = 256
+  max_clip_seconds: float = 10.0
+  min_clip_seconds: float = 1.0
+  crop_scale: float = 1.6
+  crop_sigma: float = 25.0
+  pose_sigma: float = 1.5
+  max_gap_frames: int = 12
+  max_abs_yaw: float = 1.2
+  max_abs_pitch: float = 0.9
+  jpeg_quality: int = 90
+  num_shards: int = 0
+  wav2vec_path: str = ""
+  clip_path: str = ""
+
+
+class StageError(Exception):
+  """A per-video failure that goes to the dead-letter output."""
+
+  def __init__(self, stage: str, reason: str):
+    super().__init__(f"{stage}: {reason}")
+    self.stage = stage
+    self.reason = reason
+
+
+# ----------------------------------------------------------------------------------------------
+# Per-video processing (no Beam).
+# ----------------------------------------------------------------------------------------------
+class _Timer:
+  """Accumulates CPU seconds (process time, all threads) per stage into a dict."""
+
+  def __init__(self, timings: Optional[dict], stage: str):
+    self.timings, self.stage = timings, stage
+
+  def __enter__(self):
+    self.t0 = time.process_time()
+
+  def __exit__(self, *exc):
+    if self.timings is not None:
+      self.timings[self.stage] = self.timings.get(self.stage, 0.0) + (
+          time.process_time() - self.t0)
+
+
+def _segments(found: np.ndarray, max_gap: int) -> list[tuple[int, int]]:
+  """[start, stop) runs of face frames, bridging gaps of <= max_gap frames."""
+  idx = np.flatnonzero(found)
+  if idx.size == 0:
+    return []
+  runs, start, last = [], idx[0], idx[0]
+  for i in idx[1:]:
+    if i - last - 1 > max_gap:
+      runs.append((int(start), int(last) + 1))
+      start = i
+    last = i
+  runs.append((int(start), int(last) + 1))
+  return runs
+
+
+def _split(start: int, stop: int, max_len: int) -> list[tuple[int, int]]:
+  n = stop - start
+  pieces = max(1, math.ceil(n / max_len))
+  bounds = [start + (n * k) // pieces for k in range(pieces + 1)]
+  return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _audio_for_video(item: readers.VideoItem, info: decode.VideoInfo) -> np.ndarray:
+  """16 kHz mono float audio aligned to the first video frame (sample 0 = frame 0)."""
+  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  path = item.audio or item.video
+  if not item.audio and not info.has_audio:
+    raise StageError("audio", "no audio track")
+  try:
+    wav, a0 = audio_lib.load_audio_with_start(path)
+  except ValueError as e:
+    raise StageError("audio", str(e)) from e
+  offset = int(round((info.start_time - a0) * audio_lib.SAMPLE_RATE)) if not item.audio else 0
+  if offset > 0:
+    wav = wav[offset:]
+  elif offset < 0:
+    wav = np.concatenate([np.zeros([-offset], np.float32), wav])
+  return wav
+
+
+def process_video(item: readers.VideoItem, opts: Options,
+                  timings: Optional[dict] = None) -> tuple[list[dict], list[str]]:
+  """Turns one input video into clip records (dicts as in `schema.py`).
+
+  Args:
+    item: the video and its metadata.
+    opts: preprocessing options.
+    timings: if given, CPU seconds per stage are added under "decode", "face",
+      "landmarks_pose", "audio", "encode".
+
+  Returns:
+    (records, warnings): records are unencoded dicts, warnings human-readable strings.
+
+  Raises:
+    StageError: for inputs that go to the dead-letter output.
+  """
+  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk import face as face_lib  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+
+  warnings = []
+  try:
+    emotion = schema.emotion_name(item.emotion)
+  except ValueError as e:
+    raise StageError("metadata", str(e)) from e
+  with _Timer(timings, "decode"):
+    try:
+      info = decode.probe(item.video)
+    except decode.DecodeError as e:
+      raise StageError("decode", str(e)) from e
+  min_frames = max(1, int(round(opts.min_clip_seconds * decode.FPS)))
+  if info.num_frames < min_frames:
+    raise StageError("decode", f"too short: {info.duration:.2f} s of video, need at least "
+                               f"{opts.min_clip_seconds} s")
+
+  # Audio first (cheap; a video without audio is rejected before face tracking).
+  with _Timer(timings, "audio"):
+    wav = _audio_for_video(item, info)
+  usable = min(info.num_frames, wav.size // audio_lib.SAMPLES_PER_FRAME)
+  if usable < min_frames:
+    raise StageError("audio", f"too short: {wav.size / audio_lib.SAMPLE_RATE:.2f} s of audio "
+                              f"aligned to the video")
+  if usable < info.num_frames:
+    warnings.append(f"audio ends {(info.num_frames - usable) / decode.FPS:.2f} s before the "
+                    "video; the video was cut to the audio")
+
+  # Pass 1: landmarks of every frame.
+  landmarks = np.zeros([usable, face_lib.NUM_LANDMARKS, 3], np.float32)
+  found = np.zeros([usable], bool)
+  num_faces = np.zeros([usable], np.int32)
+  decode_t = time.process_time()
+  face_t = 0.0
+  try:
+    with face_lib.FaceMeshTracker(max_num_faces=2) as tracker:
+      for k, frame in decode.iter_frames(item.video, info, 0, usable):
+        t0 = time.process_time()
+        det = tracker(frame)
+        face_t += time.process_time() - t0
+        num_faces[k] = det.num_faces
+        if det.landmarks is not None:
+          landmarks[k] = det.landmarks
+          found[k] = True
+  except decode.DecodeError as e:
+    raise StageError("decode", str(e)) from e
+  if timings is not None:
+    timings["face"] = timings.get("face", 0.0) + face_t
+    timings["decode"] = timings.get("decode", 0.0) + (time.process_time() - decode_t - face_t)
+  if not found.any():
+    raise StageError("face", f"no face found in any of {usable} frames")
+  multi = int((num_faces > 1).sum())
+  if multi:
+    warnings.append(f"several faces (up to {int(num_faces.max())}) in {multi} of {usable} "
+                    "frames; kept the largest")
+
+  with _Timer(timings, "landmarks_pose"):
+    segments = [(a, b) for a, b in _segments(found, opts.max_gap_frames) if b - a >= min_frames]
+    if not segments:
+      raise StageError("face", f"face found in only {int(found.sum())} of {usable} frames, no "
+                               f"run of {opts.min_clip_seconds} s")
+    dropped = usable - sum(b - a for a, b in segments)
+    if dropped:
+      warnings.append(f"{dropped} of {usable} frames dropped (no face)")
+    max_len = max(min_frames, int(round(opts.max_clip_seconds * decode.FPS)))
+    clips = []  # (start, stop, crop boxes, landmarks px, pose, gaze, face_found)
+    for a, b in segments:
+      lm = face_lib.fill_gaps(landmarks[a:b], found[a:b]).astype(np.float32)
+      boxes = face_lib.smoothed_crop_boxes(lm, crop_scale=opts.crop_scale,
+                                           sigma_frames=opts.crop_sigma)
+      pose = face_lib.head_pose(lm, (info.width, info.height), boxes,
+                                sigma_frames=opts.pose_sigma)
+      gz = face_lib.gaze(lm)
+      for s, e in _split(a, b, max_len):
+        sl = slice(s - a, e - a)
+        clips.append((s, e, boxes[sl], lm[sl], pose[sl], gz[sl], found[s:e]))
+  video_id = item.id
+  n_clips = len(clips)
+  kept = []
+  for ci, (s, e, boxes, lm, pose, gz, ff) in enumerate(clips):
+    med_yaw, med_pitch = np.median(np.abs(pose[:, 0])), np.median(np.abs(pose[:, 1]))
+    if med_yaw > opts.max_abs_yaw or med_pitch > opts.max_abs_pitch:
+      if n_clips == 1:
+        raise StageError("pose", f"extreme head pose: median |yaw| {med_yaw:.2f} rad, |pitch| "
+                                 f"{med_pitch:.2f} rad (limits {opts.max_abs_yaw}, "
+                                 f"{opts.max_abs_pitch})")
+      warnings.append(f"clip {ci} (frames {s}-{e}) dropped: extreme head pose "
+                      f"(median |yaw| {med_yaw:.2f}, |pitch| {med_pitch:.2f} rad)")
+      continue
+    kept.append((ci, s, e, boxes, lm, pose, gz, ff))
+  if not kept:
+    raise StageError("pose", "extreme head pose in every clip")
+
+  # Pass 2: crops.
+  by_frame = {}
+  for j, (_, s, e, *_rest) in enumerate(kept):
+    for k in range(s, e):
+      by_frame[k] = j
+  jpegs = [[] for _ in kept]
+  encode_t = time.process_time()
+  dec_t = 0.0
+  t_prev = time.process_time()
+  try:
+    for k, frame in decode.iter_frames(item.video, info, kept[0][1], kept[-1][2]):
+      dec_t += time.process_time() - t_prev
+      j = by_frame.get(k)
+      if j is not None:
+        _, s, _, boxes, *_ = kept[j]
+        crop = face_lib.crop_image(frame, boxes[k - s], opts.resolution)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR),
+                               [cv2.IMWRITE_JPEG_QUALITY, int(opts.jpeg_quality)])
+        if not ok:
+          raise StageError("encode", f"JPEG encoding failed at frame {k}")
+        jpegs[j].append(buf.tobytes())
+      t_prev = time.process_time()
+  except decode.DecodeError as e:
+    raise StageError("decode", str(e)) from e
+  if timings is not None:
+    timings["decode"] = timings.get("decode", 0.0) + dec_t
+    timings["encode"] = timings.get("encode", 0.0) + (time.process_time() - encode_t - dec_t)
+
+  records = []
+  for j, (ci, s, e, boxes, lm, pose, gz, ff) in enumerate(kept):
+    with _Timer(timings, "landmarks_pose"):
+      crop_lm = face_lib.to_crop_coords(lm, boxes)
+      mouth = face_lib.mouth_box(crop_lm)
+    with _Timer(timings, "audio"):
+      pcm = audio_lib.to_int16(
+          wav[s * audio_lib.SAMPLES_PER_FRAME:e * audio_lib.SAMPLES_PER_FRAME])
+      mel = audio_lib.log_mel(audio_lib.from_int16(pcm))
+    notes = list(warnings)
+    records.append(dict(
+        schema_version=schema.SCHEMA_VERSION, clip_id=f"{video_id}_c{ci:03d}", video_id=video_id,
+        source_path=item.video, dataset=item.dataset, speaker=item.speaker, emotion=emotion,
+        emotion_intensity=int(item.intensity), view=item.view, text=item.text, fps=decode.FPS,
+        start_time=float(s / decode.FPS), num_frames=int(e - s),
+        resolution=int(opts.resolution), frames=jpegs[j],
+        crop_box=boxes.astype(np.float32), landmarks=crop_lm.astype(np.float16),
+        face_found=ff.astype(bool), pose=pose.astype(np.float32), gaze=gz.astype(np.float32),
+        mouth_box=mouth.astype(np.float32), audio=pcm, mel=mel.astype(np.float16),
+        num_faces_max=int(num_faces[s:e].max()), notes=notes))
+  _optional_features(records, opts)
+  return records, warnings
+
+
+def _optional_features(records: list[dict], opts: Options) -> None:
+  """wav2vec 2.0 / CLIP features from local checkpoints: not implemented yet.
+
+  Raises:
+    NotImplementedError: if a checkpoint path is given (rather than silently ignoring it).
+  """
+  if opts.wav2vec_path or opts.clip_path:
+    raise NotImplementedError(
+        "wav2vec_path / clip_path: optional pretrained features are not implemented yet in "
+        "preprocessing; the training stages compute their own audio/text features")
+  del records
+
+
+# ----------------------------------------------------------------------------------------------
+# Shards and dataset statistics.
+# ----------------------------------------------------------------------------------------------
+def shard_of(clip_id: str, num_shards: int) -> int:
+  """Stable shard index of a clip (md5 of its id; independent of Python's hash seed)."""
+  return int(hashlib.md5(clip_id.encode("utf-8")).hexdigest()[:8], 16) % num_shards
+
+
+def shard_name(index: int, num_shards: int) -> str:
+  return f"{SHARD_PREFIX}-{index:05d}-of-{num_shards:05d}.array_record"
+
+
+def clip_summary(record: dict) -> dict:
+  """Small per-clip metadata and sufficient statistics (for dataset_info.json)."""
+  pose = record["pose"].astype(np.float64)
+  gz = record["gaze"].astype(np.float64)
+  mel = record["mel"].astype(np.float64)
+  return dict(
+      clip_id=record["clip_id"], video_id=record["video_id"], dataset=record["dataset"],
+      speaker=record["speaker"], emotion=record["emotion"], text=record["text"],
+      num_frames=int(record["num_frames"]), notes=record["notes"],
+      stats=dict(pose=[len(pose), pose.sum(0).tolist(), (pose ** 2).sum(0).tolist()],
+                 gaze=[len(gz), gz.sum(0).tolist(), (gz ** 2).sum(0).tolist()],
+                 mel=[len(mel), mel.sum(0).tolist(), (mel ** 2).sum(0).tolist()]))
+
+
+def write_shard(path: str, payloads: list[bytes]) -> None:
+  """Writes records to an ArrayRecord file (temp name, then rename)."""
+  from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
+  tmp = path + ".tmp"
+  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+  for p in payloads:
+    writer.write(p)
+  writer.close()
+  os.replace(tmp, path)
+
+
+def _mean_std(parts: list[list]) -> tuple[list[float], list[float]]:
+  n = sum(p[0] for p in parts)
+  if n == 0:
+    return [], []
+  s = np.sum([p[1] for p in parts], 0)
+  sq = np.sum([p[2] for p in parts], 0)
+  mean = s / n
+  std = np.sqrt(np.maximum(sq / n - mean ** 2, 0.0))
+  return mean.tolist(), std.tolist()
+
+
+def _build_vocab(texts: list[str]) -> list[str]:
+  try:
+    from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
+    return list(text_lib.build_vocab(texts))
+  except (ImportError, AttributeError):
+    # Fallback until jaxtalk.text lands: lower-cased words by frequency, then alphabetically;
+    # index 0 = "<pad>", 1 = "<unk>".
+    counts = {}
+    for t in texts:
+      for w in re.findall(r"[a-z0-9']+", t.lower()):
+        counts[w] = counts.get(w, 0) + 1
+    words = sorted(counts, key=lambda w: (-counts[w], w))[:4094]
+    return ["<pad>", "<unk>"] + words
+
+
+def dataset_info(shards: list[tuple[str, list[dict]]], dead: list[dict], opts: Options) -> dict:
+  """Builds dataset_info.json from per-shard clip summaries (in shard order)."""
+  clips = []
+  for name, summaries in sorted(shards):
+    for i, c in enumerate(summaries):
+      clips.append(dict(c, shard=name, index=i))
+  frames = sum(c["num_frames"] for c in clips)
+  stats = {}
+  for key in ("pose", "gaze", "mel"):
+    mean, std = _mean_std([c["stats"][key] for c in clips])
+    stats[key] = dict(mean=mean, std=std)
+  speakers = sorted({c["speaker"] for c in clips})
+  texts = sorted({c["text"] for c in clips if c["text"]})
+  return dict(
+      schema_version=schema.SCHEMA_VERSION, fps=decode.FPS, sample_rate=schema.SAMPLE_RATE,
+      resolution=opts.resolution, num_clips=len(clips), num_frames=frames,
+      num_videos=len({c["video_id"] for c in clips}), hours=frames / decode.FPS / 3600.0,
+      num_dead=len(dead),
+      pose_mean=stats["pose"]["mean"], pose_std=stats["pose"]["std"],
+      gaze_mean=stats["gaze"]["mean"], gaze_std=stats["gaze"]["std"],
+      mel_mean=stats["mel"]["mean"], mel_std=stats["mel"]["std"],
+      pose_names=["yaw", "pitch", "roll", "tx", "ty", "scale"], gaze_names=["pitch", "yaw"],
+      emotions=list(schema.EMOTIONS), speakers=speakers, vocab=_build_vocab(texts),
+      shards=sorted({c["shard"] for c in clips}),
+      clips=[{k: v for k, v in c.items() if k != "stats"} for c in clips],
+      options=dataclasses.asdict(opts))
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _write_jsonl_atomic(path: str, rows: Iterable[dict]) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    for r in rows:
+      f.write(json.dumps(r, sort_keys=True) + "\n")
+  os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Beam.
+# ----------------------------------------------------------------------------------------------
+def _beam_transforms():
+  """The DoFns (defined lazily so importing this module does not import Beam)."""
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+
+  class ProcessVideo(beam.DoFn):
+    """item json -> (shard, (clip_id, bytes, summary)); dead letters and warnings tagged."""
+
+    def __init__(self, opts: Options, num_shards: int):
+      self.opts, self.num_shards = opts, num_shards
+
+    def process(self, item_json):
+      item = readers.VideoItem(**item_json)
+      try:
+        records, warnings = process_video(item, self.opts)
+        for w in warnings:
+          yield beam.pvalue.TaggedOutput("warn", dict(path=item.video, id=item.id, warning=w))
+        for r in records:
+          payload = schema.encode_record(r)
+          yield (shard_of(r["clip_id"], self.num_shards), (r["clip_id"], payload, clip_summary(r)))
+      except StageError as e:
+        logging.warning("dead letter %s (%s): %s", item.video, e.stage, e.reason)
+        yield beam.pvalue.TaggedOutput(
+            "dead", dict(path=item.video, id=item.id, stage=e.stage, reason=e.reason))
+      except NotImplementedError:
+        raise
+      except Exception as e:  # pylint: disable=broad-except  # anything else: dead letter too.
+        logging.exception("unexpected failure on %s", item.video)
+        yield beam.pvalue.TaggedOutput(
+            "dead", dict(path=item.video, id=item.id, stage="unexpected",
+                         reason=f"{type(e).__name__}: {e}"))
+
+  class WriteShard(beam.DoFn):
+    """(shard, [(clip_id, bytes, summary)]) -> writes the shard; yields (name, summaries)."""
+
+    def __init__(self, output_dir: str, num_shards: int):
+      self.output_dir, self.num_shards = output_dir, num_shards
+
+    def process(self, element):
+      shard, items = element
+      items = sorted(items, key=lambda x: x[0])
+      name = shard_name(shard, self.num_shards)
+      write_shard(os.path.join(self.output_dir, name), [p for _, p, _ in items])
+      yield (name, [s for _, _, s in items])
+
+  return beam, ProcessVideo, WriteShard
+
+
+def preprocess(input_path: str, output_dir: str, resolution: int = 256,
+               runner: str = "DirectRunner", **options) -> dict:
+  """Runs the preprocessing pipeline and returns the written dataset_info dict.
+
+  Args:
+    input_path: manifest (.jsonl / .csv), directory or glob (see `readers.py`).
+    output_dir: created if missing; existing shards of a previous run are replaced.
+    resolution: crop side in pixels.
+    runner: Beam runner name.
+    **options: fields of `Options` (e.g. max_clip_seconds=5), and Beam pipeline options as
+      keyword arguments (e.g. direct_num_workers=2, project=..., temp_location=...).
+
+  Raises:
+    ValueError: if the input matches no videos or an option is unknown.
+  """
+  from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
+  fields = {f.name for f in dataclasses.fields(Options)}
+  opts = Options(resolution=int(resolution), **{k: v for k, v in options.items() if k in fields})
+  beam_kwargs = {k: v for k, v in options.items() if k not in fields}
+  items = readers.read_items(input_path)
+  num_shards = opts.num_shards or max(1, math.ceil(len(items) / 32))
+  output_dir = os.path.abspath(output_dir)
+  os.makedirs(output_dir, exist_ok=True)
+  for old in os.listdir(output_dir):
+    if old.startswith(SHARD_PREFIX + "-") and old.endswith(".array_record"):
+      os.remove(os.path.join(output_dir, old))
+  beam_kwargs.setdefault("direct_num_workers", 1)
+  beam_kwargs.setdefault("direct_running_mode", "in_memory")
+  pipeline_options = PipelineOptions(runner=runner, **beam_kwargs)
+
+  beam, process_fn, write_fn = _beam_transforms()
+  with beam.Pipeline(options=pipeline_options) as p:
+    outs = (p
+            | "Items" >> beam.Create([it.to_json() for it in items])
+            | "Process" >> beam.ParDo(process_fn(opts, num_shards)).with_output_types(Any).with_outputs(
+                "dead", "warn", main="clips"))
+    shards = (outs.clips
+              | "GroupByShard" >> beam.GroupByKey()
+              | "WriteShards" >> beam.ParDo(write_fn(output_dir, num_shards)))
+    dead = outs.dead
+    warn = outs.warn
+
+    def finish(_, shards, dead, warn):
+      dead = sorted(dead, key=lambda d: (d["path"], d["stage"]))
+      _write_jsonl_atomic(os.path.join(output_dir, DEAD_LETTER), dead)
+      _write_jsonl_atomic(os.path.join(output_dir, WARNINGS),
+                          sorted(warn, key=lambda w: (w["path"], w["warning"])))
+      info = dataset_info(list(shards), dead, opts)
+      _write_json_atomic(os.path.join(output_dir, DATASET_INFO), info)
+      return info["num_clips"]
+
+    _ = (p
+         | "Finish" >> beam.Create([None])
+         | "WriteInfo" >> beam.Map(finish, shards=beam.pvalue.AsList(shards),
+                                   dead=beam.pvalue.AsList(dead),
+                                   warn=beam.pvalue.AsList(warn)))
+  with open(os.path.join(output_dir, DATASET_INFO), encoding="utf-8") as f:
+    return json.load(f)
+
+
+def run(argv: list[str]) -> int:
+  """`jaxtalk preprocess` entry point (argv[0] is the program name)."""
+  parser = argparse.ArgumentParser(prog=argv[0] if argv else "jaxtalk preprocess",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--input", required=True, help="manifest .jsonl/.csv, directory or glob")
+  parser.add_argument("--output_dir", required=True)
+  parser.add_argument("--runner", default="DirectRunner")
+  for f in dataclasses.fields(Options):
+    parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+  args, beam_args = parser.parse_known_args(argv[1:])
+  beam_kwargs = {}
+  for a in beam_args:
+    if not a.startswith("--"):
+      parser.error(f"unexpected argument {a!r}")
+    key, _, value = a[2:].partition("=")
+    beam_kwargs[key] = value if value else True
+  for k in ("direct_num_workers",):
+    if k in beam_kwargs:
+      beam_kwargs[k] = int(beam_kwargs[k])
+  kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)}
+  resolution = kwargs.pop("resolution")
+  try:
+    info = preprocess(args.input, args.output_dir, resolution=resolution, runner=args.runner,
+                      **kwargs, **beam_kwargs)
+  except ValueError as e:
+    print(f"jaxtalk preprocess: {e}", file=sys.stderr)
+    return 2
+  print(f"{info['num_clips']} clips, {info['num_frames']} frames ({info['hours']:.3f} h) from "
+        f"{info['num_videos']} videos; {info['num_dead']} inputs in {DEAD_LETTER}; "
+        f"output in {args.output_dir}")
+  return 0
