@@ -1,0 +1,225 @@
+"""Tests of the training loop (jaxtalk/train.py) on 8 simulated CPU devices.
+
+They use `tests/regression_stage.py`, a small real regression task (test fixture) on synthetic
+batches: sharded == single-device, params really sharded, resume after a stop / SIGTERM is
+bit-identical, NaN stops training naming step and term, per-group optimizers.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import regression_stage
+from jaxtalk import checkpointing
+from jaxtalk import input_pipeline
+from jaxtalk import optimizers
+from jaxtalk import sharding
+from jaxtalk import tasks
+from jaxtalk import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config(arg="", **overrides):
+  c = regression_stage.get_config(arg)
+  for k, v in overrides.items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = node[p]
+    node[last] = v
+  return c
+
+
+def _assert_trees(a, b, exact=False, rtol=2e-5, atol=2e-6):
+  fa, ta = jax.tree_util.tree_flatten_with_path(a)
+  fb, tb = jax.tree_util.tree_flatten_with_path(b)
+  assert ta == tb
+  for (path, x), (_, y) in zip(fa, fb):
+    if exact:
+      np.testing.assert_array_equal(np.asarray(x), np.asarray(y), err_msg=str(path))
+    else:
+      np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol,
+                                 err_msg=str(path))
+
+
+def test_sharded_run_equals_single_device(tmp_path):
+  """4 steps with disc + EMA + grad accumulation: (2, 2, 2) mesh == one device."""
+  c = _config("disc=true,ema=true,accum=2", total_steps=4, eval_every=2)
+  big = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
+  one = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+  r8 = train.train_and_evaluate(c, str(tmp_path / "mesh8"), mesh=big)
+  r1 = train.train_and_evaluate(c, str(tmp_path / "mesh1"), mesh=one)
+  assert r8["step"] == r1["step"] == 4
+  _assert_trees(r8["params"], r1["params"])
+  batch = input_pipeline.to_global(_batch(c), one)
+  trainer = train.Trainer(c, tasks.get_task(c, mesh=one), one, batch)
+  start = jax.device_get(trainer.init_state(batch)["params"])
+  # Training moved the params (so the comparison is not between two untouched inits).
+  moved = np.abs(r8["params"]["params"]["hidden"]["kernel"] -
+                 start["params"]["hidden"]["kernel"]).max()
+  assert moved > 1e-3
+  h8 = [h for h in r8["history"] if "train/loss" in h]
+  h1 = [h for h in r1["history"] if "train/loss" in h]
+  assert [h["step"] for h in h8] == [2, 4]
+  for a, b in zip(h8, h1):
+    for k in ("train/loss", "train/loss_pose", "train/loss_adv", "train/disc_loss"):
+      np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+  evals = [h for h in r8["history"] if "eval/mse" in h]
+  assert [h["step"] for h in evals] == [2, 4]
+  # Files of the workdir.
+  cfg = json.load(open(tmp_path / "mesh8" / "config.json"))
+  assert cfg["total_steps"] == 4 and cfg["task"] == "regression_stage"
+  assert len(open(tmp_path / "mesh8" / "metrics.jsonl").readlines()) == len(r8["history"])
+  assert any(f.startswith("events") for f in os.listdir(tmp_path / "mesh8" / "tensorboard"))
+  _assert_trees(checkpointing.load_params(tmp_path / "mesh8" / "params"), r8["params"],
+                exact=True)
+
+
+def _batch(c):
+  it = input_pipeline.create_iterator(c, split="train")
+  return next(it)
+
+
+def test_params_and_optimizer_state_sharded_along_fsdp():
+  c = _config("ema=true")
+  mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
+  task = tasks.get_task(c, mesh=mesh)
+  batch = input_pipeline.to_global(_batch(c), mesh)
+  trainer = train.Trainer(c, task, mesh, batch)
+  state = trainer.init_state(batch)
+  kernel = state["params"]["params"]["hidden"]["kernel"]  # [88, 64] ("embed", "mlp")
+  assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+  assert {s.data.shape for s in kernel.addressable_shards} == {(44, 32)}
+  ema = state["ema_params"]["params"]["hidden"]["kernel"]
+  assert ema.sharding.spec == kernel.sharding.spec
+  # Adam's moments follow their parameter's sharding.
+  flat = jax.tree_util.tree_flatten_with_path(state["opt_state"])[0]
+  moments = [x for p, x in flat if "hidden/kernel" in optimizers.path_str(p)]
+  assert len(moments) == 2
+  for m in moments:
+    assert m.sharding.spec == kernel.sharding.spec
+  # A rule override changes the layout: embed replicated.
+  c2 = _config("", sharding_rules=(("embed", None),))
+  t2 = train.Trainer(c2, tasks.get_task(c2, mesh=mesh), mesh, batch)
+  k2 = t2.init_state(batch)["params"]["params"]["hidden"]["kernel"]
+  assert {s.data.shape for s in k2.addressable_shards} == {(88, 32)}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+  """An uninterrupted 6-step run (2N, N=3) with EMA."""
+  d = tmp_path_factory.mktemp("full")
+  c = _config("ema=true", total_steps=6, checkpoint_every=3, eval_every=0)
+  return c, d, train.train_and_evaluate(c, str(d))
+
+
+def _next_batch(c, workdir):
+  it = input_pipeline.create_iterator(c, split="train")
+  checkpointing.restore_iterator(os.path.join(workdir, "checkpoints"), None, it)
+  return next(it)
+
+
+def test_resume_after_stop_is_identical(uninterrupted, tmp_path):
+  c, full_dir, full = uninterrupted
+  d = str(tmp_path / "resumed")
+  first = train.train_and_evaluate(c, d, stop_after=3)
+  assert first["preempted"] and first["step"] == 3
+  assert not os.path.exists(os.path.join(d, "params"))
+  second = train.train_and_evaluate(c, d)  # the same command again
+  assert second["step"] == 6 and not second["preempted"]
+  assert [h["step"] for h in second["history"]] == [4, 6]
+  _assert_trees(second["params"], full["params"], exact=True)
+  _assert_trees(_next_batch(c, d), _next_batch(c, str(full_dir)), exact=True)
+  # Loss logged at step 6 equals the uninterrupted run's.
+  assert second["history"][-1]["train/loss"] == pytest.approx(
+      full["history"][-1]["train/loss"], rel=1e-6)
+
+
+def test_sigterm_saves_and_resume_is_identical(uninterrupted, tmp_path, monkeypatch):
+  c, full_dir, full = uninterrupted
+  d = str(tmp_path / "sigterm")
+  real_to_global = input_pipeline.to_global
+  calls = []
+
+  def to_global_then_sigterm(batch, mesh):
+    calls.append(1)
+    if len(calls) == 3:  # peek, step 1, step 2 <- SIGTERM arrives while step 2's batch loads.
+      os.kill(os.getpid(), signal.SIGTERM)
+    return real_to_global(batch, mesh)
+
+  monkeypatch.setattr(input_pipeline, "to_global", to_global_then_sigterm)
+  first = train.train_and_evaluate(c, d)
+  assert first["preempted"] and first["step"] == 2
+  assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handler restored
+  monkeypatch.setattr(input_pipeline, "to_global", real_to_global)
+  second = train.train_and_evaluate(c, d)
+  assert second["step"] == 6
+  _assert_trees(second["params"], full["params"], exact=True)
+  _assert_trees(_next_batch(c, d), _next_batch(c, str(full_dir)), exact=True)
+
+
+def test_nan_loss_stops_naming_step_and_term(tmp_path):
+  c = _config("", total_steps=6, log_every=1)
+  c.regression.nan_at_step = 3
+  with pytest.raises(FloatingPointError, match=r"step 3: term loss_gaze = nan"):
+    train.train_and_evaluate(c, str(tmp_path))
+  # No checkpoint of the NaN state: the last one is from before.
+  assert not os.path.exists(tmp_path / "checkpoints" / "3")
+
+
+def test_optimizer_freeze_and_lr_mults():
+  params = {"enc": {"w": np.ones((4, 4), np.float32)}, "dec": {"w": np.ones((4, 4), np.float32)},
+            "head": {"b": np.ones((4,), np.float32)}}
+  cfg = _config("").optax
+  cfg.schedule = "constant"
+  cfg.name = "sgd"
+  cfg.b1 = 0.0
+  cfg.lr = 0.1
+  cfg.clip_grad_norm = 0.0
+  cfg.warmup_steps = 0
+  cfg.freeze = ("^enc/",)
+  cfg.lr_mults = (("dec", 0.5),)
+  tx = optimizers.make_optimizer(cfg, 10, params)
+  grads = jax.tree.map(np.ones_like, params)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["enc"]["w"], 0.0)
+  np.testing.assert_allclose(updates["dec"]["w"], -0.05)
+  np.testing.assert_allclose(updates["head"]["b"], -0.1)
+  assert optimizers.param_labels(cfg, params) == {
+      "enc": {"w": "frozen"}, "dec": {"w": "g0"}, "head": {"b": "default"}}
+
+
+@pytest.mark.parametrize("name", ["constant", "cosine", "linear"])
+def test_schedule_warmup_then_decay(name):
+  cfg = _config("").optax
+  cfg.schedule, cfg.lr, cfg.warmup_steps, cfg.end_lr_factor = name, 1.0, 10, 0.1
+  s = optimizers.make_schedule(cfg, 110)
+  assert float(s(0)) == 0.0
+  assert float(s(5)) == pytest.approx(0.5)
+  assert float(s(10)) == pytest.approx(1.0)
+  assert float(s(110)) == pytest.approx(1.0 if name == "constant" else 0.1, rel=1e-5)
+
+
+def test_main_cli_overrides_and_resumes(tmp_path):
+  """`python -m jaxtalk.main --config=...:args --config.x=v --workdir=DIR` trains; again resumes."""
+  env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "tests"), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  cmd = [sys.executable, "-m", "jaxtalk.main",
+         f"--config={REPO}/tests/regression_stage.py:ema=true", "--config.total_steps=2",
+         "--config.optax.lr=0.01", f"--workdir={tmp_path}"]
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert "done: step 2" in out.stdout
+  cfg = json.load(open(tmp_path / "config.json"))
+  assert cfg["optax"]["lr"] == 0.01 and cfg["ema_decay"] == 0.9
+  assert "parameter arrays" in out.stderr  # parameter overview at start
+  again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
+  assert again.returncode == 0 and "resumed from step 2" in again.stderr
