@@ -94,7 +94,11 @@ def load_params(path: str | os.PathLike) -> PyTree:
       meta = ckptr.metadata(path)
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f"load_params: {path} is not a params-only orbax checkpoint: {e}") from e
-    tree = meta.item_metadata.tree if hasattr(meta, "item_metadata") else meta.tree
+    item = getattr(meta, "item_metadata", meta)
+    tree = getattr(item, "tree", None)
+    if not tree:
+      raise ValueError(f"load_params: {path} is not a params-only orbax checkpoint "
+                       "(no array metadata found)")
     restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
     return ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
 
