@@ -41,7 +41,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 import time
 from typing import Any, Iterable, Optional
@@ -73,6 +72,8 @@ class Options:
     max_abs_yaw, max_abs_pitch: a clip whose median |yaw| / |pitch| (radians) exceeds these is
       dead-lettered as an extreme pose.
     jpeg_quality: JPEG quality of stored frames.
+    audio_pad_seconds: audio ending at most this much before the video is padded with silence;
+      a larger shortfall cuts the video to the audio.
     num_shards: output shards (0: one per 32 input videos, at least 1).
     wav2vec_path: local wav2vec 2.0 checkpoint folder (optional features; see `_optional`).
     clip_path: local CLIP checkpoint folder (optional text embedding).
@@ -87,6 +88,7 @@ class Options:
   max_abs_yaw: float = 1.2
   max_abs_pitch: float = 0.9
   jpeg_quality: int = 90
+  audio_pad_seconds: float = 0.1
   num_shards: int = 0
   wav2vec_path: str = ""
   clip_path: str = ""
@@ -197,6 +199,12 @@ def process_video(item: readers.VideoItem, opts: Options,
   # Audio first (cheap; a video without audio is rejected before face tracking).
   with _Timer(timings, "audio"):
     wav = _audio_for_video(item, info)
+  short = info.num_frames * audio_lib.SAMPLES_PER_FRAME - wav.size
+  if 0 < short <= int(opts.audio_pad_seconds * audio_lib.SAMPLE_RATE):
+    # Audio tracks often end a few tens of ms before the video (encoder delay): pad silence.
+    wav = np.concatenate([wav, np.zeros([short], np.float32)])
+    warnings.append(f"audio ends {short / audio_lib.SAMPLE_RATE:.3f} s before the video; "
+                    "padded with silence")
   usable = min(info.num_frames, wav.size // audio_lib.SAMPLES_PER_FRAME)
   if usable < min_frames:
     raise StageError("audio", f"too short: {wav.size / audio_lib.SAMPLE_RATE:.2f} s of audio "
@@ -384,18 +392,8 @@ def _mean_std(parts: list[list]) -> tuple[list[float], list[float]]:
 
 
 def _build_vocab(texts: list[str]) -> list[str]:
-  try:
-    from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
-    return list(text_lib.build_vocab(texts))
-  except (ImportError, AttributeError):
-    # Fallback until jaxtalk.text lands: lower-cased words by frequency, then alphabetically;
-    # index 0 = "<pad>", 1 = "<unk>".
-    counts = {}
-    for t in texts:
-      for w in re.findall(r"[a-z0-9']+", t.lower()):
-        counts[w] = counts.get(w, 0) + 1
-    words = sorted(counts, key=lambda w: (-counts[w], w))[:4094]
-    return ["<pad>", "<unk>"] + words
+  from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
+  return list(text_lib.build_vocab(texts))
 
 
 def dataset_info(shards: list[tuple[str, list[dict]]], dead: list[dict], opts: Options) -> dict:
@@ -519,7 +517,7 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
       os.remove(os.path.join(output_dir, old))
   beam_kwargs.setdefault("direct_num_workers", 1)
   beam_kwargs.setdefault("direct_running_mode", "in_memory")
-  pipeline_options = PipelineOptions(runner=runner, **beam_kwargs)
+  pipeline_options = PipelineOptions(flags=[], runner=runner, **beam_kwargs)
 
   beam, process_fn, write_fn = _beam_transforms()
   with beam.Pipeline(options=pipeline_options) as p:

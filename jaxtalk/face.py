@@ -2,7 +2,8 @@
 
 Detector: mediapipe 0.10.21's legacy FaceMesh with `refine_landmarks=True` (478 points: 468 face
 mesh + 5 per iris), fully offline (models bundled in the wheel; see ../shared/DEPENDENCIES.md).
-`FaceDetection` (full-range model) counts/boxes faces in single images (`detect_faces`).
+`FaceDetection` (short-range, then full-range model) boxes faces in single images
+(`detect_faces`).
 
 Coordinates: landmarks are `[478, 3]` float32 in *pixels* of the image they were found in
 (x right, y down; z = mediapipe's relative depth scaled by the image width, negative towards the
@@ -141,21 +142,27 @@ def landmarks_from_image(image: np.ndarray) -> Detection:
 
 
 def detect_faces(image: np.ndarray, min_confidence: float = 0.5) -> np.ndarray:
-  """Face boxes in an RGB uint8 image with mediapipe FaceDetection (full-range model).
+  """Face boxes in an RGB uint8 image with mediapipe FaceDetection.
+
+  The short-range model (faces filling a good part of the image: portraits, face crops) is tried
+  first; if it finds nothing, the full-range model (small faces in a wide frame).
 
   Returns:
     float32 `[F, 5]`: (x0, y0, x1, y1) pixels and the score, largest box first; F may be 0.
   """
   mp = _mp()
   h, w = image.shape[:2]
-  with mp.solutions.face_detection.FaceDetection(
-      model_selection=1, min_detection_confidence=min_confidence) as det:
-    result = det.process(np.ascontiguousarray(image))
   boxes = []
-  for d in result.detections or []:
-    b = d.location_data.relative_bounding_box
-    boxes.append([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h,
-                  d.score[0]])
+  for model in (0, 1):
+    with mp.solutions.face_detection.FaceDetection(
+        model_selection=model, min_detection_confidence=min_confidence) as det:
+      result = det.process(np.ascontiguousarray(image))
+    for d in result.detections or []:
+      b = d.location_data.relative_bounding_box
+      boxes.append([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h,
+                    d.score[0]])
+    if boxes:
+      break
   boxes = np.array(boxes, np.float32).reshape(-1, 5)
   order = np.argsort(-(boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
   return boxes[order]

@@ -19,7 +19,15 @@ resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num
 optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
 (default 8), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
 augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
-per 2 s of clip per epoch), source_min_gap (default 5 frames). Top-level: batch_size, seed.
+per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False).
+Top-level: batch_size.
+
+Random-crop augmentation (PoseTalk, train split only): one square crop of side
+U[crop_min, 1] x stored resolution at a uniform offset, shared by the window and the source frame,
+then resized to `resolution`; mouth boxes are mapped into the new crop. The pose is left as the
+pose of the stored crop unless crop_adjusts_pose=True: the stored crop follows the face, so the
+dataset std of (tx, ty, scale) is ~0.01 and re-expressing them in the augmented crop would push
+them many standard deviations outside the data distribution.
 """
 
 from __future__ import annotations
@@ -260,7 +268,239 @@ def load_dataset_info(data_dir: str) -> dict:
     raise ValueError(f"{path}: not valid JSON ({e})") from e
 
 
+# ----------------------------------------------------------------------------------------------
+# Real source: ArrayRecord clip records -> training windows.
+# ----------------------------------------------------------------------------------------------
+def split_clips(info: Mapping[str, Any], holdout: Sequence[str] = (),
+                eval_fraction: float = 0.2) -> tuple[list[int], list[int]]:
+  """Record indices of the train and eval clips.
+
+  With `holdout` (clip ids, video ids or speakers), those clips are eval and the rest train.
+  Otherwise a deterministic fraction: a clip is eval when md5(clip_id) / 2^32 < eval_fraction
+  (at least one eval and one train clip when there are two or more clips).
+  """
+  import hashlib  # pylint: disable=g-import-not-at-top
+  clips = info["clips"]
+  if holdout:
+    hold = set(holdout)
+    is_eval = [c["clip_id"] in hold or c["video_id"] in hold or c["speaker"] in hold
+               for c in clips]
+    if not any(is_eval):
+      raise ValueError(f"config.input.holdout {sorted(hold)} matches no clip, video or speaker")
+  else:
+    score = [int(hashlib.md5(c["clip_id"].encode()).hexdigest()[:8], 16) / 2**32 for c in clips]
+    is_eval = [s < eval_fraction for s in score]
+    if len(clips) >= 2 and eval_fraction > 0 and not any(is_eval):
+      is_eval[int(np.argmin(score))] = True
+    if len(clips) >= 2 and all(is_eval):
+      is_eval[int(np.argmax(score))] = False
+  train = [i for i, e in enumerate(is_eval) if not e]
+  ev = [i for i, e in enumerate(is_eval) if e]
+  return train, ev
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+  import cv2  # pylint: disable=g-import-not-at-top
+  if img.shape[0] == size and img.shape[1] == size:
+    return img
+  interp = cv2.INTER_AREA if img.shape[0] > size else cv2.INTER_LINEAR
+  return cv2.resize(img, (size, size), interpolation=interp)
+
+
+def _decode_jpeg(data: bytes) -> np.ndarray:
+  import cv2  # pylint: disable=g-import-not-at-top
+  img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  if img is None:
+    raise ValueError("undecodable JPEG frame")
+  return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+class _Windows:
+  """Picklable random map: (record index, window start or -1) -> example dict (numpy)."""
+
+  def __init__(self, *, paths, info, keys, window, resolution, text_len, train, random_crop,
+               crop_min, source_min_gap, crop_adjusts_pose=False):
+    self.paths = list(paths)
+    self.keys = tuple(keys)
+    self.window = int(window)
+    self.resolution = int(resolution)
+    self.text_len = int(text_len)
+    self.train = bool(train)
+    self.random_crop = bool(random_crop)
+    self.crop_min = float(crop_min)
+    self.source_min_gap = int(source_min_gap)
+    self.crop_adjusts_pose = bool(crop_adjusts_pose)
+    self.pose_mean = np.asarray(info["pose_mean"], np.float32)
+    self.pose_std = np.maximum(np.asarray(info["pose_std"], np.float32), 1e-6)
+    self.gaze_mean = np.asarray(info["gaze_mean"], np.float32)
+    self.gaze_std = np.maximum(np.asarray(info["gaze_std"], np.float32), 1e-6)
+    self.speakers = {s: i for i, s in enumerate(info["speakers"])}
+    self.vocab = list(info["vocab"])
+    self.clip_ids = [c["clip_id"] for c in info["clips"]]
+    self._source = None
+    self._tokenizer = None
+
+  def __getstate__(self):
+    state = dict(self.__dict__)
+    state["_source"] = None
+    state["_tokenizer"] = None
+    return state
+
+  @property
+  def source(self):
+    if self._source is None:
+      self._source = grain.sources.ArrayRecordDataSource(self.paths)
+    return self._source
+
+  @property
+  def tokenizer(self):
+    if self._tokenizer is None:
+      from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
+      self._tokenizer = text_lib.make_tokenizer(vocab=self.vocab)
+    return self._tokenizer
+
+  def __call__(self, entry, rng: np.random.Generator):
+    index, start = int(entry[0]), int(entry[1])
+    try:
+      return self._example(index, start, rng)
+    except Exception as e:  # pylint: disable=broad-except  # a bad record is skipped, not fatal.
+      logging.warning("input_pipeline: skipping record %d (%s) of %s: %s: %s", index,
+                      self.clip_ids[index] if index < len(self.clip_ids) else "?",
+                      self.paths, type(e).__name__, e)
+      return None
+
+  def _example(self, index, start, rng):
+    keys = self.keys
+    need = {"num_frames", "resolution", "text", "speaker", "emotion"}
+    if {"frames", "source"} & set(keys):
+      need.add("frames")
+    if {"pose", "source_pose"} & set(keys):
+      need.add("pose")
+    if "gaze" in keys:
+      need.add("gaze")
+    if "mel" in keys:
+      need.add("mel")
+    if "mouth_box" in keys:
+      need.add("mouth_box")
+    rec = schema.decode_record(self.source[index], keys=need)
+    n, t_len, res = int(rec["num_frames"]), self.window, int(rec["resolution"])
+    if start < 0:
+      start = int(rng.integers(0, max(n - t_len, 0) + 1))
+    valid = np.arange(start, start + t_len) < n
+    idx = np.minimum(np.arange(start, start + t_len), n - 1)
+    # Source frame: another time of the clip, at least `source_min_gap` frames from the window.
+    far = np.concatenate([np.arange(0, max(start - self.source_min_gap, 0)),
+                          np.arange(min(start + t_len + self.source_min_gap, n), n)])
+    if self.train:
+      src = int(rng.choice(far)) if far.size else int(rng.integers(0, n))
+    else:
+      src = int(far[far.size // 2]) if far.size else (0 if start > 0 else n - 1)
+    # Crop (PoseTalk random-crop augmentation): square of side c at (ox, oy), in stored pixels.
+    if self.train and self.random_crop and self.crop_min < 1.0:
+      c = int(round(res * rng.uniform(self.crop_min, 1.0)))
+      ox, oy = int(rng.integers(0, res - c + 1)), int(rng.integers(0, res - c + 1))
+    else:
+      c, ox, oy = res, 0, 0
+    out = {}
+
+    def frame(k):
+      img = _decode_jpeg(rec["frames"][k])
+      if img.shape[:2] != (res, res):
+        raise ValueError(f"frame {k} is {img.shape[:2]}, record says {res}")
+      img = _resize(img[oy:oy + c, ox:ox + c], self.resolution)
+      return img.astype(np.float32) / 127.5 - 1.0
+
+    if "frames" in keys:
+      cache = {}
+      for k in idx:
+        if k not in cache:
+          cache[k] = frame(k)
+      out["frames"] = np.stack([cache[k] for k in idx])
+    if "source" in keys:
+      out["source"] = frame(src)
+    if "pose" in rec:
+      pose = np.asarray(rec["pose"], np.float32).copy()
+      if self.crop_adjusts_pose and (c != res or ox or oy):
+        pose[:, 3] = ((0.5 + pose[:, 3]) * res - ox) / c - 0.5
+        pose[:, 4] = ((0.5 + pose[:, 4]) * res - oy) / c - 0.5
+        pose[:, 5] = pose[:, 5] * res / c
+      pose = (pose - self.pose_mean) / self.pose_std
+      if "pose" in keys:
+        out["pose"] = pose[idx]
+      if "source_pose" in keys:
+        out["source_pose"] = pose[src]
+    if "gaze" in keys:
+      out["gaze"] = ((np.asarray(rec["gaze"], np.float32) - self.gaze_mean) / self.gaze_std)[idx]
+    if "mel" in keys:
+      out["mel"] = audio_lib.mel_windows(np.asarray(rec["mel"], np.float32), t_len, offset=start)
+    if "mouth_box" in keys:
+      box = np.asarray(rec["mouth_box"], np.float32)[idx]
+      off = np.array([ox, oy, ox, oy], np.float32)
+      out["mouth_box"] = np.clip((box * res - off) / c, 0.0, 1.0).astype(np.float32)
+    if "text_ids" in keys or "text_mask" in keys:
+      ids, mask = self.tokenizer.encode([rec["text"]], self.text_len)
+      if "text_ids" in keys:
+        out["text_ids"] = np.asarray(ids[0], np.int32)
+      if "text_mask" in keys:
+        out["text_mask"] = np.asarray(mask[0], np.bool_)
+    if "emotion" in keys:
+      out["emotion"] = np.int32(schema.emotion_index(rec["emotion"]))
+    if "speaker" in keys:
+      out["speaker"] = np.int32(self.speakers.get(rec["speaker"], 0))
+    if "mask" in keys:
+      out["mask"] = valid
+    return out
+
+
 def _real_dataset(config, split: str) -> grain.MapDataset:
-  raise ValueError(
-      "real-data input pipeline: not committed yet; use config.input.synthetic=True "
-      f"(data_dir={_get(config.input, 'data_dir', '')!r}, split={split})")
+  """Windows of T frames from the clips of `split` (see module docstring for the options).
+
+  Train: each clip appears `windows_per_clip` times per epoch (default one per 2 s of clip) at a
+  random start, epochs reshuffled (seeded), random crop; the random state of every example is a
+  function of (seed, global example index), so a restored iterator continues identically.
+  Eval: windows at starts 0, T, 2T, ... of every eval clip in a fixed order, no augmentation.
+  Clips shorter than T are padded by repeating their last frame (`mask` False there).
+  """
+  import os  # pylint: disable=g-import-not-at-top
+  inp = config.input
+  data_dir = _get(inp, "data_dir", "")
+  if not data_dir:
+    raise ValueError("config.input.data_dir is empty (set it, or config.input.synthetic=True)")
+  info = load_dataset_info(data_dir)
+  if info.get("schema_version") != schema.SCHEMA_VERSION:
+    raise ValueError(f"{data_dir}: schema_version {info.get('schema_version')}, this code reads "
+                     f"{schema.SCHEMA_VERSION}; re-run jaxtalk preprocess")
+  paths = [os.path.join(data_dir, s) for s in info["shards"]]
+  missing = [p for p in paths if not os.path.isfile(p)]
+  if missing:
+    raise ValueError(f"{data_dir}: shards listed in dataset_info.json are missing: {missing}")
+  train_idx, eval_idx = split_clips(info, tuple(_get(inp, "holdout", ()) or ()),
+                                    float(_get(inp, "eval_fraction", 0.2)))
+  t_len = int(inp.window)
+  clips = info["clips"]
+  is_train = split == "train"
+  if is_train:
+    per = int(_get(inp, "windows_per_clip", 0))
+    entries = [(i, -1) for i in train_idx
+               for _ in range(per or max(1, clips[i]["num_frames"] // 50))]
+  else:
+    entries = []
+    for i in eval_idx:
+      n = clips[i]["num_frames"]
+      entries += [(i, s) for s in range(0, max(n - t_len, 0) + 1, t_len)]
+  if not entries:
+    raise ValueError(f"{data_dir}: no clips in split {split!r} (train {len(train_idx)} clips, "
+                     f"eval {len(eval_idx)} clips)")
+  seed = int(_get(inp, "shuffle_seed", 0))
+  fn = _Windows(
+      paths=paths, info=info, keys=batch_keys(config), window=t_len,
+      resolution=inp.resolution, text_len=_get(inp, "text_len", 32), train=is_train,
+      random_crop=_get(inp, "random_crop", True), crop_min=_get(inp, "crop_min", 0.8),
+      source_min_gap=_get(inp, "source_min_gap", 5),
+      crop_adjusts_pose=_get(inp, "crop_adjusts_pose", False))
+  ds = grain.MapDataset.source(entries)
+  if is_train:
+    ds = ds.shuffle(seed=seed)
+  ds = ds.repeat().random_map(fn, seed=seed + (0 if is_train else 1))
+  ds = ds[jax.process_index()::jax.process_count()]
+  return ds.filter(lambda x: x is not None)
