@@ -68,6 +68,9 @@ def save_params(path: str | os.PathLike, params: PyTree, *, dtype: Any = None,
       raise ValueError(f"save_params: {path} exists (pass overwrite=True to replace it)")
     if jax.process_index() == 0:
       shutil.rmtree(path)
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      multihost_utils.sync_global_devices("jaxtalk.save_params:" + path)
   with ocp.PyTreeCheckpointer() as ckptr:
     ckptr.save(path, params)
   return path
