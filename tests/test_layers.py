@@ -8,8 +8,13 @@ import pytest
 from jaxtalk.models import layers
 
 
+def _key(seed):
+  # rbg keys: threefry's random-bit kernels take seconds each to compile on this CPU.
+  return jax.random.key(seed, impl="rbg")
+
+
 def _img(seed=0, shape=(2, 9, 11, 3)):
-  return jax.random.normal(jax.random.PRNGKey(seed), shape, jnp.float32)
+  return jax.random.normal(_key(seed), shape, jnp.float32)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
@@ -108,8 +113,8 @@ def test_crop_boxes_whole_image_is_identity_and_subbox_matches_slice():
 def test_adain_injects_latent(dtype):
   m = layers.AdaIN(dtype=dtype)
   x = _img(7, (2, 5, 5, 4)) * 3 + 1
-  z = jax.random.normal(jax.random.PRNGKey(8), (2, 6))
-  params = m.init(jax.random.PRNGKey(0), x, z)
+  z = jax.random.normal(_key(8), (2, 6))
+  params = m.init(_key(0), x, z)
   y = m.apply(params, x, z)
   assert y.shape == x.shape and y.dtype == dtype
   # At init (zero style projection) AdaIN is an instance norm.
@@ -127,10 +132,10 @@ def test_adain_injects_latent(dtype):
 @pytest.mark.parametrize("dtype,t", [(jnp.float32, 7), (jnp.float32, 1), (jnp.bfloat16, 6)])
 def test_conformer_shapes_dtypes_and_masks(dtype, t):
   block = layers.ConformerBlock(num_heads=2, conv_kernel=5, dtype=dtype)
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, t, 16))
+  x = jax.random.normal(_key(0), (2, t, 16))
   n_valid = max(1, t - 3)
   mask = jnp.arange(t)[None, :] < jnp.asarray([[t], [n_valid]])
-  params = jax.jit(block.init)(jax.random.PRNGKey(1), x, mask=mask)
+  params = jax.jit(block.init)(_key(1), x, mask=mask)
   apply = jax.jit(block.apply)
   y = apply(params, x, mask=mask)
   assert y.shape == (2, t, 16) and y.dtype == dtype
@@ -152,8 +157,8 @@ def test_relative_attention_is_translation_equivariant_in_positions():
   # With relative positions only, the output at frame i of a sequence equals the output at i+1
   # of the same sequence shifted by one when attention sees the same neighbourhood.
   att = layers.MultiHeadAttention(num_heads=2, relative=True)
-  x = jax.random.normal(jax.random.PRNGKey(0), (1, 5, 8))
-  params = att.init(jax.random.PRNGKey(1), x)
+  x = jax.random.normal(_key(0), (1, 5, 8))
+  params = att.init(_key(1), x)
   params = jax.tree_util.tree_map(lambda p: p + 0.05, params)
   y = att.apply(params, x)
   x_shift = jnp.concatenate([jnp.zeros((1, 1, 8)), x], axis=1)
@@ -167,10 +172,10 @@ def test_relative_attention_is_translation_equivariant_in_positions():
 
 def test_cross_attention_masks_keys():
   att = layers.MultiHeadAttention(num_heads=2)
-  x = jax.random.normal(jax.random.PRNGKey(0), (2, 3, 8))
-  ctx = jax.random.normal(jax.random.PRNGKey(1), (2, 4, 6))
+  x = jax.random.normal(_key(0), (2, 3, 8))
+  ctx = jax.random.normal(_key(1), (2, 4, 6))
   mask = jnp.asarray([[True, True, False, False], [True, True, True, True]])
-  params = att.init(jax.random.PRNGKey(2), x, ctx, mask=mask)
+  params = att.init(_key(2), x, ctx, mask=mask)
   y = att.apply(params, x, ctx, mask=mask)
   y2 = att.apply(params, x, ctx.at[0, 2:].set(50.0), mask=mask)
   np.testing.assert_allclose(np.asarray(y2[0]), np.asarray(y[0]), atol=1e-6)
@@ -181,7 +186,7 @@ def test_blocks_shapes():
   x = _img(0, (2, 9, 9, 4))
   for mod, shape in [(layers.ResBlock(8), (2, 9, 9, 8)), (layers.DownBlock(8), (2, 5, 5, 8)),
                      (layers.UpBlock(8), (2, 18, 18, 8))]:
-    out = jax.eval_shape(lambda m=mod: m.init_with_output(jax.random.PRNGKey(0), x)[0])
+    out = jax.eval_shape(lambda m=mod: m.init_with_output(_key(0), x)[0])
     assert out.shape == shape
 
 
@@ -189,7 +194,7 @@ def test_params_have_logical_names():
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   from jaxtalk import sharding  # pylint: disable=g-import-not-at-top
   block = layers.ConformerBlock(num_heads=2, conv_kernel=3)
-  boxed = block.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 8)))
+  boxed = block.init(_key(0), jnp.zeros((1, 4, 8)))
   specs = nn.get_partition_spec(boxed)
   names = set()
   for s in jax.tree_util.tree_leaves(specs, is_leaf=lambda s: isinstance(s, jax.sharding.PartitionSpec)):

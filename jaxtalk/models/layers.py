@@ -47,12 +47,12 @@ def _part(init, names):
 
 def conv_kernel_init(ndim: int = 2, scale: float = 1.0):
   """He-style (fan-in) normal init for a conv kernel with logical names."""
-  init = nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+  init = nn.initializers.variance_scaling(scale, "fan_in", "normal")
   return _part(init, ("kernel",) * ndim + ("conv_in", "conv_out"))
 
 
 def dense_kernel_init(names=("embed", "mlp"), scale: float = 1.0):
-  init = nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal")
+  init = nn.initializers.variance_scaling(scale, "fan_in", "normal")
   return _part(init, names)
 
 
