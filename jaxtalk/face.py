@@ -16,17 +16,18 @@ units ~0.1 mm, nose tip at the origin) with a pinhole camera of focal length = i
 the principal point at the image centre. Rotation R (model -> camera, x right, y down, z away
 from the camera) is decomposed as R = Rz(roll) Ry(yaw) Rx(pitch); all angles are radians and 0
 for a face looking straight into the camera. Signs (image-based, checked on the test clips):
-yaw > 0 when the face turns towards the image's right side, pitch > 0 when the chin goes down
-(looking down), roll > 0 when the head tilts clockwise in the image. Typical accuracy of
+yaw > 0 when the face turns towards the image's left (the subject's right), pitch > 0 when the
+chin goes down (looking down), roll > 0 when the head tilts clockwise in the image. Typical accuracy of
 six-point PnP with a generic model: a few degrees for near-frontal faces, worse (5-10 degrees)
 beyond 45 degrees of yaw where landmarks of the far side are guessed by the mesh model.
 
 Gaze (`gaze`): eye-in-head direction from the iris centres (landmarks 468 and 473) relative to
 each eye's corners (33/133 and 362/263) and lids (159/145, 386/374). The iris offset from the
 eye centre, divided by the eye width, is converted to an angle with an eyeball radius of
-`EYEBALL_RADIUS` eye widths (12 mm eyeball radius / ~28 mm palpebral fissure):
-yaw = asin(dx / r) (> 0: looking towards the image's right), pitch = asin(-dy / r) (> 0: looking
-up); both eyes are averaged weighted by their width (the more frontal eye counts more). Frames with
+`EYEBALL_RADIUS` eye widths (12 mm eyeball radius / ~28 mm palpebral fissure), with the same
+sign convention as the head pose: yaw = asin(-dx / r) (> 0: looking towards the image's left),
+pitch = asin(dy / r) (> 0: looking down); dx, dy are the iris offsets along / across the line
+through the eye corners (x towards the image's right, y down); both eyes are averaged weighted by their width (the more frontal eye counts more). Frames with
 closed eyes (opening < 0.12 eye widths) take the value of the nearest open frame. No per-person
 calibration and eyelids occlude the iris vertically, so expect roughly +-5 degrees horizontal and
 +-10 degrees vertical error; it is a relative control signal, not a gaze tracker.
@@ -390,13 +391,14 @@ def gaze(landmarks: np.ndarray, *, sigma_frames: float = 1.0) -> np.ndarray:
     sigma_frames: Gaussian smoothing over time, after blink frames are filled in.
 
   Returns:
-    float32 `[T, 2]` (pitch > 0 looking up, yaw > 0 looking towards the image right).
+    float32 `[T, 2]` (pitch > 0 looking down, yaw > 0 looking towards the image's left), the
+    head-pose sign convention.
   """
   offs, opening, width = eye_measures(landmarks)
   wsum = np.maximum(width.sum(-1, keepdims=True), 1e-6)
   off = (offs * (width / wsum)[..., None]).sum(-2)  # [T, 2]
-  yaw = np.arcsin(np.clip(off[:, 0] / EYEBALL_RADIUS, -1, 1))
-  pitch = np.arcsin(np.clip(-off[:, 1] / EYEBALL_RADIUS, -1, 1))
+  yaw = np.arcsin(np.clip(-off[:, 0] / EYEBALL_RADIUS, -1, 1))
+  pitch = np.arcsin(np.clip(off[:, 1] / EYEBALL_RADIUS, -1, 1))
   g = np.stack([pitch, yaw], -1)
   is_open = opening.max(-1) >= BLINK_OPENING
   if is_open.any() and not is_open.all():
