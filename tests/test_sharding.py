@@ -76,3 +76,14 @@ def test_indivisible_dims_fall_back_to_replication():
   assert fitted["big"].spec == P("fsdp", "tensor")
   x = jax.device_put(np.zeros((32, 3), np.float32), fitted["rgb"])
   assert x.addressable_shards[0].data.shape == (16, 3)
+
+
+def test_repeated_logical_names_shard_first_dim_only():
+  """2-D conv kernels annotated ("kernel", "kernel", ...) work: the repeat is replicated."""
+  mesh = sharding.make_mesh(dict(data=2, fsdp=2, tensor=2))
+  conv = nn.Conv(8, (3, 3), kernel_init=nn.with_logical_partitioning(
+      nn.initializers.lecun_normal(), ("kernel", "kernel", "conv_in", "conv_out")))
+  rules = (("kernel", "data"),) + tuple(r for r in sharding.get_rules() if r[0] != "kernel")
+  boxed = jax.eval_shape(conv.init, jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 4)))
+  shard = train._logical_shardings(boxed, mesh, rules)  # pylint: disable=protected-access
+  assert shard["params"]["kernel"].spec == P("data", None, "fsdp", "tensor")
