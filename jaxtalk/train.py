@@ -429,7 +429,11 @@ def _check_finite(step: int, metrics: dict):
 
 def _run_eval(trainer: Trainer, config, mesh, params, frozen, input_pipeline) -> tuple[dict, dict]:
   """Averages `task.evaluate` over `config.eval_batches` held-out batches (fresh iterator, so
-  every eval sees the same batches). Returns (scalars, images)."""
+  every eval sees the same batches). Returns (scalars, images).
+
+  Metrics named `image_*` ([N, H, W, 3] in [-1, 1]) and `video_*` ([N, T, H, W, 3], shown as a
+  strip of frames) are written to TensorBoard from the first batch instead of being averaged.
+  """
   it = input_pipeline.create_iterator(config, mesh=mesh, split="eval")
   sums, count, images = {}, 0, {}
   for _ in range(max(1, int(config.get("eval_batches", 1)))):
@@ -442,6 +446,9 @@ def _run_eval(trainer: Trainer, config, mesh, params, frozen, input_pipeline) ->
     for k, v in out.items():
       if k.startswith("image_"):
         images.setdefault(f"eval/{k}", np.asarray(v))
+      elif k.startswith("video_"):  # [N, T, H, W, C] -> a strip of up to 8 frames per sample.
+        v = np.asarray(v)[:, :8]
+        images.setdefault(f"eval/{k}", np.concatenate(list(v.transpose(1, 0, 2, 3, 4)), axis=2))
       else:
         sums[k] = sums.get(k, 0.0) + float(np.mean(v))
     count += 1

@@ -223,3 +223,24 @@ def test_main_cli_overrides_and_resumes(tmp_path):
   assert "parameter arrays" in out.stderr  # parameter overview at start
   again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
   assert again.returncode == 0 and "resumed from step 2" in again.stderr
+
+
+@pytest.mark.parametrize("env,expected", [
+    ({}, False),
+    ({"SLURM_JOB_ID": "1", "SLURM_NTASKS": "1"}, False),
+    ({"SLURM_JOB_ID": "1", "SLURM_NTASKS": "16"}, True),
+    ({"JAXTALK_DISTRIBUTED": "1"}, True),
+    ({"JAX_COORDINATOR_ADDRESS": "10.0.0.1:1234"}, True),
+    ({"OMPI_COMM_WORLD_SIZE": "4"}, True),
+])
+def test_distributed_initialize_only_for_multiprocess_env(monkeypatch, env, expected):
+  for k in ("SLURM_JOB_ID", "SLURM_NTASKS", "JAXTALK_DISTRIBUTED", "JAX_COORDINATOR_ADDRESS",
+            "OMPI_COMM_WORLD_SIZE"):
+    monkeypatch.delenv(k, raising=False)
+  for k, v in env.items():
+    monkeypatch.setenv(k, v)
+  calls = []
+  monkeypatch.setattr(jax.distributed, "is_initialized", lambda: False)
+  monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(1))
+  assert train.maybe_initialize_distributed() == expected
+  assert len(calls) == int(expected)
