@@ -286,3 +286,77 @@ def test_cli_runs_and_reports_bad_input(shared_data, tmp_path, capsys):
   assert pipeline.run(["jaxtalk preprocess", f"--input={tmp_path}/none/*.mp4",
                        f"--output_dir={tmp_path}/o"]) == 2
   assert "no input videos" in capsys.readouterr().err
+
+
+def _write_two_faces_video(src, dst, seconds=2.0):
+  """Frames of `src` with a half-size copy beside them (two faces), and a tone as audio."""
+  import av  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+    vs = out.add_stream("libx264", rate=25)
+    vs.width, vs.height = 384, 256
+    vs.pix_fmt = "yuv420p"
+    aus = out.add_stream("aac", rate=16000)
+    aus.layout = "mono"
+    for k, fr in enumerate(inp.decode(video=0)):
+      if k >= seconds * 25:
+        break
+      img = fr.to_ndarray(format="rgb24")
+      canvas = np.full([256, 384, 3], 90, np.uint8)
+      canvas[:, :256] = img
+      canvas[64:192, 256:384] = cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA)
+      for p in vs.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
+        out.mux(p)
+    for p in vs.encode():
+      out.mux(p)
+    t = np.arange(int(seconds * 16000)) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    for i in range(0, tone.size, 1024):
+      fr = av.AudioFrame.from_ndarray(tone[None, i:i + 1024], format="flt", layout="mono")
+      fr.sample_rate = 16000
+      for p in aus.encode(fr):
+        out.mux(p)
+    for p in aus.encode():
+      out.mux(p)
+
+
+@pytest.mark.needs_data
+def test_several_faces_keep_largest_and_extreme_pose_is_dead_lettered(shared_data, tmp_path):
+  vids = shared_data / "videos"
+  _write_two_faces_video(vids / "hdtf_WRA_RoyBlunt_000.mp4", tmp_path / "two.mp4")
+  rows = [dict(video=str(tmp_path / "two.mp4"), speaker="two"),
+          dict(video=str(vids / "vox2_00373.mp4"), speaker="turned")]
+  manifest = tmp_path / "m.jsonl"
+  manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+  # vox2_00373's head is turned by ~0.5 rad: with a 0.35 rad limit it is an extreme pose.
+  out = tmp_path / "out"
+  info = pipeline.preprocess(str(manifest), str(out), resolution=32, max_abs_yaw=0.35)
+  dead = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
+  assert [(os.path.basename(d["path"]), d["stage"]) for d in dead] == [("vox2_00373.mp4", "pose")]
+  assert "extreme head pose" in dead[0]["reason"]
+  warnings = (out / "warnings.jsonl").read_text()
+  assert "several faces" in warnings and "kept the largest" in warnings
+  _, recs = _records(out)
+  (rec,) = recs
+  assert rec["num_faces_max"] == 2 and any("several faces" in n for n in rec["notes"])
+  # The crop follows the large face on the left (x < 256), not the small copy on the right.
+  centre_x = (rec["crop_box"][:, 0] + rec["crop_box"][:, 2]) / 2
+  assert np.all(centre_x < 200), centre_x.max()
+  assert info["num_clips"] == 1
+
+
+@pytest.mark.needs_data
+def test_tfds_data_source_over_the_shards(real, real_shards, tmp_path):
+  from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
+  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  info, recs = real
+  source = tfds_source.data_source(str(real_shards), str(tmp_path / "tfds"))
+  train, ev = input_pipeline.split_clips(info)
+  assert len(source["train"]) == len(train) and len(source["eval"]) == len(ev)
+  by_id = {r["clip_id"]: r for r in recs}
+  ex = source["eval"][0]
+  rec = by_id[ex["clip_id"].decode() if isinstance(ex["clip_id"], bytes) else ex["clip_id"]]
+  assert len(ex["frames"]) == rec["num_frames"] and ex["frames"][0].shape == (64, 64, 3)
+  np.testing.assert_array_equal(ex["pose"], rec["pose"])
+  np.testing.assert_array_equal(ex["audio"], rec["audio"])
+  assert ex["emotion"] == schema.EMOTIONS.index(rec["emotion"])
