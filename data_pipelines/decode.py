@@ -58,7 +58,7 @@ def _open(path: str):
 
 
 def _frame_times(path: str) -> tuple[list[float], float, tuple[int, int], bool]:
-  """Presentation times (s) of every decodable frame, the nominal fps, (W, H), has_audio."""
+  """Presentation times (s) of every video packet, the nominal fps, (W, H), has_audio."""
   import av  # pylint: disable=g-import-not-at-top
   container = _open(path)
   try:
@@ -68,11 +68,13 @@ def _frame_times(path: str) -> tuple[list[float], float, tuple[int, int], bool]:
     times = []
     size = (stream.codec_context.width, stream.codec_context.height)
     try:
+      # Packet timestamps only (no decoding): corrupt payloads are caught by `iter_frames`.
       for packet in container.demux(stream):
-        for frame in packet.decode():
-          times.append(float(frame.pts * frame.time_base) if frame.pts is not None
-                       else (times[-1] + 1 / (fps or FPS) if times else 0.0))
-          size = (frame.width, frame.height)
+        if packet.size == 0:
+          continue
+        if packet.pts is None:
+          raise DecodeError(f"{path}: video packets without timestamps")
+        times.append(float(packet.pts * packet.time_base))
     except av.error.FFmpegError as e:
       raise DecodeError(f"{path}: corrupt video stream after {len(times)} frames "
                         f"({type(e).__name__}: {e})") from e
@@ -95,7 +97,7 @@ def _frame_times(path: str) -> tuple[list[float], float, tuple[int, int], bool]:
 
 
 def probe(path: str) -> VideoInfo:
-  """Decodes the whole video once (cheap relative to face tracking) to get exact timings.
+  """Reads every video packet's timestamp (demuxing only, no decoding) to get exact timings.
 
   Raises:
     DecodeError: if the file cannot be opened, has no video stream, or is corrupt/truncated.

@@ -330,7 +330,10 @@ def test_several_faces_keep_largest_and_extreme_pose_is_dead_lettered(shared_dat
   manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
   # vox2_00373's head is turned by ~0.5 rad: with a 0.35 rad limit it is an extreme pose.
   out = tmp_path / "out"
-  info = pipeline.preprocess(str(manifest), str(out), resolution=32, max_abs_yaw=0.35)
+  # Through the command line (`jaxtalk preprocess ...`), with a Beam option passed through.
+  assert pipeline.run(["jaxtalk preprocess", f"--input={manifest}", f"--output_dir={out}",
+                       "--resolution=32", "--max_abs_yaw=0.35", "--direct_num_workers=1"]) == 0
+  info = json.loads((out / "dataset_info.json").read_text())
   dead = [json.loads(line) for line in (out / "dead_letter.jsonl").read_text().splitlines()]
   assert [(os.path.basename(d["path"]), d["stage"]) for d in dead] == [("vox2_00373.mp4", "pose")]
   assert "extreme head pose" in dead[0]["reason"]
