@@ -75,8 +75,9 @@ class Options:
     audio_pad_seconds: audio ending at most this much before the video is padded with silence;
       a larger shortfall cuts the video to the audio.
     num_shards: output shards (0: one per 32 input videos, at least 1).
-    wav2vec_path: local wav2vec 2.0 checkpoint folder (optional features; see `_optional`).
-    clip_path: local CLIP checkpoint folder (optional text embedding).
+    wav2vec_path: local wav2vec 2.0 checkpoint folder: reserved, NOT IMPLEMENTED yet (giving it
+      raises ValueError instead of silently producing records without the features).
+    clip_path: local CLIP checkpoint folder for a text embedding: reserved, NOT IMPLEMENTED yet.
   """
   resolution: int = 256
   max_clip_seconds: float = 10.0
@@ -326,21 +327,7 @@ def process_video(item: readers.VideoItem, opts: Options,
         face_found=ff.astype(bool), pose=pose.astype(np.float32), gaze=gz.astype(np.float32),
         mouth_box=mouth.astype(np.float32), audio=pcm, mel=mel.astype(np.float16),
         num_faces_max=int(num_faces[s:e].max()), notes=notes))
-  _optional_features(records, opts)
   return records, warnings
-
-
-def _optional_features(records: list[dict], opts: Options) -> None:
-  """wav2vec 2.0 / CLIP features from local checkpoints: not implemented yet.
-
-  Raises:
-    NotImplementedError: if a checkpoint path is given (rather than silently ignoring it).
-  """
-  if opts.wav2vec_path or opts.clip_path:
-    raise NotImplementedError(
-        "wav2vec_path / clip_path: optional pretrained features are not implemented yet in "
-        "preprocessing; the training stages compute their own audio/text features")
-  del records
 
 
 # ----------------------------------------------------------------------------------------------
@@ -465,8 +452,6 @@ def _beam_transforms():
         logging.warning("dead letter %s (%s): %s", item.video, e.stage, e.reason)
         yield beam.pvalue.TaggedOutput(
             "dead", dict(path=item.video, id=item.id, stage=e.stage, reason=e.reason))
-      except NotImplementedError:
-        raise
       except Exception as e:  # pylint: disable=broad-except  # anything else: dead letter too.
         logging.exception("unexpected failure on %s", item.video)
         yield beam.pvalue.TaggedOutput(
@@ -507,6 +492,10 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   fields = {f.name for f in dataclasses.fields(Options)}
   opts = Options(resolution=int(resolution), **{k: v for k, v in options.items() if k in fields})
+  if opts.wav2vec_path or opts.clip_path:
+    raise ValueError("wav2vec_path / clip_path: optional pretrained features are not "
+                     "implemented in preprocessing yet (the stages use log-mel and their own "
+                     "text encoder); run without them")
   beam_kwargs = {k: v for k, v in options.items() if k not in fields}
   items = readers.read_items(input_path)
   num_shards = opts.num_shards or max(1, math.ceil(len(items) / 32))

@@ -42,8 +42,8 @@ R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `ja
   audio            [N] int16  16 kHz mono PCM, sample n at time start_time + n / 16000
   mel              [M, 80] float16  log-mel (Wav2Lip parameters) of `audio`, in [-4, 4];
                               mel frame m is centred on audio sample 200 * m
-  wav2vec          [T, D] float16 optional (only with a local wav2vec 2.0 checkpoint)
-  text_embedding   [D] float16 optional (only with a local CLIP checkpoint)
+  (reserved, not produced yet: wav2vec [T, D] float16 and text_embedding [D] float16 from local
+   wav2vec 2.0 / CLIP checkpoints)
   num_faces_max    int        most faces seen in one frame (the largest one is kept)
   notes            list[str]  warnings about this clip (e.g. several faces)
 """

@@ -22,6 +22,10 @@ augmentation for split="train"), crop_min (default 0.8), windows_per_clip (defau
 per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False).
 Top-level: batch_size.
 
+With num_workers > 0 grain's multiprocessing prefetch splits the stream over worker processes:
+the batches are deterministic and restorable for a given num_workers, but differ from the
+num_workers=0 stream (keep it fixed across a run and its restarts).
+
 Random-crop augmentation (PoseTalk, train split only): one square crop of side
 U[crop_min, 1] x stored resolution at a uniform offset, shared by the window and the source frame,
 then resized to `resolution`; mouth boxes are mapped into the new crop. The pose is left as the
@@ -299,7 +303,8 @@ def split_clips(info: Mapping[str, Any], holdout: Sequence[str] = (),
   return train, ev
 
 
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
+def resize_image(img: np.ndarray, size: int) -> np.ndarray:
+  """uint8 `[h, w, 3]` -> `[size, size, 3]` (area filter when shrinking, bilinear otherwise)."""
   import cv2  # pylint: disable=g-import-not-at-top
   if img.shape[0] == size and img.shape[1] == size:
     return img
@@ -307,12 +312,17 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
   return cv2.resize(img, (size, size), interpolation=interp)
 
 
-def _decode_jpeg(data: bytes) -> np.ndarray:
+def decode_jpeg(data: bytes) -> np.ndarray:
+  """JPEG bytes of a stored frame -> uint8 RGB `[R, R, 3]`; ValueError if undecodable."""
   import cv2  # pylint: disable=g-import-not-at-top
   img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
   if img is None:
     raise ValueError("undecodable JPEG frame")
   return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+_resize = resize_image  # Older private names, used by jaxtalk/evaluators/reenactment.py.
+_decode_jpeg = decode_jpeg
 
 
 class _Windows:

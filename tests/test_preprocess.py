@@ -363,3 +363,8 @@ def test_tfds_data_source_over_the_shards(real, real_shards, tmp_path):
   np.testing.assert_array_equal(ex["pose"], rec["pose"])
   np.testing.assert_array_equal(ex["audio"], rec["audio"])
   assert ex["emotion"] == schema.EMOTIONS.index(rec["emotion"])
+
+
+def test_unimplemented_pretrained_features_fail_loudly(tmp_path):
+  with pytest.raises(ValueError, match="not implemented"):
+    pipeline.preprocess(str(tmp_path / "*.mp4"), str(tmp_path / "o"), wav2vec_path="/x")
