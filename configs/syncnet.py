@@ -1,0 +1,59 @@
+r"""python -m jaxtalk.main --config=configs/syncnet.py:size=tiny --workdir=/tmp/syncnet
+
+The lip-sync expert (Wav2Lip's SyncNet, retrained on our data; PoseTalk supplementary A.3).
+
+Args (`--config=configs/syncnet.py:<args>`):
+  size=paper: Wav2Lip's expert: 96 px faces (48 x 96 lower halves), widths 32..512, D = 512,
+    batch 64, Adam lr 1e-4; trained until the eval loss plateaus (~0.25 in Wav2Lip).
+  size=tiny: 64 px faces, widths 8..64, D = 64, 1 residual block per stage; trains on the 64 px
+    shards of ../shared/data in a few minutes on a CPU.
+  synthetic=true: synthetic batches (smoke runs without shards).
+"""
+
+from configs import common
+
+DOCUMENTED_ARGS = ("", "size=paper", "size=tiny", "size=tiny,synthetic=true")
+
+
+def get_config(arg=None):
+  args = common.parse_arg(arg, size="paper", synthetic=False, data_dir="")
+  c = common.base_config()
+  c.task = "jaxtalk.tasks.syncnet"
+  c.input.keys = ("frames", "mel", "mask")
+  c.input.synthetic = args.synthetic
+  c.input.data_dir = args.data_dir
+  c.syncnet = dict(windows_per_clip=4, min_shift=5)
+  c.optax.name = "adam"
+  c.optax.schedule = "constant"
+  c.optax.clip_grad_norm = 0.0
+
+  if args.size == "paper":
+    c.model = dict(image_size=96, face_widths=(32, 64, 128, 256, 512, 512),
+                   face_res=(0, 2, 3, 2, 2, 0), audio_widths=(32, 64, 128, 256),
+                   audio_res=(2, 2, 2, 1), embed_dim=512)
+    c.input.resolution = 256
+    c.input.window = 20
+    c.batch_size = 64
+    c.syncnet.windows_per_clip = 1
+    c.optax.lr = 1e-4
+    c.total_steps = 200_000
+    c.eval_every = 2000
+    c.log_every = 100
+    c.checkpoint_every = 2000
+  elif args.size == "tiny":
+    c.model = dict(image_size=64, face_widths=(8, 16, 32, 64, 64, 64),
+                   face_res=(0, 1, 1, 1, 1, 0), audio_widths=(8, 16, 32, 64),
+                   audio_res=(1, 1, 1, 1), embed_dim=64)
+    c.input.resolution = 64
+    c.input.window = 20
+    c.batch_size = 16
+    c.syncnet.windows_per_clip = 4
+    c.optax.lr = 1e-3
+    c.total_steps = 600
+    c.eval_every = 200
+    c.eval_batches = 2
+    c.log_every = 50
+    c.checkpoint_every = 600
+  else:
+    raise ValueError(f"syncnet config: size={args.size!r}; expected paper or tiny")
+  return c

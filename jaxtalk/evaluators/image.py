@@ -1,0 +1,70 @@
+"""Image reconstruction metrics: SSIM, PSNR and an LPIPS-style perceptual distance.
+
+Images are float `[..., H, W, 3]` in [-1, 1] (any leading dims); each metric returns per-image
+float32 values with the leading dims (average them yourself, e.g. over valid frames).
+
+* SSIM (Wang et al. 2004) via dm-pix on images mapped to [0, 1]: 11x11 Gaussian window,
+  sigma 1.5, k1 = 0.01, k2 = 0.03, computed per RGB channel and averaged (PoseTalk Tables 1-2).
+* PSNR = 10 log10(1 / MSE) on images in [0, 1] (MSE floored at 1e-10, so identical images give
+  100 dB).
+* Perceptual distance: LPIPS's formula without its learned linear layers (the "baseline"
+  variant of Zhang et al. 2018): for each feature layer l, features are unit-normalised over
+  channels, and d = sum_l mean_{h,w} || f_l(x) - f_l(y) ||^2. The backbone is
+  `jaxtalk.losses.PerceptualNet`: ImageNet VGG19 (relu1_1..relu5_1) when converted weights are
+  given, else the documented random-feature substitute (whose value is NOT comparable to LPIPS;
+  the report names which backbone was used).
+"""
+
+from __future__ import annotations
+
+import dm_pix as pix
+import jax
+import jax.numpy as jnp
+
+from jaxtalk import losses
+
+
+def _check(pred, target, name):
+  if pred.shape != target.shape or pred.ndim < 3 or pred.shape[-1] != 3:
+    raise ValueError(f"{name}: pred {pred.shape} and target {target.shape} must both be "
+                     "[..., H, W, 3]")
+
+
+def _to01(x):
+  return (jnp.asarray(x, jnp.float32) + 1.0) * 0.5
+
+
+def ssim(pred, target) -> jax.Array:
+  """Per-image SSIM, float32 with the leading dims. Identical images give 1."""
+  _check(pred, target, "ssim")
+  lead = pred.shape[:-3]
+  a = _to01(pred).reshape((-1,) + pred.shape[-3:])
+  b = _to01(target).reshape((-1,) + target.shape[-3:])
+  return pix.ssim(a, b, max_val=1.0).reshape(lead)
+
+
+def psnr(pred, target) -> jax.Array:
+  """Per-image PSNR in dB (see module docstring), float32 with the leading dims."""
+  _check(pred, target, "psnr")
+  mse = jnp.mean((_to01(pred) - _to01(target)) ** 2, axis=(-3, -2, -1))
+  return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+
+
+def perceptual_distance(pred, target, *, net: losses.PerceptualNet, params) -> jax.Array:
+  """Per-image LPIPS-style distance (see module docstring); 0 for identical images."""
+  _check(pred, target, "perceptual_distance")
+  lead = pred.shape[:-3]
+  a = jnp.asarray(pred, jnp.float32).reshape((-1,) + pred.shape[-3:])
+  b = jnp.asarray(target, jnp.float32).reshape((-1,) + target.shape[-3:])
+  n = a.shape[0]
+  feats = net.features(params, jnp.concatenate([a, b]).astype(net.dtype))
+  total = jnp.zeros((n,), jnp.float32)
+  for f in feats:
+    f = f / jnp.sqrt(jnp.sum(f * f, axis=-1, keepdims=True) + 1e-10)
+    total = total + jnp.mean(jnp.sum((f[:n] - f[n:]) ** 2, axis=-1), axis=(1, 2))
+  return total.reshape(lead)
+
+
+def backbone_name(net: losses.PerceptualNet) -> str:
+  """"vgg19" or "random-features (substitute, not LPIPS-comparable)"."""
+  return "vgg19" if net.kind == "vgg19" else "random-features (substitute, not LPIPS-comparable)"

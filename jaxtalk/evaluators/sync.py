@@ -1,0 +1,129 @@
+"""Lip-sync metrics LSE-D / LSE-C (Chung & Zisserman 2016 "Out of time"; Wav2Lip's LSE-*).
+
+For a clip, every 5-frame window centred on frame c is embedded by the sync expert's visual
+encoder (v_c) and every frame's 16 x 80 mel window by its audio encoder (a_c). For each audio
+offset o in [-max_offset, max_offset] (default +-15 frames, as SyncNet's evaluation):
+
+  dist(o) = mean over centres c with c + o inside the clip of || v_c - a_{c+o} ||_2
+  offset  = argmin_o dist(o)          (o > 0: the audio that matches the lips comes o frames
+                                       later, i.e. the sound is delayed w.r.t. the video)
+  LSE-D   = min_o dist(o)             (lower is better)
+  LSE-C   = median_o dist(o) - LSE-D  (confidence, higher is better; PoseTalk's Sync_conf)
+
+The embeddings are jaxtalk's retrained expert (`jaxtalk.models.syncnet`, L2-normalised, so
+distances lie in [0, sqrt(2)]), NOT the original SyncNet weights: values are comparable between
+jaxtalk runs with the same expert, not with published tables (which use unnormalised 1024-d
+SyncNet features, LSE-D ~ 6-8, LSE-C ~ 5-8). Unlike syncnet_python, which zero-pads the audio
+features at the clip ends, only pairs inside the clip are averaged.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtalk.models import syncnet as syncnet_lib
+
+NF = syncnet_lib.NUM_FRAMES
+
+
+def offset_distances(video_emb, audio_emb, *, centers=None, max_offset: int = 15) -> np.ndarray:
+  """Mean distance per offset.
+
+  Args:
+    video_emb: `[Nv, D]` embeddings of windows centred on frames `centers` (default
+      2, 3, ..., Nv + 1, i.e. every full window of a clip).
+    audio_emb: `[T, D]` embeddings of the mel window of every frame 0..T-1.
+    centers: `[Nv]` int frame index of each video window's centre.
+    max_offset: largest |offset| in frames.
+
+  Returns:
+    float64 `[2 * max_offset + 1]` for offsets -max_offset..max_offset (NaN where no pair).
+  """
+  v = np.asarray(video_emb, np.float64)
+  a = np.asarray(audio_emb, np.float64)
+  centers = np.arange(v.shape[0]) + NF // 2 if centers is None else np.asarray(centers)
+  if v.ndim != 2 or a.ndim != 2 or v.shape[1] != a.shape[1] or len(centers) != len(v):
+    raise ValueError(f"offset_distances: video {v.shape}, audio {a.shape}, centers "
+                     f"{np.shape(centers)} do not match")
+  out = np.full([2 * max_offset + 1], np.nan)
+  for i, o in enumerate(range(-max_offset, max_offset + 1)):
+    idx = centers + o
+    ok = (idx >= 0) & (idx < a.shape[0])
+    if ok.any():
+      out[i] = np.mean(np.linalg.norm(v[ok] - a[idx[ok]], axis=-1))
+  return out
+
+
+def sync_scores(video_emb, audio_emb, *, centers=None, max_offset: int = 15) -> dict:
+  """LSE-D, LSE-C and offset of one clip (see module docstring).
+
+  Returns:
+    {"lse_d": float, "lse_c": float, "offset": int, "dists": [2*max_offset+1] float64}.
+  """
+  dists = offset_distances(video_emb, audio_emb, centers=centers, max_offset=max_offset)
+  if np.all(np.isnan(dists)):
+    raise ValueError("sync_scores: no valid (video, audio) pair; is the clip shorter than 5?")
+  i = int(np.nanargmin(dists))
+  return {"lse_d": float(dists[i]), "lse_c": float(np.nanmedian(dists) - dists[i]),
+          "offset": i - max_offset, "dists": dists}
+
+
+class SyncEvaluator:
+  """Embeds clips with a trained sync expert and scores them.
+
+  Attributes:
+    model, params: a `SyncNet` and its params (e.g. from the syncnet stage's `params/`).
+    image_size: the expert's face size (`config.model.image_size`); frames are resized to it.
+    max_offset: +- offsets searched (frames).
+    chunk: windows embedded per jitted call.
+  """
+
+  def __init__(self, model: syncnet_lib.SyncNet, params, *, image_size: int,
+               max_offset: int = 15, chunk: int = 64):
+    self.model, self.params = model, params
+    self.image_size, self.max_offset, self.chunk = int(image_size), int(max_offset), int(chunk)
+    size = self.image_size
+
+    def video(p, faces):
+      return model.apply({"params": p}, syncnet_lib.prepare_faces(faces, size),
+                         method=syncnet_lib.SyncNet.embed_video)
+
+    def audio(p, mel):
+      return model.apply({"params": p}, mel, method=syncnet_lib.SyncNet.embed_audio)
+
+    self._video, self._audio = jax.jit(video), jax.jit(audio)
+
+  def _chunked(self, fn, x):
+    out = []
+    for i in range(0, x.shape[0], self.chunk):
+      part = x[i:i + self.chunk]
+      n = part.shape[0]
+      if n < self.chunk:  # pad to one compiled shape
+        part = np.concatenate([part, np.repeat(part[-1:], self.chunk - n, 0)])
+      out.append(np.asarray(fn(self.params, jnp.asarray(part)))[:n])
+    return np.concatenate(out)
+
+  def embed(self, frames, mel) -> tuple[np.ndarray, np.ndarray]:
+    """frames `[T, H, W, 3]` in [-1, 1], mel `[T, 16, 80]` -> (video `[T-4, D]` centred on
+    frames 2..T-3, audio `[T, D]`)."""
+    frames, mel = np.asarray(frames, np.float32), np.asarray(mel, np.float32)
+    if frames.ndim != 4 or mel.ndim != 3 or frames.shape[0] != mel.shape[0]:
+      raise ValueError(f"SyncEvaluator: frames {frames.shape} / mel {mel.shape}; expected "
+                       "[T, H, W, 3] and [T, 16, 80] with the same T")
+    t = frames.shape[0]
+    if t < NF:
+      raise ValueError(f"SyncEvaluator: clip of {t} frames; need >= {NF}")
+    windows = np.stack([frames[i:i + NF] for i in range(t - NF + 1)])
+    return self._chunked(self._video, windows), self._chunked(self._audio, mel)
+
+  def __call__(self, frames, mel, mask: Optional[np.ndarray] = None) -> dict:
+    """Scores one clip (`mask [T]` of valid frames; only the valid prefix is used)."""
+    if mask is not None:
+      n = int(np.sum(mask))
+      frames, mel = np.asarray(frames)[:n], np.asarray(mel)[:n]
+    v, a = self.embed(frames, mel)
+    return sync_scores(v, a, max_offset=self.max_offset)

@@ -1,0 +1,115 @@
+"""SyncNet expert (PoseTalk eqs. 7-8, Wav2Lip): shapes, pair sampling, losses, stage learning."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from configs import syncnet as syncnet_config
+from jaxtalk.models import syncnet as syncnet_lib
+from jaxtalk.tasks import syncnet as task_lib
+
+def _key(seed):
+  # rbg keys: threefry's random-bit kernels take seconds each to compile on this CPU.
+  return jax.random.key(seed, impl="rbg")
+
+
+TINY = dict(face_widths=(8, 16, 32, 64, 64, 64), face_res=(0, 1, 1, 1, 1, 0),
+            audio_widths=(8, 16, 32, 64), audio_res=(1, 1, 1, 1), embed_dim=64)
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+  faces, mel = jnp.zeros((1, 5, 64, 64, 3)), jnp.zeros((1, 16, 80))
+  return jax.jit(syncnet_lib.SyncNet(**TINY).init)(_key(2), faces, mel)
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_syncnet_shapes_and_range(dtype, tiny_params):
+  model = syncnet_lib.SyncNet(**TINY, dtype=dtype)
+  faces = jax.random.uniform(_key(0), (3, 5, 64, 64, 3), minval=-1, maxval=1)
+  mel = jax.random.normal(_key(1), (3, 16, 80))
+  params = tiny_params
+  sim, aux = jax.jit(model.apply)(params, faces, mel)
+  assert sim.shape == (3,) and sim.dtype == jnp.float32
+  assert np.all((sim >= 0) & (sim <= 1 + 1e-6))
+  for k in ("video_emb", "audio_emb"):
+    assert aux[k].shape == (3, 64) and aux[k].dtype == jnp.float32
+    np.testing.assert_allclose(np.linalg.norm(aux[k], axis=-1), 1.0, atol=1e-3)
+  # The visual encoder only looks at the lower half of the face.
+  upper = faces.at[:, :, :32].set(0.0)
+  np.testing.assert_allclose(jax.jit(model.apply)(params, upper, mel)[0], sim, atol=1e-6)
+  with pytest.raises(ValueError, match="expected \\[B, 5"):
+    jax.eval_shape(model.apply, params, faces[:, :4], mel)
+  with pytest.raises(ValueError, match="mel"):
+    jax.eval_shape(model.apply, params, faces, mel[:, :8])
+
+
+def test_cosine_and_losses_known_values():
+  v = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.0]])
+  a = jnp.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+  np.testing.assert_allclose(syncnet_lib.cosine_similarity(v, a), [1.0, 2 ** -0.5, 0.0],
+                             atol=1e-6)
+  np.testing.assert_allclose(syncnet_lib.sync_loss(jnp.array([1.0, 0.5])), np.log(2) / 2,
+                             rtol=1e-6)
+  np.testing.assert_allclose(syncnet_lib.bce_loss(jnp.array([0.8, 0.8]), jnp.array([1, 0])),
+                             [-np.log(0.8), -np.log(0.2)], rtol=1e-5)
+  m = task_lib.pair_metrics(jnp.array([0.9, 0.4, 0.2, 0.6]), jnp.array([1.0, 1.0, 0.0, 0.0]),
+                            jnp.ones(4, bool))
+  assert float(m["accuracy"]) == 0.5 and float(m["pair_accuracy"]) == 0.5
+
+
+def test_sample_pairs_alignment_and_shifts():
+  b, t = 4, 20
+  ids = jnp.arange(b * t, dtype=jnp.float32).reshape(b, t)
+  frames = jnp.broadcast_to(ids[:, :, None, None, None], (b, t, 2, 2, 3))
+  mel = jnp.broadcast_to(ids[:, :, None, None], (b, t, 16, 80))
+  mask = jnp.arange(t)[None] < jnp.array([20, 20, 12, 7])[:, None]
+  out = task_lib.sample_pairs(_key(0), frames, mel, mask,
+                              windows_per_clip=8, min_shift=5)
+  k = 8
+  faces = np.asarray(out["faces"][:b * k, :, 0, 0, 0]).astype(int)   # [BK, 5] frame ids
+  pos = np.asarray(out["mel"][:b * k, 0, 0]).astype(int)
+  neg = np.asarray(out["mel"][b * k:, 0, 0]).astype(int)
+  np.testing.assert_array_equal(np.diff(faces, axis=1), 1)   # consecutive frames
+  np.testing.assert_array_equal(pos, faces[:, 2])             # mel[t + 2] with frames t..t+4
+  clip = faces[:, 0] // t
+  lengths = np.array([20, 20, 12, 7])[clip]
+  assert np.all(faces[:, 4] % t < lengths)                    # windows inside the valid prefix
+  same = (neg // t) == clip
+  shift = np.abs(neg - pos)
+  assert np.all(shift[same] >= 5)
+  # Clip 3 (7 valid frames) has no in-clip negative: its audio comes from clip 0.
+  assert np.all(~same[clip == 3]) and np.all(same[clip < 2])
+  np.testing.assert_array_equal(out["label"], np.r_[np.ones(b * k), np.zeros(b * k)])
+  assert bool(out["valid"].all())
+
+
+def test_configs_load():
+  for arg in syncnet_config.DOCUMENTED_ARGS:
+    c = syncnet_config.get_config(arg)
+    assert c.task == "jaxtalk.tasks.syncnet"
+  assert syncnet_config.get_config("size=tiny").model.image_size == 64
+  with pytest.raises(ValueError):
+    syncnet_config.get_config("size=huge")
+
+
+def test_stage_trains_with_the_trainer_on_synthetic_data(tmp_path):
+  """The stage runs in jaxtalk.train (sharded on 8 devices) and its loss falls."""
+  from jaxtalk import train  # pylint: disable=g-import-not-at-top
+  c = syncnet_config.get_config("size=tiny,synthetic=true")
+  c.batch_size = 8
+  c.syncnet.windows_per_clip = 1
+  c.total_steps = 12
+  c.log_every = 4
+  c.eval_every = 12
+  c.eval_batches = 1
+  c.checkpoint_every = 12
+  c.progress = False
+  out = train.train_and_evaluate(c, str(tmp_path))
+  hist = [h for h in out["history"] if "train/loss_bce" in h]
+  assert out["step"] == 12
+  assert hist[-1]["train/loss_bce"] < hist[0]["train/loss_bce"]
+  evals = [h for h in out["history"] if "eval/pair_accuracy" in h]
+  assert evals and 0.0 <= evals[-1]["eval/pair_accuracy"] <= 1.0
