@@ -470,9 +470,7 @@ class MultiHeadAttention(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
 
     def proj(name, inp):
-      init = dense_kernel_init(("embed", "heads", "kv"))
-      return nn.DenseGeneral((h, dh), kernel_init=init, bias_init=zeros_init(("heads", "kv")),
-                             name=name, **kw)(inp)
+      return HeadsProjection(h, dh, name=name, **kw)(inp)
 
     q = proj("query", x)          # [B, T, H, dh]
     k = proj("key", context)      # [B, S, H, dh]
@@ -485,10 +483,8 @@ class MultiHeadAttention(nn.Module):
       t = x.shape[1]
       rel = jnp.arange(t - 1, -t, -1)                          # distances i - j: t-1 .. -(t-1)
       r = sinusoidal_embedding(rel, d)                         # [2T-1, D]
-      r = nn.DenseGeneral((h, dh), use_bias=False, dtype=jnp.float32,
-                          param_dtype=self.param_dtype,
-                          kernel_init=dense_kernel_init(("embed", "heads", "kv")),
-                          name="pos_proj")(r)                  # [2T-1, H, dh]
+      r = HeadsProjection(h, dh, use_bias=False, dtype=jnp.float32,
+                          param_dtype=self.param_dtype, name="pos_proj")(r)  # [2T-1, H, dh]
       content = jnp.einsum("bthd,bshd->bhts", q32 + u, k32)
       pos = jnp.einsum("bthd,rhd->bhtr", q32 + vb, r)          # [B, H, T, 2T-1]
       # Entry (i, j) needs relative distance i - j, stored at index (t - 1) - (i - j).
@@ -508,8 +504,39 @@ class MultiHeadAttention(nn.Module):
       weights = jnp.where(jnp.any(mask, axis=-1)[:, None, None, None], weights, 0.0)
     weights = nn.Dropout(self.dropout, deterministic=not train)(weights)
     out = jnp.einsum("bhts,bshd->bthd", weights.astype(self.dtype), v.astype(self.dtype))
-    return nn.DenseGeneral(d, axis=(-2, -1), kernel_init=dense_kernel_init(("heads", "kv", "embed")),
-                           bias_init=zeros_init(("embed",)), name="out", **kw)(out)
+    kernel = self.param(
+        "out_kernel", _part(nn.initializers.variance_scaling(1.0, "fan_in", "normal",
+                                                             in_axis=(0, 1), out_axis=2),
+                            ("heads", "kv", "embed")), (h, dh, d), self.param_dtype)
+    bias = self.param("out_bias", zeros_init(("embed",)), (d,), self.param_dtype)
+    return (jnp.einsum("bthd,hde->bte", out, kernel.astype(self.dtype)) +
+            bias.astype(self.dtype))
+
+
+class HeadsProjection(nn.Module):
+  """`[..., D] -> [..., H, dh]` projection with a `[D, H, dh]` kernel (names embed/heads/kv).
+
+  (flax's DenseGeneral reshapes multi-axis kernels through a 2-D initialiser, which breaks
+  logical-axis constraints, hence this explicit version.)
+  """
+  num_heads: int
+  head_dim: int
+  use_bias: bool = True
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    d = x.shape[-1]
+    init = nn.initializers.variance_scaling(1.0, "fan_in", "normal", in_axis=0, out_axis=(1, 2))
+    kernel = self.param("kernel", _part(init, ("embed", "heads", "kv")),
+                        (d, self.num_heads, self.head_dim), self.param_dtype)
+    y = jnp.einsum("...d,dhk->...hk", x.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      bias = self.param("bias", zeros_init(("heads", "kv")), (self.num_heads, self.head_dim),
+                        self.param_dtype)
+      y = y + bias.astype(self.dtype)
+    return y
 
 
 class FeedForward(nn.Module):
