@@ -83,6 +83,18 @@ def test_sharded_run_equals_single_device(tmp_path):
                 exact=True)
 
 
+def test_grad_accumulation_equals_full_batch(tmp_path):
+  """2 micro-batches of 4 == one batch of 8 (the loss is a mean over examples)."""
+  # SGD without clipping: sensitive to the gradient's scale and to which examples were used.
+  mesh = {"mesh.data": 2, "mesh.fsdp": 2, "mesh.tensor": 2, "optax.name": "sgd",
+          "optax.b1": 0.0, "optax.clip_grad_norm": 0.0, "optax.lr": 0.01}
+  c1 = _config("accum=1", total_steps=3, eval_every=0, **mesh)
+  c2 = _config("accum=2", total_steps=3, eval_every=0, **mesh)
+  r1 = train.train_and_evaluate(c1, str(tmp_path / "a1"))
+  r2 = train.train_and_evaluate(c2, str(tmp_path / "a2"))
+  _assert_trees(r1["params"], r2["params"], rtol=1e-4, atol=1e-5)
+
+
 def _batch(c):
   it = input_pipeline.create_iterator(c, split="train")
   return next(it)
