@@ -536,6 +536,10 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
 
   def record(entry: dict):
     history.append(entry)
+    logging_utils.log_info("step %d: %s", entry["step"], ", ".join(
+        f"{k}={v:.4g}" for k, v in entry.items()
+        if k != "step" and (k.startswith("eval/") or _is_loss_term(k.split("/", 1)[-1])
+                            or k.endswith("steps_per_sec"))))
     writer.write_scalars(entry["step"], {k: v for k, v in entry.items() if k != "step"})
     if jax.process_index() == 0:
       with open(metrics_path, "a") as f:
