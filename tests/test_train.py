@@ -139,12 +139,21 @@ def _next_batch(c, workdir):
   return next(it)
 
 
+def _saved_state(workdir, step):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  with ocp.StandardCheckpointer() as ck:
+    return jax.device_get(ck.restore(os.path.join(workdir, "checkpoints", str(step), "state")))
+
+
 def test_resume_after_stop_is_identical(uninterrupted, tmp_path):
   c, full_dir, full = uninterrupted
   d = str(tmp_path / "resumed")
   first = train.train_and_evaluate(c, d, stop_after=3)
   assert first["preempted"] and first["step"] == 3
   assert not os.path.exists(os.path.join(d, "params"))
+  # The uninterrupted run saved step 3 asynchronously while its next steps reused (donated)
+  # the buffers: its checkpoint must still equal the state of the run that stopped there.
+  _assert_trees(_saved_state(full_dir, 3), _saved_state(d, 3), exact=True)
   second = train.train_and_evaluate(c, d)  # the same command again
   assert second["step"] == 6 and not second["preempted"]
   assert [h["step"] for h in second["history"]] == [4, 6]
