@@ -75,9 +75,10 @@ class Options:
     audio_pad_seconds: audio ending at most this much before the video is padded with silence;
       a larger shortfall cuts the video to the audio.
     num_shards: output shards (0: one per 32 input videos, at least 1).
-    wav2vec_path: local wav2vec 2.0 checkpoint folder: reserved, NOT IMPLEMENTED yet (giving it
-      raises ValueError instead of silently producing records without the features).
-    clip_path: local CLIP checkpoint folder for a text embedding: reserved, NOT IMPLEMENTED yet.
+    wav2vec_path: optional local wav2vec 2.0 checkpoint folder (`jaxtalk.audio.Wav2Vec2Features`):
+      records then carry `wav2vec [T, C]` at 25 fps.
+    clip_path: optional local CLIP folder (FlaxCLIPTextModel + its tokenizer files): records then
+      carry the pooled `text_embedding [D]` of their text.
   """
   resolution: int = 256
   max_clip_seconds: float = 10.0
@@ -160,6 +161,39 @@ def _audio_for_video(item: readers.VideoItem, info: decode.VideoInfo) -> np.ndar
   elif offset < 0:
     wav = np.concatenate([np.zeros([-offset], np.float32), wav])
   return wav
+
+
+_FEATURE_MODELS = {}  # (kind, path) -> loaded model, one per worker process.
+
+
+def _wav2vec(path: str):
+  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  key = ("wav2vec", path)
+  if key not in _FEATURE_MODELS:
+    _FEATURE_MODELS[key] = audio_lib.Wav2Vec2Features(path)
+  return _FEATURE_MODELS[key]
+
+
+def _clip_text_embedding(path: str, text: str) -> np.ndarray:
+  """Pooled CLIP text embedding `[D]` float32 of `text` (max 77 tokens)."""
+  key = ("clip", path)
+  if key not in _FEATURE_MODELS:
+    import jax  # pylint: disable=g-import-not-at-top
+    from transformers import FlaxCLIPTextModel  # pylint: disable=g-import-not-at-top
+    from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
+    try:
+      model, params = FlaxCLIPTextModel.from_pretrained(path, local_files_only=True,
+                                                        _do_init=False)
+    except Exception as e:  # pylint: disable=broad-except  # transformers raises many types.
+      raise ValueError(f"could not load FlaxCLIPTextModel from {path!r} ({type(e).__name__}: "
+                       f"{e})") from e
+    tok = text_lib.make_tokenizer(clip_path=path)
+    fn = jax.jit(lambda p, ids, mask: model(input_ids=ids, attention_mask=mask.astype("int32"),
+                                            params=p, train=False).pooler_output)
+    _FEATURE_MODELS[key] = (tok, params, fn)
+  tok, params, fn = _FEATURE_MODELS[key]
+  ids, mask = tok.encode([text], 77)
+  return np.asarray(fn(params, ids, mask)[0], np.float32)
 
 
 def process_video(item: readers.VideoItem, opts: Options,
@@ -307,6 +341,13 @@ def process_video(item: readers.VideoItem, opts: Options,
     timings["decode"] = timings.get("decode", 0.0) + dec_t
     timings["encode"] = timings.get("encode", 0.0) + (time.process_time() - encode_t - dec_t)
 
+  text_embedding = None
+  if opts.clip_path:
+    with _Timer(timings, "features"):
+      try:
+        text_embedding = _clip_text_embedding(opts.clip_path, item.text)
+      except ValueError as e:
+        raise StageError("features", str(e)) from e
   records = []
   for j, (ci, s, e, boxes, lm, pose, gz, ff) in enumerate(kept):
     with _Timer(timings, "landmarks_pose"):
@@ -327,6 +368,15 @@ def process_video(item: readers.VideoItem, opts: Options,
         face_found=ff.astype(bool), pose=pose.astype(np.float32), gaze=gz.astype(np.float32),
         mouth_box=mouth.astype(np.float32), audio=pcm, mel=mel.astype(np.float16),
         num_faces_max=int(num_faces[s:e].max()), notes=notes))
+    if opts.wav2vec_path:
+      with _Timer(timings, "features"):
+        try:
+          feats = _wav2vec(opts.wav2vec_path)(audio_lib.from_int16(pcm))
+        except ValueError as err:
+          raise StageError("features", str(err)) from err
+      records[-1]["wav2vec"] = feats.astype(np.float16)
+    if text_embedding is not None:
+      records[-1]["text_embedding"] = text_embedding.astype(np.float16)
   return records, warnings
 
 
@@ -351,6 +401,8 @@ def clip_summary(record: dict) -> dict:
       clip_id=record["clip_id"], video_id=record["video_id"], dataset=record["dataset"],
       speaker=record["speaker"], emotion=record["emotion"], text=record["text"],
       num_frames=int(record["num_frames"]), notes=record["notes"],
+      features=sorted(k for k in schema.OPTIONAL_FIELDS if k in record),
+      feature_dims={k: int(record[k].shape[-1]) for k in schema.OPTIONAL_FIELDS if k in record},
       stats=dict(pose=[len(pose), pose.sum(0).tolist(), (pose ** 2).sum(0).tolist()],
                  gaze=[len(gz), gz.sum(0).tolist(), (gz ** 2).sum(0).tolist()],
                  mel=[len(mel), mel.sum(0).tolist(), (mel ** 2).sum(0).tolist()]))
@@ -407,8 +459,19 @@ def dataset_info(shards: list[tuple[str, list[dict]]], dead: list[dict], opts: O
       pose_names=["yaw", "pitch", "roll", "tx", "ty", "scale"], gaze_names=["pitch", "yaw"],
       emotions=list(schema.EMOTIONS), speakers=speakers, vocab=_build_vocab(texts),
       shards=sorted({c["shard"] for c in clips}),
-      clips=[{k: v for k, v in c.items() if k != "stats"} for c in clips],
+      optional_features=sorted(set.intersection(*[set(c["features"]) for c in clips]))
+      if clips else [],
+      optional_feature_dims={k: int(v) for k, v in sorted(_feature_dims(shards).items())},
+      clips=[{k: v for k, v in c.items() if k not in ("stats", "feature_dims")} for c in clips],
       options=dataclasses.asdict(opts))
+
+
+def _feature_dims(shards) -> dict:
+  dims = {}
+  for _, summaries in shards:
+    for c in summaries:
+      dims.update(c.get("feature_dims", {}))
+  return dims
 
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -492,11 +555,10 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   fields = {f.name for f in dataclasses.fields(Options)}
   opts = Options(resolution=int(resolution), **{k: v for k, v in options.items() if k in fields})
-  if opts.wav2vec_path or opts.clip_path:
-    raise ValueError("wav2vec_path / clip_path: optional pretrained features are not "
-                     "implemented in preprocessing yet (the stages use log-mel and their own "
-                     "text encoder); run without them")
   beam_kwargs = {k: v for k, v in options.items() if k not in fields}
+  for name, path in (("wav2vec_path", opts.wav2vec_path), ("clip_path", opts.clip_path)):
+    if path and not os.path.isfile(os.path.join(path, "config.json")):
+      raise ValueError(f"{name}={path!r}: not a local checkpoint folder (no config.json)")
   items = readers.read_items(input_path)
   num_shards = opts.num_shards or max(1, math.ceil(len(items) / 32))
   output_dir = os.path.abspath(output_dir)

@@ -42,8 +42,10 @@ R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `ja
   audio            [N] int16  16 kHz mono PCM, sample n at time start_time + n / 16000
   mel              [M, 80] float16  log-mel (Wav2Lip parameters) of `audio`, in [-4, 4];
                               mel frame m is centred on audio sample 200 * m
-  (reserved, not produced yet: wav2vec [T, D] float16 and text_embedding [D] float16 from local
-   wav2vec 2.0 / CLIP checkpoints)
+  wav2vec          [T, C] float16  optional: wav2vec 2.0 features at 25 fps (only with
+                              `--wav2vec_path`, see `jaxtalk.audio.Wav2Vec2Features`)
+  text_embedding   [D] float16  optional: pooled CLIP text embedding of `text` (only with
+                              `--clip_path`)
   num_faces_max    int        most faces seen in one frame (the largest one is kept)
   notes            list[str]  warnings about this clip (e.g. several faces)
 """
@@ -89,6 +91,13 @@ ARRAY_FIELDS = {
   "mouth_box": (np.float32, (4,)),
   "audio": (np.int16, ()),
   "mel": (np.float16, (NUM_MELS,)),
+}
+
+
+# Optional fields: dtype and rank.
+OPTIONAL_FIELDS = {
+  "wav2vec": (np.float16, 2),
+  "text_embedding": (np.float16, 1),
 }
 
 
@@ -151,6 +160,15 @@ def validate_record(record: Mapping[str, Any]) -> None:
     if record[name].shape[0] != t:
       raise ValueError(f"clip {record['clip_id']}: {name} has {record[name].shape[0]} rows, "
                        f"expected {t}")
+  for name, (dtype, rank) in OPTIONAL_FIELDS.items():
+    if name in record:
+      arr = record[name]
+      if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != rank:
+        raise ValueError(f"clip {record['clip_id']}: optional field {name} should be "
+                         f"{np.dtype(dtype).name} of rank {rank}, got "
+                         f"{getattr(arr, 'dtype', type(arr))} {getattr(arr, 'shape', '')}")
+      if rank == 2 and arr.shape[0] != t:
+        raise ValueError(f"clip {record['clip_id']}: {name} has {arr.shape[0]} rows, expected {t}")
   if record["audio"].shape[0] != t * SAMPLES_PER_FRAME:
     raise ValueError(f"clip {record['clip_id']}: audio has {record['audio'].shape[0]} samples, "
                      f"expected {t * SAMPLES_PER_FRAME}")

@@ -185,3 +185,78 @@ def to_int16(wav: np.ndarray) -> np.ndarray:
 def from_int16(pcm: np.ndarray) -> np.ndarray:
   """int16 PCM -> float32 in [-1, 1]."""
   return (np.asarray(pcm, np.float32) / 32767.0).clip(-1.0, 1.0)
+
+
+class Wav2Vec2Features:
+  """wav2vec 2.0 (Baevski et al. 2020) hidden states at 25 fps from a local Flax checkpoint.
+
+  PoseTalk conditions on wav2vec 2.0 features; this computes them once in preprocessing
+  (`jaxtalk preprocess --wav2vec_path=DIR`), stored per clip as `wav2vec [T, C]`.
+
+  The folder holds `config.json` + `flax_model.msgpack` (`FlaxWav2Vec2Model.save_pretrained`).
+  transformers' Flax port only supports stable-layer-norm checkpoints (`feat_extract_norm="layer"`,
+  `do_stable_layer_norm=True`: large-lv60 / XLSR style); others raise ValueError here.
+
+  Alignment: the audio is normalised to zero mean / unit variance (Wav2Vec2FeatureExtractor's
+  `do_normalize`); the model's frame f covers samples [320 f, 320 f + 400) (50 Hz), so video frame
+  t (samples [640 t, 640 t + 640)) gets the mean of frames 2t and 2t+1 (clamped at the end).
+  Inputs are zero-padded to a multiple of `bucket_seconds` with an attention mask, so `jax.jit`
+  compiles once per bucket rather than once per clip length.
+
+  Attributes:
+    path: the checkpoint folder.
+    model, params: the transformers model and its loaded params.
+    layer: hidden state used (-1: last layer output; k: output of transformer layer k).
+    dim: feature size C.
+  """
+
+  def __init__(self, path: str, layer: int = -1, bucket_seconds: float = 2.0):
+    import jax  # pylint: disable=g-import-not-at-top
+    if not os.path.isfile(os.path.join(path, "config.json")):
+      raise ValueError(f"wav2vec 2.0 folder {path!r} has no config.json (save a model there with "
+                       "FlaxWav2Vec2Model.save_pretrained)")
+    from transformers import FlaxWav2Vec2Model  # pylint: disable=g-import-not-at-top
+    try:  # _do_init=False: no (slow, discarded) random initialisation before loading.
+      self.model, self.params = FlaxWav2Vec2Model.from_pretrained(
+          path, local_files_only=True, _do_init=False)
+    except Exception as e:  # pylint: disable=broad-except  # transformers raises many types.
+      raise ValueError(f"could not load FlaxWav2Vec2Model from {path!r} ({type(e).__name__}: "
+                       f"{e})") from e
+    self.path, self.layer = path, int(layer)
+    self.dim = int(self.model.config.hidden_size)
+    self.bucket = max(1, int(bucket_seconds * SAMPLE_RATE))
+    model, layer_ = self.model, self.layer
+
+    def features(params, x, mask):
+      out = model(x, attention_mask=mask, params=params, output_hidden_states=layer_ != -1,
+                  train=False)
+      return out.last_hidden_state if layer_ == -1 else out.hidden_states[layer_]
+
+    self._fn = jax.jit(features)
+
+  @staticmethod
+  def num_frames(num_samples: int) -> int:
+    """wav2vec 2.0 frames for `num_samples` (conv stack: receptive field 400, stride 320)."""
+    return max(0, (num_samples - 400) // 320 + 1)
+
+  def __call__(self, wav: np.ndarray) -> np.ndarray:
+    """float `[N]` 16 kHz mono -> float32 `[N // 640, C]` (one row per 25 fps video frame).
+
+    Raises:
+      ValueError: if the audio is shorter than one video frame.
+    """
+    wav = np.asarray(wav, np.float32)
+    t_len = wav.size // SAMPLES_PER_FRAME
+    if wav.ndim != 1 or t_len < 1:
+      raise ValueError(f"wav2vec features need mono audio of >= 640 samples, got {wav.shape}")
+    x = (wav - wav.mean()) / np.sqrt(wav.var() + 1e-7)
+    n = -(-wav.size // self.bucket) * self.bucket
+    padded = np.zeros([1, n], np.float32)
+    padded[0, :wav.size] = x
+    mask = np.zeros([1, n], np.int32)
+    mask[0, :wav.size] = 1
+    hidden = np.asarray(self._fn(self.params, padded, mask), np.float32)[0]
+    valid = max(1, min(self.num_frames(wav.size), hidden.shape[0]))
+    t = np.arange(t_len)
+    a, b = np.minimum(2 * t, valid - 1), np.minimum(2 * t + 1, valid - 1)
+    return (hidden[a] + hidden[b]) / 2

@@ -17,7 +17,7 @@ Two sources with the same schema:
 Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
 resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout;
 optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
-(default 8), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
+(default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
 augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
 per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False).
 Top-level: batch_size.
@@ -50,6 +50,12 @@ from jaxtalk import sharding as sharding_lib
 ALL_KEYS = ("frames", "source", "source_pose", "pose", "gaze", "mel", "mouth_box", "text_ids",
             "text_mask", "emotion", "speaker", "mask")
 
+# Extra keys, produced only when listed in config.input.keys (and, for real data, present in the
+# shards: `jaxtalk preprocess --wav2vec_path / --clip_path`):
+#   wav2vec         [B, T, C] float32  wav2vec 2.0 features, one row per frame
+#   text_embedding  [B, D]    float32  pooled CLIP text embedding of the description
+OPTIONAL_KEYS = ("wav2vec", "text_embedding")
+
 _SYNTHETIC_SIZE = 1 << 40  # "infinite" synthetic index space.
 
 
@@ -69,9 +75,10 @@ def batch_keys(config) -> tuple[str, ...]:
   keys = tuple(_get(config.input, "keys", ()) or ())
   if not keys:
     return ALL_KEYS
-  unknown = [k for k in keys if k not in ALL_KEYS]
+  unknown = [k for k in keys if k not in ALL_KEYS + OPTIONAL_KEYS]
   if unknown:
-    raise ValueError(f"config.input.keys has unknown keys {unknown}; known: {ALL_KEYS}")
+    raise ValueError(f"config.input.keys has unknown keys {unknown}; known: "
+                     f"{ALL_KEYS + OPTIONAL_KEYS}")
   return keys
 
 
@@ -89,7 +96,10 @@ def local_batch_size(config) -> int:
 class _Synthetic:
   """Picklable map function: global example index -> example dict (numpy)."""
 
-  def __init__(self, *, seed, window, resolution, keys, text_len, vocab_size, num_speakers):
+  def __init__(self, *, seed, window, resolution, keys, text_len, vocab_size, num_speakers,
+               wav2vec_dim=1024, text_embedding_dim=512):
+    self.wav2vec_dim = int(wav2vec_dim)
+    self.text_embedding_dim = int(text_embedding_dim)
     self.seed = int(seed)
     self.window = int(window)
     self.resolution = int(resolution)
@@ -188,6 +198,13 @@ class _Synthetic:
       out["speaker"] = np.int32(rng.integers(0, self.num_speakers))
     if "mask" in keys:
       out["mask"] = np.ones([t_len], np.bool_)
+    if "wav2vec" in keys:  # follows the speech energy like real features would.
+      proj = rng.standard_normal([2, self.wav2vec_dim]).astype(np.float32)
+      e = opening[sl, None]
+      out["wav2vec"] = (e * proj[0] + (1 - e) * proj[1] + 0.1 * rng.standard_normal(
+          [t_len, self.wav2vec_dim])).astype(np.float32)
+    if "text_embedding" in keys:
+      out["text_embedding"] = rng.standard_normal([self.text_embedding_dim]).astype(np.float32)
     return out
 
 
@@ -197,7 +214,9 @@ def _synthetic_dataset(config, split: str) -> grain.MapDataset:
   fn = _Synthetic(
       seed=seed, window=inp.window, resolution=inp.resolution, keys=batch_keys(config),
       text_len=_get(inp, "text_len", 32), vocab_size=_get(inp, "synthetic_vocab_size", 1000),
-      num_speakers=_get(inp, "synthetic_speakers", 8))
+      num_speakers=_get(inp, "synthetic_speakers", 8),
+      wav2vec_dim=_get(inp, "synthetic_wav2vec_dim", 1024),
+      text_embedding_dim=_get(inp, "synthetic_text_embedding_dim", 512))
   ds = grain.MapDataset.range(_SYNTHETIC_SIZE)
   ds = ds[jax.process_index()::jax.process_count()]
   return ds.map(fn)
@@ -372,12 +391,18 @@ class _Windows:
   def __call__(self, entry, rng: np.random.Generator):
     index, start = int(entry[0]), int(entry[1])
     try:
-      return self._example(index, start, rng)
+      out = self._example(index, start, rng)
     except Exception as e:  # pylint: disable=broad-except  # a bad record is skipped, not fatal.
       logging.warning("input_pipeline: skipping record %d (%s) of %s: %s: %s", index,
                       self.clip_ids[index] if index < len(self.clip_ids) else "?",
                       self.paths, type(e).__name__, e)
+      self._failures = getattr(self, "_failures", 0) + 1
+      if self._failures > 100:  # never spin forever on a dataset of bad records.
+        raise RuntimeError(f"input_pipeline: more than 100 consecutive bad records in "
+                           f"{self.paths}; last: {type(e).__name__}: {e}") from e
       return None
+    self._failures = 0
+    return out
 
   def _example(self, index, start, rng):
     keys = self.keys
@@ -392,6 +417,7 @@ class _Windows:
       need.add("mel")
     if "mouth_box" in keys:
       need.add("mouth_box")
+    need.update(k for k in OPTIONAL_KEYS if k in keys)
     rec = schema.decode_record(self.source[index], keys=need)
     n, t_len, res = int(rec["num_frames"]), self.window, int(rec["resolution"])
     if start < 0:
@@ -459,6 +485,10 @@ class _Windows:
       out["speaker"] = np.int32(self.speakers.get(rec["speaker"], 0))
     if "mask" in keys:
       out["mask"] = valid
+    if "wav2vec" in keys:
+      out["wav2vec"] = np.asarray(rec["wav2vec"], np.float32)[idx]
+    if "text_embedding" in keys:
+      out["text_embedding"] = np.asarray(rec["text_embedding"], np.float32)
     return out
 
 
@@ -484,6 +514,11 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
     raise ValueError(f"{data_dir}: shards listed in dataset_info.json are missing: {missing}")
+  missing_opt = [k for k in batch_keys(config)
+                 if k in OPTIONAL_KEYS and k not in info.get("optional_features", [])]
+  if missing_opt:
+    raise ValueError(f"{data_dir}: config.input.keys asks for {missing_opt}, which these shards "
+                     "do not have (preprocess with --wav2vec_path / --clip_path)")
   train_idx, eval_idx = split_clips(info, tuple(_get(inp, "holdout", ()) or ()),
                                     float(_get(inp, "eval_fraction", 0.2)))
   t_len = int(inp.window)

@@ -365,6 +365,65 @@ def test_tfds_data_source_over_the_shards(real, real_shards, tmp_path):
   assert ex["emotion"] == schema.EMOTIONS.index(rec["emotion"])
 
 
-def test_unimplemented_pretrained_features_fail_loudly(tmp_path):
-  with pytest.raises(ValueError, match="not implemented"):
-    pipeline.preprocess(str(tmp_path / "*.mp4"), str(tmp_path / "o"), wav2vec_path="/x")
+def _save_random(cls, cfg, path, input_shape):
+  """Saves a randomly initialised transformers Flax model (jitted init: eager init is slow)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  model = cls(cfg, _do_init=False)
+  params = jax.jit(model.init_weights, static_argnums=1)(jax.random.PRNGKey(0), input_shape)
+  model.save_pretrained(str(path), params=params)
+
+
+def _tiny_wav2vec(path):
+  from transformers import FlaxWav2Vec2Model, Wav2Vec2Config  # pylint: disable=g-import-not-at-top
+  cfg = Wav2Vec2Config(
+      hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+      conv_dim=(8,) * 7, do_stable_layer_norm=True, feat_extract_norm="layer",
+      num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+  _save_random(FlaxWav2Vec2Model, cfg, path, (1, 1024))
+
+
+def _tiny_clip(path):
+  """A random tiny CLIP text model with a letters-only BPE tokenizer in `path`."""
+  from transformers import CLIPTextConfig, FlaxCLIPTextModel  # pylint: disable=g-import-not-at-top
+  letters = [chr(c) for c in range(ord("a"), ord("z") + 1)] + list(",.'!?")
+  tokens = letters + [c + "</w>" for c in letters] + ["<|startoftext|>", "<|endoftext|>"]
+  path.mkdir(parents=True, exist_ok=True)
+  (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}))
+  (path / "merges.txt").write_text("#version: 0.2\n")
+  cfg = CLIPTextConfig(vocab_size=len(tokens), hidden_size=16, intermediate_size=32,
+                       num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=77,
+                       bos_token_id=len(tokens) - 2, eos_token_id=len(tokens) - 1)
+  _save_random(FlaxCLIPTextModel, cfg, path, (1, 8))
+
+
+@pytest.mark.slow  # ~1 min on a loaded 2-core CPU: building and jitting two random models.
+@pytest.mark.needs_data
+def test_optional_wav2vec_and_clip_features(shared_data, tmp_path):
+  from configs import common  # pylint: disable=g-import-not-at-top
+  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  _tiny_wav2vec(tmp_path / "w2v")
+  _tiny_clip(tmp_path / "clip")
+  manifest = tmp_path / "m.jsonl"
+  manifest.write_text(json.dumps(dict(video=str(shared_data / "videos" / "vox2_00373.mp4"),
+                                      text="she turns her head.")) + "\n")
+  out = tmp_path / "out"
+  info = pipeline.preprocess(str(manifest), str(out), resolution=32, max_clip_seconds=3.0,
+                             wav2vec_path=str(tmp_path / "w2v"), clip_path=str(tmp_path / "clip"))
+  assert info["optional_features"] == ["text_embedding", "wav2vec"]
+  assert info["optional_feature_dims"] == {"text_embedding": 16, "wav2vec": 16}
+  _, recs = _records(out)
+  for r in recs:
+    assert r["wav2vec"].shape == (r["num_frames"], 16) and r["wav2vec"].dtype == np.float16
+    assert np.isfinite(r["wav2vec"]).all() and r["wav2vec"].std() > 0
+    assert r["text_embedding"].shape == (16,)
+  np.testing.assert_array_equal(recs[0]["text_embedding"], recs[1]["text_embedding"])
+  c = common.base_config()
+  c.batch_size = 2
+  c.input.data_dir = str(out)
+  c.input.window = 10
+  c.input.resolution = 32
+  c.input.keys = ("wav2vec", "text_embedding", "mel")
+  batch = next(input_pipeline.create_iterator(c, mesh=None))
+  assert batch["wav2vec"].shape == (2, 10, 16) and batch["text_embedding"].shape == (2, 16)
+  with pytest.raises(ValueError, match="no config.json"):
+    pipeline.preprocess(str(manifest), str(tmp_path / "o2"), wav2vec_path=str(tmp_path))
