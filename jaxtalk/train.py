@@ -23,7 +23,7 @@ Workdir layout:
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import os
 import signal
@@ -86,8 +86,9 @@ def maybe_initialize_distributed() -> bool:
 def _strip_boxes(tree: PyTree) -> PyTree:
   """Removes flax partitioning boxes without adding sharding constraints (abstract values)."""
   is_box = lambda x: isinstance(x, meta.AxisMetadata)
-  return jax.tree.map(lambda x: (x.value if hasattr(x, "value") else x.unbox()) if is_box(x) else x, tree,
-                      is_leaf=is_box)
+  def strip(x):
+    return x.value if hasattr(x, "value") else x.unbox()
+  return jax.tree.map(lambda x: strip(x) if is_box(x) else x, tree, is_leaf=is_box)
 
 
 def _logical_shardings(boxed: PyTree, mesh: Mesh, rules) -> PyTree:
@@ -289,7 +290,6 @@ class Trainer:
 
   def _context(self):
     """Mesh + logical-rules context under which everything is traced."""
-    import contextlib  # pylint: disable=g-import-not-at-top
     stack = contextlib.ExitStack()
     stack.enter_context(jax.set_mesh(self.mesh))
     stack.enter_context(nn.logical_axis_rules(self.rules))
@@ -557,7 +557,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
     """Fetches one step's metrics (one step late, to keep dispatch asynchronous)."""
     nonlocal n_summed
     s, m = item
-    m = {k: float(v) for k, v in jax.device_get(m).items()}
+    m = {k: float(np.mean(v)) for k, v in jax.device_get(m).items()}
     _check_finite(s, m)
     for k, v in m.items():
       sums[k] = sums.get(k, 0.0) + v
