@@ -265,3 +265,30 @@ def test_distributed_initialize_only_for_multiprocess_env(monkeypatch, env, expe
   monkeypatch.setattr(jax.distributed, "initialize", lambda *a, **k: calls.append(1))
   assert train.maybe_initialize_distributed() == expected
   assert len(calls) == int(expected)
+
+
+@pytest.mark.slow
+def test_cli_sigterm_exits_cleanly_and_resumes(tmp_path):
+  """A real preemption: SIGTERM to `python -m jaxtalk.main` mid-run -> exit 0 with a checkpoint;
+  the same command then finishes the run."""
+  import time  # pylint: disable=g-import-not-at-top
+  env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "tests"), JAX_PLATFORMS="cpu",
+             XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  cmd = [sys.executable, "-m", "jaxtalk.main", f"--config={REPO}/tests/regression_stage.py",
+         "--config.total_steps=1500", "--config.log_every=1", "--config.eval_every=0",
+         "--config.checkpoint_every=1000", f"--workdir={tmp_path}"]
+  proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True)
+  deadline = time.time() + 240
+  while not (tmp_path / "metrics.jsonl").exists() and time.time() < deadline:
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, err = proc.communicate(timeout=240)
+  assert proc.returncode == 0, err[-3000:]
+  assert "stopped at step" in out
+  stopped = int(out.split("stopped at step ")[1].split(";")[0])
+  assert 0 < stopped < 1500
+  assert (tmp_path / "checkpoints" / str(stopped)).is_dir()
+  again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert f"resumed from step {stopped}" in again.stderr and "done: step 1500" in again.stdout
