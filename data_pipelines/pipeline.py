@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import os
+import re
 import sys
 import time
 from typing import Any, Iterable, Optional
@@ -546,8 +547,10 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
     output_dir: created if missing; existing shards of a previous run are replaced.
     resolution: crop side in pixels.
     runner: Beam runner name.
-    **options: fields of `Options` (e.g. max_clip_seconds=5), and Beam pipeline options as
-      keyword arguments (e.g. direct_num_workers=2, project=..., temp_location=...).
+    **options: fields of `Options` (e.g. max_clip_seconds=5), Beam pipeline options as keyword
+      arguments (e.g. direct_num_workers=2, project=..., temp_location=...), and
+      `beam_args`: a list of Beam command-line flags (["--direct_num_workers=2", ...]).
+      DirectRunner defaults to one in-memory worker.
 
   Raises:
     ValueError: if the input matches no videos or an option is unknown.
@@ -566,9 +569,13 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
   for old in os.listdir(output_dir):
     if old.startswith(SHARD_PREFIX + "-") and old.endswith(".array_record"):
       os.remove(os.path.join(output_dir, old))
-  beam_kwargs.setdefault("direct_num_workers", 1)
-  beam_kwargs.setdefault("direct_running_mode", "in_memory")
-  pipeline_options = PipelineOptions(flags=[], runner=runner, **beam_kwargs)
+  beam_flags = list(beam_kwargs.pop("beam_args", ()) or ())
+  given = {a[2:].split("=", 1)[0] for a in beam_flags}
+  if "direct_num_workers" not in given:
+    beam_kwargs.setdefault("direct_num_workers", 1)
+  if "direct_running_mode" not in given:
+    beam_kwargs.setdefault("direct_running_mode", "in_memory")
+  pipeline_options = PipelineOptions(flags=beam_flags, runner=runner, **beam_kwargs)
 
   beam, process_fn, write_fn = _beam_transforms()
   with beam.Pipeline(options=pipeline_options) as p:
@@ -600,30 +607,54 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
     return json.load(f)
 
 
+def _option_help() -> dict:
+  """Per-field help text from the `Attributes:` section of `Options`' docstring."""
+  helps, name = {}, None
+  for line in (Options.__doc__ or "").splitlines():
+    m = re.match(r"^    (\w+(?:, \w+)*): (.*)$", line)
+    if m:
+      names, text = m.group(1).split(", "), m.group(2)
+      for n in names:
+        helps[n] = text
+      name = names
+    elif name and line.startswith("      "):
+      for n in name:
+        helps[n] += " " + line.strip()
+  return helps
+
+
 def run(argv: list[str]) -> int:
   """`jaxtalk preprocess` entry point (argv[0] is the program name)."""
-  parser = argparse.ArgumentParser(prog=argv[0] if argv else "jaxtalk preprocess",
-                                   description=__doc__.split("\n\n")[0])
+  parser = argparse.ArgumentParser(
+      prog=argv[0] if argv else "jaxtalk preprocess",
+      description=__doc__.split("\n\n")[0],
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog=("examples:\n"
+              "  jaxtalk preprocess --input=../shared/data/manifest.jsonl --output_dir=/tmp/shards "
+              "--resolution=64\n"
+              "  jaxtalk preprocess --input='/data/MEAD/**/*.mp4' --output_dir=/data/mead_256 "
+              "--direct_num_workers=8 --direct_running_mode=multi_processing\n"
+              "Unknown --flags are passed to Beam's PipelineOptions (e.g. --project, "
+              "--temp_location, --flink_master). output_dir must be a filesystem path every worker "
+              "can write (local disk, NFS, or a GCS/S3 FUSE mount): the shards are written with "
+              "array_record's file writer."))
   parser.add_argument("--input", required=True, help="manifest .jsonl/.csv, directory or glob")
-  parser.add_argument("--output_dir", required=True)
-  parser.add_argument("--runner", default="DirectRunner")
+  parser.add_argument("--output_dir", required=True, help="where shards + dataset_info.json go")
+  parser.add_argument("--runner", default="DirectRunner",
+                      help="DirectRunner | DataflowRunner | FlinkRunner | SparkRunner")
+  helps = _option_help()
   for f in dataclasses.fields(Options):
-    parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+    parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default,
+                        help=f"{helps.get(f.name, '')} (default: {f.default!r})")
   args, beam_args = parser.parse_known_args(argv[1:])
-  beam_kwargs = {}
   for a in beam_args:
     if not a.startswith("--"):
       parser.error(f"unexpected argument {a!r}")
-    key, _, value = a[2:].partition("=")
-    beam_kwargs[key] = value if value else True
-  for k in ("direct_num_workers",):
-    if k in beam_kwargs:
-      beam_kwargs[k] = int(beam_kwargs[k])
   kwargs = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)}
   resolution = kwargs.pop("resolution")
   try:
     info = preprocess(args.input, args.output_dir, resolution=resolution, runner=args.runner,
-                      **kwargs, **beam_kwargs)
+                      beam_args=beam_args, **kwargs)
   except ValueError as e:
     print(f"jaxtalk preprocess: {e}", file=sys.stderr)
     return 2
