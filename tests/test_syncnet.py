@@ -95,8 +95,10 @@ def test_configs_load():
     syncnet_config.get_config("size=huge")
 
 
+@pytest.mark.slow
 def test_stage_trains_with_the_trainer_on_synthetic_data(tmp_path):
-  """The stage runs in jaxtalk.train (sharded on 8 devices) and its loss falls."""
+  """The stage runs in jaxtalk.train (sharded on 8 devices) and its loss falls (~2 min here:
+  compiling the sharded train and eval steps dominates)."""
   from jaxtalk import train  # pylint: disable=g-import-not-at-top
   c = syncnet_config.get_config("size=tiny,synthetic=true")
   c.batch_size = 8
@@ -113,3 +115,22 @@ def test_stage_trains_with_the_trainer_on_synthetic_data(tmp_path):
   assert hist[-1]["train/loss_bce"] < hist[0]["train/loss_bce"]
   evals = [h for h in out["history"] if "eval/pair_accuracy" in h]
   assert evals and 0.0 <= evals[-1]["eval/pair_accuracy"] <= 1.0
+
+
+def test_expert_sync_loss_windows_and_gradients(tiny_params):
+  model = syncnet_lib.SyncNet(**TINY)
+  frames = jax.random.uniform(_key(3), (2, 8, 48, 48, 3), minval=-1, maxval=1)
+  mel = jax.random.normal(_key(4), (2, 8, 16, 80))
+  mask = jnp.arange(8)[None] < jnp.array([8, 6])[:, None]
+  fn = jax.jit(lambda p, f: syncnet_lib.expert_sync_loss(model, p, f, mel, image_size=64,
+                                                         mask=mask))
+  (loss, aux), g = jax.value_and_grad(fn, argnums=1, has_aux=True)(tiny_params["params"], frames)
+  # Reference: the 4 + 2 valid windows scored one by one.
+  faces = jnp.stack([frames[b, s:s + 5] for b, n in ((0, 8), (1, 6)) for s in range(n - 4)])
+  mels = jnp.stack([mel[b, s + 2] for b, n in ((0, 8), (1, 6)) for s in range(n - 4)])
+  sims = np.asarray(jax.jit(model.apply)(tiny_params, syncnet_lib.prepare_faces(faces, 64),
+                                         mels)[0])
+  np.testing.assert_allclose(loss, -np.log(np.clip(sims, 1e-7, 1)).mean(), rtol=1e-4)
+  np.testing.assert_allclose(aux["sync_sim"], sims.mean(), rtol=1e-4)
+  assert g.shape == frames.shape and float(jnp.abs(g).sum()) > 0
+  assert float(jnp.abs(g[1, 6:]).sum()) == 0.0                 # padding frames get no gradient

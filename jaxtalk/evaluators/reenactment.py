@@ -185,9 +185,9 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     n = int(rec["num_frames"]) if max_frames is None else min(int(rec["num_frames"]), max_frames)
     frames = []
     for data in rec["frames"][:n]:
-      img = input_pipeline._decode_jpeg(data)  # pylint: disable=protected-access
+      img = input_pipeline.decode_jpeg(data)
       if resolution:
-        img = input_pipeline._resize(img, resolution)  # pylint: disable=protected-access
+        img = input_pipeline.resize_image(img, resolution)
       frames.append(img)
     out.append({
       "clip_id": rec["clip_id"], "speaker": rec.get("speaker", ""),

@@ -229,3 +229,39 @@ def frame_windows(frames: jax.Array, starts: jax.Array) -> jax.Array:
   (frames starts..starts+4; the matching mel window is `mel[:, starts + 2]`)."""
   idx = starts[..., None] + jnp.arange(NUM_FRAMES)                 # [B, K, 5]
   return jax.vmap(lambda f, i: f[i])(frames, idx)
+
+
+def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, *,
+                     image_size: int, mask=None, stride: int = 1) -> tuple[jax.Array, dict]:
+  """PoseTalk eq. 8 over every 5-frame window of generated clips, through a frozen expert.
+
+  Args:
+    model, params: the trained expert (`params` = the syncnet stage's params; not updated:
+      gradients flow only to `frames`).
+    frames: `[B, T, H, W, 3]` generated face crops in [-1, 1] (T >= 5), aligned like the
+      expert's training crops (PoseTalk aligns them by warping before this call).
+    mel: `[B, T, 16, 80]` the batch's mel windows; window t+2 goes with frames t..t+4.
+    image_size: the expert's crop size (`config.model.image_size` of the syncnet stage).
+    mask: optional `[B, T]` valid frames; a window counts only if all 5 frames are valid.
+    stride: use windows starting every `stride` frames.
+
+  Returns:
+    (loss f32 scalar, {"sync_sim": mean C over the windows used}).
+  """
+  b, t = frames.shape[:2]
+  if t < NUM_FRAMES:
+    raise ValueError(f"expert_sync_loss needs T >= {NUM_FRAMES}, got frames {frames.shape}")
+  starts = jnp.arange(0, t - NUM_FRAMES + 1, stride)
+  k = starts.shape[0]
+  faces = frame_windows(prepare_faces(frames, image_size), jnp.broadcast_to(starts, (b, k)))
+  faces = faces.reshape((b * k,) + faces.shape[2:])
+  win_mel = mel[:, starts + NUM_FRAMES // 2].reshape((b * k,) + mel.shape[2:])
+  params = jax.lax.stop_gradient(params)
+  sim, _ = model.apply({"params": params}, faces, win_mel)
+  valid = None
+  if mask is not None:
+    idx = starts[:, None] + jnp.arange(NUM_FRAMES)
+    valid = jnp.all(jnp.asarray(mask)[:, idx], axis=-1).reshape(-1)
+  w = jnp.ones_like(sim) if valid is None else valid.astype(jnp.float32)
+  mean_sim = jnp.sum(sim * w) / jnp.maximum(jnp.sum(w), 1.0)
+  return sync_loss(sim, valid), {"sync_sim": mean_sim}

@@ -1,0 +1,60 @@
+"""LSE-D / LSE-C (Chung & Zisserman): offset search, confidence, SyncEvaluator plumbing."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxtalk.evaluators import sync
+from jaxtalk.models import syncnet as syncnet_lib
+
+
+def _unit(x):
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("shift", [-7, 0, 4, 12])
+def test_finds_the_constructed_offset(shift):
+  """Audio embeddings equal the video embeddings `shift` frames later -> offset == shift."""
+  rng = np.random.default_rng(0)
+  t = 80
+  per_frame = _unit(rng.standard_normal((t + 40, 16)))       # one "event" embedding per frame
+  audio = _unit(per_frame[20:20 + t] + 0.1 * rng.standard_normal((t, 16)))
+  centers = np.arange(2, t - 2)
+  video = per_frame[20 + centers + shift]                    # lips at c match audio at c + shift
+  out = sync.sync_scores(video, audio, centers=centers)
+  assert out["offset"] == shift
+  assert out["dists"].shape == (31,)
+  assert out["lse_d"] == pytest.approx(np.nanmin(out["dists"]))
+  assert out["lse_c"] == pytest.approx(np.nanmedian(out["dists"]) - out["lse_d"])
+  assert out["lse_c"] > 0.8 and out["lse_d"] < 0.5
+  # Unrelated audio: no confident offset.
+  noise = sync.sync_scores(video, _unit(rng.standard_normal((t, 16))), centers=centers)
+  assert noise["lse_c"] < 0.25 * out["lse_c"]
+
+
+def test_offset_distances_counts_only_pairs_inside_the_clip():
+  v = np.zeros((1, 2))
+  a = np.array([[3.0, 4.0], [0.0, 1.0], [1.0, 0.0]])
+  d = sync.offset_distances(v, a, centers=np.array([1]), max_offset=2)
+  np.testing.assert_allclose(d, [np.nan, 5.0, 1.0, 1.0, np.nan])
+  with pytest.raises(ValueError, match="do not match"):
+    sync.offset_distances(np.zeros((3, 2)), a, centers=np.array([1]))
+
+
+def test_sync_evaluator_embeds_and_scores_a_clip():
+  model = syncnet_lib.SyncNet(face_widths=(8, 8, 8, 8, 8), face_res=(0,) * 5,
+                              audio_widths=(8, 8, 8, 8), audio_res=(0,) * 4, embed_dim=16)
+  key = jax.random.key(0, impl="rbg")
+  params = jax.jit(model.init)(key, jnp.zeros((1, 5, 32, 32, 3)), jnp.zeros((1, 16, 80)))
+  ev = sync.SyncEvaluator(model, params["params"], image_size=32, chunk=8)
+  frames = np.asarray(jax.random.uniform(key, (24, 48, 48, 3), minval=-1, maxval=1))
+  mel = np.asarray(jax.random.normal(key, (24, 16, 80)))
+  v, a = ev.embed(frames, mel)
+  assert v.shape == (20, 16) and a.shape == (24, 16)
+  mask = np.arange(24) < 20
+  out = ev(frames, mel, mask=mask)
+  assert set(out) >= {"lse_c", "lse_d", "offset"} and -15 <= out["offset"] <= 15
+  assert out["lse_c"] >= 0.0
+  with pytest.raises(ValueError, match="need >= 5"):
+    ev(frames[:4], mel[:4])
