@@ -59,7 +59,8 @@ _MULTIPROCESS_ENV = ("JAX_COORDINATOR_ADDRESS", "JAXTALK_DISTRIBUTED")
 def maybe_initialize_distributed() -> bool:
   """Calls `jax.distributed.initialize()` when this process is part of a multi-process job.
 
-  Detected from the environment: `JAX_COORDINATOR_ADDRESS` (explicit), `JAXTALK_DISTRIBUTED=1`
+  Detected from the environment: `JAX_COORDINATOR_ADDRESS` (explicit; with `JAX_NUM_PROCESSES`
+  and `JAX_PROCESS_ID` when no cluster environment provides them), `JAXTALK_DISTRIBUTED=1`
   (set by `launch/tpu/run_pod.sh`; jax auto-detects the TPU pod), SLURM with more than one task
   (`SLURM_NTASKS`), or Open MPI with more than one rank. Single-process runs skip it.
   Returns whether it initialised.
@@ -72,7 +73,15 @@ def maybe_initialize_distributed() -> bool:
     return False
   if jax.distributed.is_initialized():
     return True
-  jax.distributed.initialize()
+  kwargs = {}
+  if env.get("JAX_NUM_PROCESSES") and env.get("JAX_PROCESS_ID"):
+    # Explicit launch (any cluster, or several processes on one machine): the coordinator
+    # address comes from JAX_COORDINATOR_ADDRESS.
+    kwargs = dict(num_processes=int(env["JAX_NUM_PROCESSES"]),
+                  process_id=int(env["JAX_PROCESS_ID"]))
+    if jax.config.jax_platforms in ("cpu",) or env.get("JAX_PLATFORMS") == "cpu":
+      jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(**kwargs)
   logging.info("jax.distributed: process %d of %d, %d local / %d global devices",
                jax.process_index(), jax.process_count(), jax.local_device_count(),
                jax.device_count())

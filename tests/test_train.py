@@ -292,3 +292,43 @@ def test_cli_sigterm_exits_cleanly_and_resumes(tmp_path):
   again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
   assert again.returncode == 0, again.stderr[-3000:]
   assert f"resumed from step {stopped}" in again.stderr and "done: step 1500" in again.stdout
+
+
+def _free_port():
+  import socket  # pylint: disable=g-import-not-at-top
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+def test_two_processes_equal_one(tmp_path):
+  """Multi-process (2 processes x 2 CPU devices, gloo, jax.distributed) == one device.
+
+  Exercises what only multi-host runs use: per-process batches -> global arrays, sharded params
+  across processes, multi-process orbax checkpoints and grain states, params gathered to host.
+  """
+  c = _config("ema=true", total_steps=4, eval_every=0)
+  one = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+  want = train.train_and_evaluate(c, str(tmp_path / "single"), mesh=one)["params"]
+  port = _free_port()
+  procs = []
+  for i in range(2):
+    env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "tests"), JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2",
+               JAX_COORDINATOR_ADDRESS=f"127.0.0.1:{port}", JAX_NUM_PROCESSES="2",
+               JAX_PROCESS_ID=str(i))
+    cmd = [sys.executable, "-m", "jaxtalk.main",
+           f"--config={REPO}/tests/regression_stage.py:ema=true", "--config.total_steps=4",
+           "--config.eval_every=0", "--config.mesh.data=1", "--config.mesh.fsdp=2",
+           "--config.mesh.tensor=2", f"--workdir={tmp_path / 'multi'}"]
+    procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True))
+  outs = [p.communicate(timeout=400) for p in procs]
+  for p, (out, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  assert "process 1/2, 4 devices" in outs[1][1]
+  assert "done: step 4" in outs[0][0]
+  assert os.listdir(tmp_path / "multi" / "checkpoints" / "4" / "data") and sorted(
+      f for f in os.listdir(tmp_path / "multi" / "checkpoints" / "4" / "data")
+      if f.endswith(".json")) == ["process_0-of-2.json", "process_1-of-2.json"]
+  _assert_trees(checkpointing.load_params(tmp_path / "multi" / "params"), want)
