@@ -17,7 +17,8 @@ Two sources with the same schema:
 Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
 resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout;
 optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
-(default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
+(default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), read_threads
+(default 2: threads decoding examples ahead, in order; 0 = none), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
 augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
 per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False).
 Top-level: batch_size.
@@ -259,8 +260,9 @@ def create_iterator(config, *, mesh=None, split: str = "train") -> grain.Dataset
 
 
 def _read_options(config):
-  del config
-  return grain.ReadOptions(num_threads=0, prefetch_buffer_size=0)
+  """Reader threads that prefetch examples in order (JPEG decoding releases the GIL)."""
+  threads = int(_get(config.input, "read_threads", 2))
+  return grain.ReadOptions(num_threads=threads, prefetch_buffer_size=4 * threads)
 
 
 def to_global(batch: Mapping[str, Any], mesh) -> dict[str, jax.Array]:
