@@ -502,6 +502,8 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
   function of (seed, global example index), so a restored iterator continues identically.
   Eval: windows at starts 0, T, 2T, ... of every eval clip in a fixed order, no augmentation.
   Clips shorter than T are padded by repeating their last frame (`mask` False there).
+  A dataset without held-out clips (e.g. a single clip) evaluates on its training clips, with a
+  warning.
   """
   import os  # pylint: disable=g-import-not-at-top
   inp = config.input
@@ -523,6 +525,11 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
                      "do not have (preprocess with --wav2vec_path / --clip_path)")
   train_idx, eval_idx = split_clips(info, tuple(_get(inp, "holdout", ()) or ()),
                                     float(_get(inp, "eval_fraction", 0.2)))
+  if not eval_idx and split == "eval" and train_idx:
+    logging.warning("input_pipeline: %s has no held-out clips (%d clips, holdout=%s); evaluating "
+                    "on the training clips", data_dir, len(info["clips"]),
+                    tuple(_get(inp, "holdout", ()) or ()))
+    eval_idx = train_idx
   t_len = int(inp.window)
   clips = info["clips"]
   is_train = split == "train"
