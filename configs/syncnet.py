@@ -5,12 +5,17 @@ The lip-sync expert (Wav2Lip's SyncNet, retrained on our data; PoseTalk suppleme
 Args (`--config=configs/syncnet.py:<args>`):
   size=paper: Wav2Lip's expert: 96 px faces (48 x 96 lower halves), widths 32..512, D = 512,
     batch 64, Adam lr 1e-4; trained until the eval loss plateaus (~0.25 in Wav2Lip).
-  size=tiny: 64 px faces, widths 8..64, D = 64, 1 residual block per stage; trains on the 64 px
-    shards of ../shared/data in a few minutes on a CPU.
+  size=tiny: 64 px crops (face box resized to 48 px: 24 x 48 lower halves), widths 8..64,
+    D = 64, 1 residual block per stage; for the 64 px shards of ../shared/data on a CPU.
+  data_dir=DIR: preprocessed shards (`jaxtalk preprocess`).
   synthetic=true: synthetic batches (smoke runs without shards).
 """
 
 from configs import common
+
+# Wav2Lip feeds tight face-detector boxes; jaxtalk's aligned crops are 1.6x the face, so the
+# expert looks at the central face box of the crop (syncnet.ALIGNED_FACE_BOX).
+FACE_BOX = (0.1875, 0.1875, 0.8125, 0.8125)
 
 DOCUMENTED_ARGS = ("", "size=paper", "size=tiny", "size=tiny,synthetic=true")
 
@@ -28,9 +33,9 @@ def get_config(arg=None):
   c.optax.clip_grad_norm = 0.0
 
   if args.size == "paper":
-    c.model = dict(image_size=96, face_widths=(32, 64, 128, 256, 512, 512),
-                   face_res=(0, 2, 3, 2, 2, 0), audio_widths=(32, 64, 128, 256),
-                   audio_res=(2, 2, 2, 1), embed_dim=512)
+    c.model = dict(image_size=96, face_box=FACE_BOX,
+                   face_widths=(32, 64, 128, 256, 512, 512), face_res=(0, 2, 3, 2, 2, 0),
+                   audio_widths=(32, 64, 128, 256), audio_res=(2, 2, 2, 1), embed_dim=512)
     c.input.resolution = 256
     c.input.window = 20
     c.batch_size = 64
@@ -41,13 +46,13 @@ def get_config(arg=None):
     c.log_every = 100
     c.checkpoint_every = 2000
   elif args.size == "tiny":
-    c.model = dict(image_size=64, face_widths=(8, 16, 32, 64, 64, 64),
-                   face_res=(0, 1, 1, 1, 1, 0), audio_widths=(8, 16, 32, 64),
-                   audio_res=(1, 1, 1, 1), embed_dim=64)
+    c.model = dict(image_size=48, face_box=FACE_BOX,
+                   face_widths=(8, 16, 32, 64, 64, 64), face_res=(0, 1, 1, 1, 1, 0),
+                   audio_widths=(8, 16, 32, 64), audio_res=(1, 1, 1, 1), embed_dim=64)
     c.input.resolution = 64
     c.input.window = 20
     c.batch_size = 16
-    c.syncnet.windows_per_clip = 4
+    c.syncnet.windows_per_clip = 2
     c.optax.lr = 1e-3
     c.total_steps = 600
     c.eval_every = 200

@@ -129,7 +129,8 @@ def test_reenactment_oracle_beats_repeat_source():
 @pytest.mark.needs_data
 def test_reenactment_on_real_clips(real_shards):
   """Oracle vs repeat-the-source on real held-out clips: every Table-1 column is computed."""
-  from jaxtalk.evaluators import identity, landmarks, reenactment  # pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import identity, landmarks, reenactment
   clips = reenactment.read_clips(str(real_shards), max_frames=6)[:2]
   batches = [{k: c[k][None] for k in ("frames", "mel", "pose")} for c in clips]
   kw = dict(perceptual=losses.PerceptualNet.create(None), identity=identity.IdentityEmbedder())

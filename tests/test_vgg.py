@@ -15,7 +15,8 @@ def _fake_torchvision_state_dict(seed=0):
   sd, c_in = {}, 3
   for name, idx in vgg.TORCHVISION_INDEX.items():
     c_out = vgg.CONV_CHANNELS[name]
-    sd[f"features.{idx}.weight"] = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32) * 0.05
+    w = rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32)
+    sd[f"features.{idx}.weight"] = w * 0.05
     sd[f"features.{idx}.bias"] = rng.standard_normal((c_out,)).astype(np.float32) * 0.05
     c_in = c_out
   sd["classifier.0.weight"] = np.zeros((8, 4), np.float32)   # dropped by the converter

@@ -77,19 +77,20 @@ class SyncEvaluator:
 
   Attributes:
     model, params: a `SyncNet` and its params (e.g. from the syncnet stage's `params/`).
-    image_size: the expert's face size (`config.model.image_size`); frames are resized to it.
+    image_size, face_box: the expert's `config.model.image_size` / `.face_box` (frames are
+      turned into its faces by `syncnet.prepare_faces`).
     max_offset: +- offsets searched (frames).
     chunk: windows embedded per jitted call.
   """
 
-  def __init__(self, model: syncnet_lib.SyncNet, params, *, image_size: int,
+  def __init__(self, model: syncnet_lib.SyncNet, params, *, image_size: int, face_box=None,
                max_offset: int = 15, chunk: int = 64):
     self.model, self.params = model, params
     self.image_size, self.max_offset, self.chunk = int(image_size), int(max_offset), int(chunk)
     size = self.image_size
 
     def video(p, faces):
-      return model.apply({"params": p}, syncnet_lib.prepare_faces(faces, size),
+      return model.apply({"params": p}, syncnet_lib.prepare_faces(faces, size, face_box),
                          method=syncnet_lib.SyncNet.embed_video)
 
     def audio(p, mel):

@@ -215,9 +215,29 @@ def sync_loss(sim: jax.Array, mask=None) -> jax.Array:
   return jnp.sum(nll * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def prepare_faces(frames: jax.Array, size: int) -> jax.Array:
-  """Resizes face crops `[..., H, W, 3]` to the expert's `size` x `size` (linear, antialiased;
-  differentiable). Identity when already that size."""
+# The face box inside jaxtalk's aligned crops: the data pipeline's crop is 1.6x the face size,
+# centred on the face (`jaxtalk.face.smoothed_crop_boxes`), so the face is the central 1/1.6.
+ALIGNED_FACE_BOX = (0.1875, 0.1875, 0.8125, 0.8125)
+
+
+def prepare_faces(frames: jax.Array, size: int, face_box=None) -> jax.Array:
+  """Turns aligned crops `[..., H, W, 3]` into the expert's `size` x `size` face images.
+
+  Args:
+    frames: `[..., H, W, 3]` in [-1, 1].
+    size: output side.
+    face_box: optional (x0, y0, x1, y1) in [0, 1] of the crop to treat as the face box (the
+      region Wav2Lip's detector box would give; e.g. `ALIGNED_FACE_BOX`); cut out with the
+      differentiable bilinear `jaxtalk.losses.crop_and_resize`. None: the whole crop, resized
+      (linear, antialiased); identity when already `size` x `size`.
+
+  Returns:
+    float32 `[..., size, size, 3]`; differentiable w.r.t. `frames`.
+  """
+  if face_box is not None:
+    from jaxtalk import losses  # pylint: disable=g-import-not-at-top
+    boxes = jnp.broadcast_to(jnp.asarray(face_box, jnp.float32), frames.shape[:-3] + (4,))
+    return losses.crop_and_resize(frames, boxes, size)
   if frames.shape[-3:-1] == (size, size):
     return frames
   shape = frames.shape[:-3] + (size, size, frames.shape[-1])
@@ -232,7 +252,8 @@ def frame_windows(frames: jax.Array, starts: jax.Array) -> jax.Array:
 
 
 def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, *,
-                     image_size: int, mask=None, stride: int = 1) -> tuple[jax.Array, dict]:
+                     image_size: int, face_box=None, mask=None, stride: int = 1
+                     ) -> tuple[jax.Array, dict]:
   """PoseTalk eq. 8 over every 5-frame window of generated clips, through a frozen expert.
 
   Args:
@@ -242,6 +263,7 @@ def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, 
       expert's training crops (PoseTalk aligns them by warping before this call).
     mel: `[B, T, 16, 80]` the batch's mel windows; window t+2 goes with frames t..t+4.
     image_size: the expert's crop size (`config.model.image_size` of the syncnet stage).
+    face_box: the expert's `config.model.face_box` (see `prepare_faces`).
     mask: optional `[B, T]` valid frames; a window counts only if all 5 frames are valid.
     stride: use windows starting every `stride` frames.
 
@@ -253,7 +275,8 @@ def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, 
     raise ValueError(f"expert_sync_loss needs T >= {NUM_FRAMES}, got frames {frames.shape}")
   starts = jnp.arange(0, t - NUM_FRAMES + 1, stride)
   k = starts.shape[0]
-  faces = frame_windows(prepare_faces(frames, image_size), jnp.broadcast_to(starts, (b, k)))
+  faces = frame_windows(prepare_faces(frames, image_size, face_box),
+                        jnp.broadcast_to(starts, (b, k)))
   faces = faces.reshape((b * k,) + faces.shape[2:])
   win_mel = mel[:, starts + NUM_FRAMES // 2].reshape((b * k,) + mel.shape[2:])
   params = jax.lax.stop_gradient(params)

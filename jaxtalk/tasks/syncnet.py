@@ -104,15 +104,20 @@ def pair_metrics(sim, label, valid) -> dict:
 
 
 def get_task(config, *, mesh) -> Task:
-  """The syncnet stage (see module docstring). `mesh` is unused (data parallel via train.py)."""
+  """The syncnet stage (see module docstring). `mesh` is unused (data parallel via train.py).
+
+  Frames are turned into the expert's faces by `syncnet.prepare_faces(frames,
+  config.model.image_size, config.model.face_box)`; the lower half of those is what it sees.
+  """
   del mesh
   model = build_model(config)
   size = int(config.model.image_size)
+  face_box = tuple(config.model.face_box) if config.model.get("face_box") else None
   k = int(config.syncnet.windows_per_clip)
   min_shift = int(config.syncnet.min_shift)
 
   def _inputs(batch, rng):
-    frames = syncnet_lib.prepare_faces(batch["frames"], size)
+    frames = syncnet_lib.prepare_faces(batch["frames"], size, face_box)
     return sample_pairs(rng, frames, batch["mel"], batch.get("mask"),
                         windows_per_clip=k, min_shift=min_shift)
 
@@ -138,8 +143,8 @@ def get_task(config, *, mesh) -> Task:
 
   def infer(params, frozen, inputs):
     del frozen
-    sim, aux = model.apply({"params": params}, syncnet_lib.prepare_faces(inputs["faces"], size),
-                           inputs["mel"])
+    faces = syncnet_lib.prepare_faces(inputs["faces"], size, face_box)
+    sim, aux = model.apply({"params": params}, faces, inputs["mel"])
     return {"sim": sim, **aux}
 
   def infer_example():
