@@ -2,7 +2,8 @@
 
 `make_optimizer(cfg, total_steps, params)` builds an optax `GradientTransformation`:
 
-  clip_by_global_norm(cfg.clip_grad_norm)        (if > 0)
+  zero the gradients of frozen params               (so they do not count in the clip norm)
+  -> clip_by_global_norm(cfg.clip_grad_norm)        (if > 0)
   -> multi_transform over parameter groups:
        "frozen"  : set_to_zero (no optimizer state)       params matching any `cfg.freeze` regex
        "g<i>"    : <name>(lr = schedule * mult_i, ...)    params whose first matching
@@ -124,6 +125,9 @@ def make_optimizer(cfg, total_steps: int, params: PyTree) -> optax.GradientTrans
       transforms[f"g{i}"] = _base(cfg, scaled, decay_mask)
   transforms = {k: v for k, v in transforms.items() if k in used}
   chain = []
+  if "frozen" in used:  # frozen grads do not count towards the clipping norm
+    chain.append(optax.masked(optax.set_to_zero(),
+                              jax.tree.map(lambda l: l == "frozen", labels)))
   clip = float(cfg.get("clip_grad_norm", 0.0))
   if clip > 0:
     chain.append(optax.clip_by_global_norm(clip))

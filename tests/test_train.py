@@ -214,6 +214,14 @@ def test_optimizer_freeze_and_lr_mults():
   np.testing.assert_allclose(updates["enc"]["w"], 0.0)
   np.testing.assert_allclose(updates["dec"]["w"], -0.05)
   np.testing.assert_allclose(updates["head"]["b"], -0.1)
+  # Clipping ignores frozen gradients: a huge frozen gradient does not shrink the others.
+  cfg.clip_grad_norm = 1.0
+  tx = optimizers.make_optimizer(cfg, 10, params)
+  grads = {"enc": {"w": np.full((4, 4), 1e6, np.float32)},
+           "dec": {"w": np.full((4, 4), 0.01, np.float32)},
+           "head": {"b": np.full((4,), 0.01, np.float32)}}
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates["head"]["b"], -0.001, rtol=1e-5)
   assert optimizers.param_labels(cfg, params) == {
       "enc": {"w": "frozen"}, "dec": {"w": "g0"}, "head": {"b": "default"}}
 
