@@ -104,11 +104,16 @@ class FaceMeshTracker:
   """mediapipe FaceMesh over the frames of one video (tracking mode) or single images.
 
   Keeps the largest face of each frame (by landmark bounding-box area) and reports how many faces
-  were seen. Use as a context manager or call `close()`.
+  were seen. In tracking mode the face followed in the previous frame is kept instead while it is
+  at least `keep_ratio` as large as the largest one, so that two similar faces (an interview)
+  do not make the crop jump between people. Use as a context manager or call `close()`.
   """
 
   def __init__(self, *, static_image_mode: bool = False, max_num_faces: int = 2,
-               min_detection_confidence: float = 0.5):
+               min_detection_confidence: float = 0.5, keep_ratio: float = 0.7):
+    self._static = static_image_mode
+    self._prev = None  # (cx, cy, size) of the face followed in the previous frame.
+    self.keep_ratio = keep_ratio
     self._mesh = _mp().solutions.face_mesh.FaceMesh(
         static_image_mode=static_image_mode, max_num_faces=max_num_faces, refine_landmarks=True,
         min_detection_confidence=min_detection_confidence, min_tracking_confidence=0.5)
@@ -120,11 +125,23 @@ class FaceMeshTracker:
     result = self._mesh.process(np.ascontiguousarray(image))
     faces = result.multi_face_landmarks or []
     if not faces:
+      self._prev = None
       return Detection(None, 0)
     h, w = image.shape[:2]
     pts = [_to_pixels(f, w, h) for f in faces]
-    areas = [np.ptp(p[:468, 0]) * np.ptp(p[:468, 1]) for p in pts]
-    return Detection(pts[int(np.argmax(areas))], len(pts))
+    areas = np.array([np.ptp(p[:468, 0]) * np.ptp(p[:468, 1]) for p in pts])
+    best = int(np.argmax(areas))
+    if self._prev is not None and len(pts) > 1:
+      # Continuity: stay with the face followed in the previous frame if it is still there and
+      # nearly as large as the largest (two similar faces must not make the crop jump).
+      centres = np.array([face_box(p)[:2] for p in pts])
+      dist = np.linalg.norm(centres - self._prev[:2], axis=-1)
+      near = int(np.argmin(dist))
+      if dist[near] < 0.5 * self._prev[2] and areas[near] >= self.keep_ratio * areas[best]:
+        best = near
+    if not self._static:
+      self._prev = face_box(pts[best])
+    return Detection(pts[best], len(pts))
 
   def close(self):
     self._mesh.close()

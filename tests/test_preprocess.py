@@ -288,13 +288,13 @@ def test_cli_runs_and_reports_bad_input(shared_data, tmp_path, capsys):
   assert "no input videos" in capsys.readouterr().err
 
 
-def _write_two_faces_video(src, dst, seconds=2.0):
-  """Frames of `src` with a half-size copy beside them (two faces), and a tone as audio."""
+def _write_two_faces_video(src, dst, seconds=2.0, second_size=128):
+  """Frames of `src` with a copy of side `second_size` beside them (two faces), tone audio."""
   import av  # pylint: disable=g-import-not-at-top
   import cv2  # pylint: disable=g-import-not-at-top
   with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
     vs = out.add_stream("libx264", rate=25)
-    vs.width, vs.height = 384, 256
+    vs.width, vs.height = 256 + second_size, 256
     vs.pix_fmt = "yuv420p"
     aus = out.add_stream("aac", rate=16000)
     aus.layout = "mono"
@@ -302,9 +302,11 @@ def _write_two_faces_video(src, dst, seconds=2.0):
       if k >= seconds * 25:
         break
       img = fr.to_ndarray(format="rgb24")
-      canvas = np.full([256, 384, 3], 90, np.uint8)
+      canvas = np.full([256, 256 + second_size, 3], 90, np.uint8)
       canvas[:, :256] = img
-      canvas[64:192, 256:384] = cv2.resize(img, (128, 128), interpolation=cv2.INTER_AREA)
+      top = (256 - second_size) // 2
+      canvas[top:top + second_size, 256:] = cv2.resize(img, (second_size, second_size),
+                                                         interpolation=cv2.INTER_AREA)
       for p in vs.encode(av.VideoFrame.from_ndarray(canvas, format="rgb24")):
         out.mux(p)
     for p in vs.encode():
@@ -324,7 +326,11 @@ def _write_two_faces_video(src, dst, seconds=2.0):
 def test_several_faces_keep_largest_and_extreme_pose_is_dead_lettered(shared_data, tmp_path):
   vids = shared_data / "videos"
   _write_two_faces_video(vids / "hdtf_WRA_RoyBlunt_000.mp4", tmp_path / "two.mp4")
+  # Two faces of the same size: the crop must stay with one person (no jumps between them).
+  _write_two_faces_video(vids / "hdtf_WRA_RoyBlunt_000.mp4", tmp_path / "same.mp4",
+                         second_size=256)
   rows = [dict(video=str(tmp_path / "two.mp4"), speaker="two"),
+          dict(video=str(tmp_path / "same.mp4"), speaker="same"),
           dict(video=str(vids / "vox2_00373.mp4"), speaker="turned")]
   manifest = tmp_path / "m.jsonl"
   manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -340,12 +346,16 @@ def test_several_faces_keep_largest_and_extreme_pose_is_dead_lettered(shared_dat
   warnings = (out / "warnings.jsonl").read_text()
   assert "several faces" in warnings and "kept the largest" in warnings
   _, recs = _records(out)
-  (rec,) = recs
+  (rec, same) = sorted(recs, key=lambda r: r["video_id"] != "two")
+  same_x = (same["crop_box"][:, 0] + same["crop_box"][:, 2]) / 2
+  assert np.all(same_x < 256) or np.all(same_x > 256), same_x
+  assert np.abs(np.diff(same_x)).max() < 3.0
+  assert same["num_faces_max"] == 2
   assert rec["num_faces_max"] == 2 and any("several faces" in n for n in rec["notes"])
   # The crop follows the large face on the left (x < 256), not the small copy on the right.
   centre_x = (rec["crop_box"][:, 0] + rec["crop_box"][:, 2]) / 2
   assert np.all(centre_x < 200), centre_x.max()
-  assert info["num_clips"] == 1
+  assert info["num_clips"] == 2
 
 
 @pytest.mark.needs_data
