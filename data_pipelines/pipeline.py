@@ -18,7 +18,8 @@ Per input video (`process_video`, plain Python, also used by benchmarks/preproce
   5. one record per clip (`schema.py`).
 Inputs that fail go to `dead_letter.jsonl` as {"path", "id", "stage", "reason"} and the run goes
 on: unreadable/corrupt/truncated file (stage "decode"), too short ("decode"), no face / face too
-rarely found ("face"), no audio track or unreadable audio ("audio"), extreme head pose ("pose").
+rarely found ("face"), no audio track, silent or unreadable audio ("audio"), extreme head pose
+("pose").
 
 Outputs in `output_dir`:
   clips-SSSSS-of-NNNNN.array_record   records; clip -> shard by a stable hash of the clip id, sorted
@@ -92,6 +93,7 @@ class Options:
   max_abs_pitch: float = 0.9
   jpeg_quality: int = 90
   audio_pad_seconds: float = 0.1
+  min_audio_rms: float = 1e-4
   num_shards: int = 0
   wav2vec_path: str = ""
   clip_path: str = ""
@@ -242,6 +244,10 @@ def process_video(item: readers.VideoItem, opts: Options,
     warnings.append(f"audio ends {short / audio_lib.SAMPLE_RATE:.3f} s before the video; "
                     "padded with silence")
   usable = min(info.num_frames, wav.size // audio_lib.SAMPLES_PER_FRAME)
+  rms = float(np.sqrt(np.mean(np.square(wav[:usable * audio_lib.SAMPLES_PER_FRAME],
+                                        dtype=np.float64)))) if usable else 0.0
+  if usable and rms < opts.min_audio_rms:
+    raise StageError("audio", f"silent audio track (RMS {rms:.1e} < {opts.min_audio_rms:.0e})")
   if usable < min_frames:
     raise StageError("audio", f"too short: {wav.size / audio_lib.SAMPLE_RATE:.2f} s of audio "
                               f"aligned to the video")

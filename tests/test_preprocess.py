@@ -230,16 +230,30 @@ def _write_no_face_video(path, seconds=2.0):
       out.mux(p)
 
 
-def _write_without_audio(src, dst):
+def _write_without_audio(src, dst, silent_track=False):
+  """Copies the video stream of `src`; with `silent_track`, adds an all-zero AAC track."""
   import av  # pylint: disable=g-import-not-at-top
   with av.open(str(src)) as i, av.open(str(dst), "w") as o:
     s = i.streams.video[0]
     os_ = o.add_stream_from_template(s)
+    if silent_track:  # every stream must exist before the first packet is muxed.
+      aus = o.add_stream("aac", rate=16000)
+      aus.layout = "mono"
     for pkt in i.demux(s):
       if pkt.dts is None:
         continue
       pkt.stream = os_
       o.mux(pkt)
+    if silent_track:
+      seconds = float(s.duration * s.time_base)
+      for k in range(0, int(seconds * 16000), 1024):
+        fr = av.AudioFrame.from_ndarray(np.zeros([1, 1024], np.float32), format="flt",
+                                        layout="mono")
+        fr.sample_rate = 16000
+        for p in aus.encode(fr):
+          o.mux(p)
+      for p in aus.encode():
+        o.mux(p)
 
 
 @pytest.mark.needs_data
@@ -250,10 +264,11 @@ def test_bad_inputs_go_to_dead_letter_and_reruns_are_identical(shared_data, tmp_
   data = (vids / "vox2_00086.mp4").read_bytes()
   (bad / "truncated.mp4").write_bytes(data[:len(data) // 2])
   _write_without_audio(vids / "vox2_00086.mp4", bad / "silent.mp4")
+  _write_without_audio(vids / "vox2_00086.mp4", bad / "mute.mp4", silent_track=True)
   shutil.copy(shared_data / "images" / "HDTF_0.jpg", bad / "image.mp4")
   _write_no_face_video(bad / "noface.mp4")
   rows = [dict(video=str(bad / n), speaker=n) for n in
-          ("truncated.mp4", "silent.mp4", "image.mp4", "noface.mp4")]
+          ("truncated.mp4", "silent.mp4", "mute.mp4", "image.mp4", "noface.mp4")]
   rows.append(dict(video=str(vids / "vox2_00373.mp4"), speaker="vox2_00373", text="turns"))
   manifest = tmp_path / "m.jsonl"
   manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -262,16 +277,18 @@ def test_bad_inputs_go_to_dead_letter_and_reruns_are_identical(shared_data, tmp_
   info = pipeline.preprocess(str(manifest), str(out1), resolution=32, max_clip_seconds=3.0)
   dead = [json.loads(line) for line in (out1 / "dead_letter.jsonl").read_text().splitlines()]
   by_name = {os.path.basename(d["path"]): d for d in dead}
-  assert set(by_name) == {"truncated.mp4", "silent.mp4", "image.mp4", "noface.mp4"}, dead
+  assert set(by_name) == {"truncated.mp4", "silent.mp4", "mute.mp4", "image.mp4",
+                          "noface.mp4"}, dead
   assert by_name["truncated.mp4"]["stage"] == "decode"
   assert by_name["silent.mp4"]["stage"] == "audio"
   assert "no audio" in by_name["silent.mp4"]["reason"]
+  assert by_name["mute.mp4"]["stage"] == "audio" and "silent" in by_name["mute.mp4"]["reason"]
   assert by_name["image.mp4"]["stage"] == "decode" and "short" in by_name["image.mp4"]["reason"]
   assert by_name["noface.mp4"]["stage"] == "face"
   for d in dead:
     assert d["reason"] and d["path"].endswith(".mp4")
   # The good clip (5.1 s) still made it, cut into two clips of <= 3 s.
-  assert info["num_clips"] == 2 and info["num_dead"] == 4
+  assert info["num_clips"] == 2 and info["num_dead"] == 5
   assert sorted(c["clip_id"] for c in info["clips"]) == ["vox2_00373_c000", "vox2_00373_c001"]
 
   out2 = tmp_path / "out2"
