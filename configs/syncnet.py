@@ -6,7 +6,8 @@ Args (`--config=configs/syncnet.py:<args>`):
   size=paper: Wav2Lip's expert: 96 px faces (48 x 96 lower halves), widths 32..512, D = 512,
     batch 64, Adam lr 1e-4; trained until the eval loss plateaus (~0.25 in Wav2Lip).
   size=tiny: 64 px crops (face box resized to 48 px: 24 x 48 lower halves), widths 8..64,
-    D = 64, 1 residual block per stage; for the 64 px shards of ../shared/data on a CPU.
+    D = 64, 1 residual block per stage, no normalisation layers (see models/syncnet.py); for
+    the 64 px shards of ../shared/data on a CPU.
   data_dir=DIR: preprocessed shards (`jaxtalk preprocess`).
   synthetic=true: synthetic batches (smoke runs without shards).
 """
@@ -35,7 +36,8 @@ def get_config(arg=None):
   if args.size == "paper":
     c.model = dict(image_size=96, face_box=FACE_BOX,
                    face_widths=(32, 64, 128, 256, 512, 512), face_res=(0, 2, 3, 2, 2, 0),
-                   audio_widths=(32, 64, 128, 256), audio_res=(2, 2, 2, 1), embed_dim=512)
+                   audio_widths=(32, 64, 128, 256), audio_res=(2, 2, 2, 1), embed_dim=512,
+                   norm="group")
     c.input.resolution = 256
     c.input.window = 20
     c.batch_size = 64
@@ -48,7 +50,8 @@ def get_config(arg=None):
   elif args.size == "tiny":
     c.model = dict(image_size=48, face_box=FACE_BOX,
                    face_widths=(8, 16, 32, 64, 64, 64), face_res=(0, 1, 1, 1, 1, 0),
-                   audio_widths=(8, 16, 32, 64), audio_res=(1, 1, 1, 1), embed_dim=64)
+                   audio_widths=(8, 16, 32, 64), audio_res=(1, 1, 1, 1), embed_dim=64,
+                   norm="none")
     c.input.resolution = 64
     c.input.window = 20
     c.batch_size = 16

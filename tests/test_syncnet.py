@@ -138,8 +138,14 @@ def test_expert_sync_loss_windows_and_gradients(tiny_params):
 
 # ------------------------------------------------------------------------------------------------
 # Real data: train the tiny expert on the first 70% of every clip, test on the last 30%.
+# The HDTF example clips are left out: in them mouth opening (FaceMesh inner-lip gap) correlates
+# best with speech energy 3-7 frames LATER (RoyBlunt: r = 0.42 at +5 frames, -0.17 at 0; the same
+# on the raw .mp4, so it is the footage, not preprocessing), i.e. their audio is out of sync with
+# the lips; VoxCeleb2 and news clips peak at 0..+1. Out-of-sync "positives" and in-sync
+# "negatives" (shift >= 5) would teach the expert the wrong thing.
 # ------------------------------------------------------------------------------------------------
 REAL_STEPS = 600
+OUT_OF_SYNC_PREFIX = "hdtf_"
 
 
 def _time_split_batches(clips, part, rng, batch=16, window=20, split=0.7):
@@ -181,7 +187,8 @@ def train_tiny_expert_on_clips(clips, steps=REAL_STEPS, seed=0):
 @pytest.mark.slow
 def test_tiny_expert_separates_in_sync_from_shifted_on_held_out_windows(real_shards):
   from jaxtalk.evaluators import reenactment, sync  # pylint: disable=g-import-not-at-top
-  clips = reenactment.read_clips(str(real_shards))
+  clips = [c for c in reenactment.read_clips(str(real_shards))
+           if not c["clip_id"].startswith(OUT_OF_SYNC_PREFIX)]
   config, task, params = train_tiny_expert_on_clips(clips)
   rng = np.random.default_rng(123)
   evaluate = jax.jit(task.evaluate)

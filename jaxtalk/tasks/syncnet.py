@@ -30,7 +30,7 @@ def build_model(config) -> syncnet_lib.SyncNet:
   return syncnet_lib.SyncNet(
     face_widths=tuple(m.face_widths), face_res=tuple(m.face_res),
     audio_widths=tuple(m.audio_widths), audio_res=tuple(m.audio_res),
-    embed_dim=m.embed_dim, dtype=jnp.dtype(config.dtype))
+    embed_dim=m.embed_dim, norm=m.get("norm", "group"), dtype=jnp.dtype(config.dtype))
 
 
 def sample_pairs(rng, frames, mel, mask, *, windows_per_clip: int, min_shift: int):
