@@ -81,6 +81,8 @@ def generator_config(stage: str, arg=None):
         enhancer=dict(channels=(16, 32, 32), num_bottleneck=1))
   else:
     raise ValueError(f"{stage} config: size={args.size!r}; expected paper or tiny")
+  if stage in ("refine", "enhancer") and args.size == "tiny":
+    c.optax.lr = 3e-4           # These stages start as the identity on their input frame.
   if stage == "refine":
     c.total_steps = 400_000 if args.size == "paper" else c.total_steps
   if stage == "enhancer":

@@ -198,6 +198,14 @@ def frame_metrics(pred, batch, config) -> dict:
   return m
 
 
+def stage_losses(pred, stage_input, batch, frozen, *, config, loss_kw) -> dict:
+  """Eval: the stage loss of its output (`loss`) and of its input frames (`loss_input`: what
+  the untrained stage returns, e.g. the source for CoarseNet), on the same held-out batch."""
+  out = reconstruction_terms(pred, batch, frozen, config=config, **loss_kw)
+  inp = reconstruction_terms(stage_input, batch, frozen, config=config, **loss_kw)
+  return {"loss": sum(out.values()), "loss_input": sum(inp.values())}
+
+
 def render_inputs(batch) -> tuple:
   return tuple(batch[k] for k in RENDER_KEYS)
 
@@ -275,9 +283,10 @@ def get_task(config, *, mesh) -> Task:
                        occlusion=jnp.mean(aux["occlusion"]))
 
   def evaluate(params, batch, frozen_):
-    del frozen_
     pred, _ = forward(params, batch, False)
-    return dict(frame_metrics(pred, batch, config), **images_for_eval(pred, batch))
+    src = jnp.broadcast_to(batch["source"][:, None], pred.shape)
+    return dict(frame_metrics(pred, batch, config), **images_for_eval(pred, batch),
+                **stage_losses(pred, src, batch, frozen_, config=config, loss_kw=loss_kw))
 
   def infer(params, frozen_, inputs):
     del frozen_

@@ -86,6 +86,8 @@ def get_task(config, *, mesh) -> Task:
     for name in ("refined", "coarse"):
       sm = coarse_task.frame_metrics(aux[name], batch, config)
       m.update({f"{k}_{name}": v for k, v in sm.items() if not k.endswith("_source")})
+    m.update(coarse_task.stage_losses(pred, aux["refined"], batch, frozen_, config=config,
+                                      loss_kw=loss_kw))
     return dict(m, **coarse_task.images_for_eval(pred, batch))
 
   def infer(params, frozen_, inputs):

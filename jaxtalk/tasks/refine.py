@@ -69,6 +69,8 @@ def get_task(config, *, mesh) -> Task:
     m = coarse_task.frame_metrics(pred, batch, config)
     cm = coarse_task.frame_metrics(aux["coarse"], batch, config)
     m.update({f"{k}_coarse": v for k, v in cm.items() if not k.endswith("_source")})
+    m.update(coarse_task.stage_losses(pred, aux["coarse"], batch, frozen_, config=config,
+                                      loss_kw=loss_kw))
     return dict(m, **coarse_task.images_for_eval(pred, batch))
 
   def infer(params, frozen_, inputs):
