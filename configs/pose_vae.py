@@ -37,7 +37,7 @@ def get_config(arg=None):
 
   if args.size == "paper":
     c.model = dict(latent_tokens=1, latent_dim=256, width=256, depth=9, num_heads=4, mlp_mult=4,
-                   dropout=0.1)
+                   dropout=0.1, basis_degree=15)
     c.input.window = 100
     c.batch_size = 16
     c.epochs = 100
@@ -49,7 +49,7 @@ def get_config(arg=None):
     c.checkpoint_every = 5000
   elif args.size == "tiny":
     c.model = dict(latent_tokens=4, latent_dim=16, width=64, depth=2, num_heads=4, mlp_mult=2,
-                   dropout=0.0)
+                   dropout=0.0, basis_degree=11)
     c.input.window = 50
     c.batch_size = 16
     c.epochs = 0  # step-based

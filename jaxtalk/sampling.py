@@ -195,7 +195,8 @@ def _vae_kwargs(m) -> dict:
   m = dict(m)
   return dict(latent_tokens=int(m["latent_tokens"]), latent_dim=int(m["latent_dim"]),
               width=int(m["width"]), depth=int(m["depth"]), num_heads=int(m["num_heads"]),
-              mlp_mult=int(m.get("mlp_mult", 4)), dropout=0.0)
+              mlp_mult=int(m.get("mlp_mult", 4)), dropout=0.0,
+              basis_degree=int(m.get("basis_degree", 3)))
 
 
 def _read_json(path: str) -> dict:

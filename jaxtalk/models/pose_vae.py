@@ -28,6 +28,7 @@ from jaxtalk.models import transformer
 
 Dtype = Any
 FEATURES = 8  # 6 pose + 2 gaze
+LOGVAR_OFFSET = -6.0
 
 
 class PoseVAE(nn.Module):
@@ -41,6 +42,11 @@ class PoseVAE(nn.Module):
     num_heads: attention heads.
     mlp_mult: feed-forward expansion.
     dropout: dropout rate in training.
+    basis_degree: K of the Legendre temporal-moment paths (see `legendre`): the encoder adds a
+      projection of the K+1 temporal moments of the sequence to its distribution tokens, and the
+      decoder adds `sum_k P_k(tau_t) A_k z` to its output; -1 disables both. They give the
+      transformer a direct path for the window mean and slow trends, which it otherwise learns
+      only after a long plateau.
     features: per-frame input/output features (8: pose + gaze).
     dtype / param_dtype: compute / parameter dtypes; outputs, mean and log-variance are float32.
   """
@@ -51,6 +57,7 @@ class PoseVAE(nn.Module):
   num_heads: int = 4
   mlp_mult: int = 4
   dropout: float = 0.1
+  basis_degree: int = 3
   features: int = FEATURES
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -64,6 +71,11 @@ class PoseVAE(nn.Module):
         (2 * self.latent_tokens, self.width), self.param_dtype)
     self.encoder = transformer.TransformerStack(
         self.depth, self.num_heads, self.mlp_mult, False, self.dropout, **kw)
+    if self.basis_degree >= 0:
+      self.moment_proj = layers.Dense(self.width, names=("latent", "embed"), **kw)
+      self.basis_head = layers.Dense((self.basis_degree + 1) * self.features,
+                                     names=("latent", "embed"), dtype=jnp.float32,
+                                     param_dtype=self.param_dtype)
     self.mu_proj = layers.Dense(self.latent_dim, names=("embed", "latent"),
                                 dtype=jnp.float32, param_dtype=self.param_dtype)
     self.logvar_proj = layers.Dense(self.latent_dim, names=("embed", "latent"),
@@ -97,13 +109,24 @@ class PoseVAE(nn.Module):
     h = self.in_proj(x.astype(self.dtype))
     h = h + layers.sinusoidal_embedding(jnp.arange(t), self.width).astype(self.dtype)
     tok = jnp.broadcast_to(self.dist_tokens.astype(self.dtype), (b, 2 * n, self.width))
+    if self.basis_degree >= 0:
+      valid = jnp.ones((b, t), bool) if mask is None else mask.astype(bool)
+      length = jnp.sum(valid, axis=1)
+      basis = legendre(jnp.arange(t)[None], length[:, None], self.basis_degree)   # [B, T, K+1]
+      w = valid.astype(jnp.float32)[..., None]
+      moments = jnp.einsum("btk,btf->bkf", basis * w, x.astype(jnp.float32))
+      moments = moments / jnp.maximum(length, 1)[:, None, None]
+      tok = tok + self.moment_proj(moments.reshape(b, -1).astype(self.dtype))[:, None]
     h = jnp.concatenate([tok, h], axis=1)
     full_mask = None
     if mask is not None:
       full_mask = jnp.concatenate([jnp.ones((b, 2 * n), bool), mask.astype(bool)], axis=1)
     h = self.encoder(h, mask=full_mask, train=train)
     mu = self.mu_proj(h[:, :n].astype(jnp.float32))
-    logvar = jnp.clip(self.logvar_proj(h[:, n:2 * n].astype(jnp.float32)), -20.0, 10.0)
+    # Offset: the posterior starts narrow (std ~0.05), so early training is not drowned in
+    # sampling noise; the KL term widens it as far as the data allows.
+    logvar = jnp.clip(self.logvar_proj(h[:, n:2 * n].astype(jnp.float32)) + LOGVAR_OFFSET,
+                      -20.0, 10.0)
     return mu, logvar
 
   def decode(self, z, num_frames: int, *, train: bool = False):
@@ -118,7 +141,13 @@ class PoseVAE(nn.Module):
     # Every query also sees the whole latent (flattened), added to its position embedding.
     q = q[None] + self.global_proj(z.reshape(b, -1).astype(self.dtype))[:, None]
     h = self.decoder(q, memory=mem, train=train)
-    return self.out_proj(h.astype(jnp.float32))
+    out = self.out_proj(h.astype(jnp.float32))
+    if self.basis_degree >= 0:
+      k = self.basis_degree + 1
+      coef = self.basis_head(z.reshape(b, -1).astype(jnp.float32)).reshape(b, k, self.features)
+      basis = legendre(jnp.arange(num_frames), jnp.asarray(num_frames), self.basis_degree)
+      out = out + jnp.einsum("tk,bkf->btf", basis, coef)
+    return out
 
   def __call__(self, x, mask=None, *, train: bool = False, sample: bool = True):
     """Encodes, samples `z = mu + exp(logvar / 2) * eps` (rng 'latent'; mean when not `sample`),
@@ -135,6 +164,16 @@ class PoseVAE(nn.Module):
       z = mu
     x_hat = self.decode(z, x.shape[1], train=train)
     return x_hat, {"mu": mu, "logvar": logvar, "z": z}
+
+
+def legendre(t, length, degree: int):
+  """Legendre polynomials P_0..P_degree at tau = 2 t / max(length - 1, 1) - 1: `[..., degree+1]`
+  float32 (tau in [-1, 1] over the frames 0..length-1; any length)."""
+  tau = 2.0 * t.astype(jnp.float32) / jnp.maximum(length - 1, 1).astype(jnp.float32) - 1.0
+  out = [jnp.ones_like(tau), tau]
+  for n in range(1, degree):
+    out.append(((2 * n + 1) * tau * out[n] - n * out[n - 1]) / (n + 1))
+  return jnp.stack(out[:degree + 1], axis=-1)
 
 
 def huber(x, y, delta: float = 1.0):

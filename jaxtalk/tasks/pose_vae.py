@@ -27,6 +27,7 @@ def build_model(model_cfg, dtype="float32") -> vae_lib.PoseVAE:
       latent_tokens=int(m["latent_tokens"]), latent_dim=int(m["latent_dim"]),
       width=int(m["width"]), depth=int(m["depth"]), num_heads=int(m["num_heads"]),
       mlp_mult=int(m.get("mlp_mult", 4)), dropout=float(m.get("dropout", 0.0)),
+      basis_degree=int(m.get("basis_degree", 3)),
       dtype=jnp.dtype(dtype))
 
 
