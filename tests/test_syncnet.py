@@ -91,6 +91,21 @@ def test_configs_load():
     c = syncnet_config.get_config(arg)
     assert c.task == "jaxtalk.tasks.syncnet"
   assert syncnet_config.get_config("size=tiny").model.image_size == 48
+
+
+def test_model_built_from_config_crops_its_face_box(tiny_params):
+  """A `build_model` expert turns any crop size into its face box, like prepare_faces does."""
+  c = syncnet_config.get_config("size=tiny")
+  c.model.norm = "group"
+  c.model.update({k: v for k, v in TINY.items()})
+  c.model.image_size = 64
+  model = task_lib.build_model(c)
+  bare = syncnet_lib.SyncNet(**TINY)
+  frames = jax.random.uniform(_key(5), (2, 5, 96, 96, 3), minval=-1, maxval=1)
+  mel = jax.random.normal(_key(6), (2, 16, 80))
+  ref = syncnet_lib.prepare_faces(frames, 64, c.model.face_box)
+  np.testing.assert_allclose(jax.jit(model.apply)(tiny_params, frames, mel)[0],
+                             jax.jit(bare.apply)(tiny_params, ref, mel)[0], atol=1e-5)
   with pytest.raises(ValueError):
     syncnet_config.get_config("size=huge")
 
@@ -201,9 +216,7 @@ def test_tiny_expert_separates_in_sync_from_shifted_on_held_out_windows(real_sha
   assert m["pair_accuracy"] > 0.7 and m["accuracy"] > 0.65
   # LSE on the held-out tails: real audio is found near offset 0, and a 6-frame audio delay moves
   # the detected offset by about 6.
-  ev = sync.SyncEvaluator(task_lib.build_model(config), params,
-                          image_size=config.model.image_size,
-                          face_box=config.model.face_box, max_offset=10)
+  ev = sync.SyncEvaluator(task_lib.build_model(config), params, max_offset=10)
   offsets, shifted = [], []
   for c in clips:
     n = len(c["frames"])

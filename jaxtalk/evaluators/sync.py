@@ -77,20 +77,23 @@ class SyncEvaluator:
 
   Attributes:
     model, params: a `SyncNet` and its params (e.g. from the syncnet stage's `params/`).
-    image_size, face_box: the expert's `config.model.image_size` / `.face_box` (frames are
-      turned into its faces by `syncnet.prepare_faces`).
+    image_size, face_box: leave None for a model from `tasks.syncnet.build_model` (it carries
+      them); for a bare `SyncNet`, frames are first passed through
+      `syncnet.prepare_faces(frames, image_size, face_box)`.
     max_offset: +- offsets searched (frames).
     chunk: windows embedded per jitted call.
   """
 
-  def __init__(self, model: syncnet_lib.SyncNet, params, *, image_size: int, face_box=None,
-               max_offset: int = 15, chunk: int = 64):
+  def __init__(self, model: syncnet_lib.SyncNet, params, *, image_size: Optional[int] = None,
+               face_box=None, max_offset: int = 15, chunk: int = 64):
     self.model, self.params = model, params
-    self.image_size, self.max_offset, self.chunk = int(image_size), int(max_offset), int(chunk)
-    size = self.image_size
+    self.image_size, self.face_box = image_size, face_box
+    self.max_offset, self.chunk = int(max_offset), int(chunk)
 
     def video(p, faces):
-      return model.apply({"params": p}, syncnet_lib.prepare_faces(faces, size, face_box),
+      if image_size is not None or face_box is not None:
+        faces = syncnet_lib.prepare_faces(faces, image_size or faces.shape[2], face_box)
+      return model.apply({"params": p}, faces,
                          method=syncnet_lib.SyncNet.embed_video)
 
     def audio(p, mel):

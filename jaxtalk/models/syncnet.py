@@ -19,7 +19,7 @@ any crop size (Wav2Lip: 96 px faces -> 48 x 96 lower halves).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -168,6 +168,10 @@ class SyncNet(nn.Module):
     audio_widths, audio_res: `AudioEncoder` layout.
     embed_dim: D of both embeddings.
     norm: "group" or "none" (see `ConvNormAct`).
+    image_size: if set, `embed_video` first turns any input crop into this face size with
+      `prepare_faces(faces, image_size, face_box)`, so every caller feeds the expert exactly
+      what it was trained on (set by `tasks.syncnet.build_model` from the stage config).
+    face_box: (x0, y0, x1, y1) in [0, 1] of the crop used as the face box (see `prepare_faces`).
     dtype: compute dtype (embeddings and similarities are float32).
   """
 
@@ -177,6 +181,8 @@ class SyncNet(nn.Module):
   audio_res: Sequence[int] = (2, 2, 2, 1)
   embed_dim: int = 512
   norm: str = "group"
+  image_size: Optional[int] = None
+  face_box: Optional[tuple] = None
   dtype: jnp.dtype = jnp.float32
 
   def setup(self):
@@ -186,14 +192,18 @@ class SyncNet(nn.Module):
                                       self.norm, self.dtype)
 
   def embed_video(self, faces: jax.Array) -> jax.Array:
-    """faces `[B, 5, H, W, 3]` in [-1, 1] (face crops; the LOWER HALF, rows H//2.., is used)
-    -> float32 `[B, D]` L2-normalised (non-negative) embeddings.
+    """faces `[B, 5, H, W, 3]` in [-1, 1] (aligned crops, any size when `image_size` is set; the
+    LOWER HALF of the face image, rows H//2.., is used) -> float32 `[B, D]` L2-normalised
+    (non-negative) embeddings.
 
     Raises:
       ValueError: if not 5 RGB frames.
     """
     if faces.ndim != 5 or faces.shape[1] != NUM_FRAMES or faces.shape[-1] != 3:
       raise ValueError(f"SyncNet faces: expected [B, {NUM_FRAMES}, H, W, 3], got {faces.shape}")
+    if self.face_box is not None or (
+        self.image_size and faces.shape[2:4] != (self.image_size, self.image_size)):
+      faces = prepare_faces(faces, self.image_size or faces.shape[2], self.face_box)
     lower = faces[:, :, faces.shape[2] // 2:]
     return _normalize(self.face_encoder(lower))
 
@@ -275,8 +285,8 @@ def frame_windows(frames: jax.Array, starts: jax.Array) -> jax.Array:
 
 
 def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, *,
-                     image_size: int, face_box=None, mask=None, stride: int = 1
-                     ) -> tuple[jax.Array, dict]:
+                     image_size: Optional[int] = None, face_box=None, mask=None,
+                     stride: int = 1) -> tuple[jax.Array, dict]:
   """PoseTalk eq. 8 over every 5-frame window of generated clips, through a frozen expert.
 
   Args:
@@ -285,8 +295,8 @@ def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, 
     frames: `[B, T, H, W, 3]` generated face crops in [-1, 1] (T >= 5), aligned like the
       expert's training crops (PoseTalk aligns them by warping before this call).
     mel: `[B, T, 16, 80]` the batch's mel windows; window t+2 goes with frames t..t+4.
-    image_size: the expert's crop size (`config.model.image_size` of the syncnet stage).
-    face_box: the expert's `config.model.face_box` (see `prepare_faces`).
+    image_size, face_box: leave None for a model from `tasks.syncnet.build_model` (it carries
+      them); for a bare `SyncNet`, its stage's `config.model.image_size` / `.face_box`.
     mask: optional `[B, T]` valid frames; a window counts only if all 5 frames are valid.
     stride: use windows starting every `stride` frames.
 
@@ -298,8 +308,9 @@ def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, 
     raise ValueError(f"expert_sync_loss needs T >= {NUM_FRAMES}, got frames {frames.shape}")
   starts = jnp.arange(0, t - NUM_FRAMES + 1, stride)
   k = starts.shape[0]
-  faces = frame_windows(prepare_faces(frames, image_size, face_box),
-                        jnp.broadcast_to(starts, (b, k)))
+  if image_size is not None or face_box is not None:
+    frames = prepare_faces(frames, image_size or frames.shape[2], face_box)
+  faces = frame_windows(frames, jnp.broadcast_to(starts, (b, k)))
   faces = faces.reshape((b * k,) + faces.shape[2:])
   win_mel = mel[:, starts + NUM_FRAMES // 2].reshape((b * k,) + mel.shape[2:])
   params = jax.lax.stop_gradient(params)

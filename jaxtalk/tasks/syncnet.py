@@ -25,12 +25,14 @@ CENTER = NF // 2
 
 
 def build_model(config) -> syncnet_lib.SyncNet:
-  """SyncNet from `config.model` (face/audio widths and residual counts, embed_dim) + dtype."""
+  """SyncNet from `config.model` (widths, residual counts, embed_dim, norm, image_size, face_box)
+  + dtype. The model carries image_size/face_box, so it accepts any aligned crop size."""
   m = config.model
   return syncnet_lib.SyncNet(
     face_widths=tuple(m.face_widths), face_res=tuple(m.face_res),
     audio_widths=tuple(m.audio_widths), audio_res=tuple(m.audio_res),
-    embed_dim=m.embed_dim, norm=m.get("norm", "group"), dtype=jnp.dtype(config.dtype))
+    embed_dim=m.embed_dim, norm=m.get("norm", "group"), image_size=int(m.image_size),
+    face_box=tuple(m.face_box) if m.get("face_box") else None, dtype=jnp.dtype(config.dtype))
 
 
 def sample_pairs(rng, frames, mel, mask, *, windows_per_clip: int, min_shift: int):
@@ -106,24 +108,22 @@ def pair_metrics(sim, label, valid) -> dict:
 def get_task(config, *, mesh) -> Task:
   """The syncnet stage (see module docstring). `mesh` is unused (data parallel via train.py).
 
-  Frames are turned into the expert's faces by `syncnet.prepare_faces(frames,
-  config.model.image_size, config.model.face_box)`; the lower half of those is what it sees.
+  The model turns frames into its faces itself (`syncnet.prepare_faces(frames,
+  config.model.image_size, config.model.face_box)`); the lower half of those is what it sees.
   """
   del mesh
   model = build_model(config)
   size = int(config.model.image_size)
-  face_box = tuple(config.model.face_box) if config.model.get("face_box") else None
   k = int(config.syncnet.windows_per_clip)
   min_shift = int(config.syncnet.min_shift)
 
   def _inputs(batch, rng):
-    frames = syncnet_lib.prepare_faces(batch["frames"], size, face_box)
-    return sample_pairs(rng, frames, batch["mel"], batch.get("mask"),
+    return sample_pairs(rng, batch["frames"], batch["mel"], batch.get("mask"),
                         windows_per_clip=k, min_shift=min_shift)
 
   def init(rng, batch):
-    b = batch["frames"].shape[0]
-    faces = jnp.zeros((b, NF, size, size, 3), jnp.float32)
+    b, _, h, w, _ = batch["frames"].shape
+    faces = jnp.zeros((b, NF, h, w, 3), jnp.float32)
     mel = jnp.zeros((b, syncnet_lib.MEL_STEPS, syncnet_lib.NUM_MELS), jnp.float32)
     return model.init(rng, faces, mel)["params"]
 
@@ -143,8 +143,7 @@ def get_task(config, *, mesh) -> Task:
 
   def infer(params, frozen, inputs):
     del frozen
-    faces = syncnet_lib.prepare_faces(inputs["faces"], size, face_box)
-    sim, aux = model.apply({"params": params}, faces, inputs["mel"])
+    sim, aux = model.apply({"params": params}, inputs["faces"], inputs["mel"])
     return {"sim": sim, **aux}
 
   def infer_example():
