@@ -81,3 +81,73 @@ def test_clip_tokenizer_missing_files_error(tmp_path):
   (tmp_path / "clip" / "vocab.json").write_text("{}")
   with pytest.raises(ValueError, match="merges.txt"):
     text.make_tokenizer(clip_path=str(tmp_path / "clip"))
+
+
+def _tiny_clip_folder(path):
+  from transformers import CLIPTextConfig, FlaxCLIPTextModel
+  n = write_tiny_clip_tokenizer(path)
+  cfg = CLIPTextConfig(vocab_size=n, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                       num_attention_heads=4, max_position_embeddings=16, bos_token_id=n - 2,
+                       eos_token_id=n - 1, pad_token_id=n - 1)
+  FlaxCLIPTextModel(cfg, seed=0).save_pretrained(str(path))
+  return n
+
+
+def test_clip_text_encoder_from_local_folder(tmp_path):
+  import jax
+  import jax.numpy as jnp
+  from jaxtalk.models import text_encoder
+  _tiny_clip_folder(tmp_path / "clip")
+  enc = text_encoder.ClipTextEncoder(str(tmp_path / "clip"))
+  tok = text.make_tokenizer(clip_path=str(tmp_path / "clip"))
+  ids, mask = tok.encode(["he nods", "she shakes her head"], max_len=12)
+  tokens, pooled = jax.jit(enc.__call__)(enc.params, jnp.asarray(ids), jnp.asarray(mask))
+  assert tokens.shape == (2, 12, 32) and pooled.shape == (2, 32)
+  assert tokens.dtype == jnp.float32
+  np.testing.assert_array_equal(np.asarray(tokens)[~mask], 0.0)
+  assert not np.allclose(pooled[0], pooled[1])
+  with pytest.raises(ValueError, match="config.json"):
+    text_encoder.ClipTextEncoder(str(tmp_path))
+
+
+def test_trainable_text_encoder_pads_and_pools():
+  import jax
+  import jax.numpy as jnp
+  from jaxtalk.models import text_encoder
+  enc = text_encoder.TrainableTextEncoder(vocab_size=20, width=16, depth=1, num_heads=2)
+  ids = jnp.array([[3, 4, 0, 0], [5, 6, 7, 8]])
+  mask = ids > 0
+  params = enc.init(jax.random.PRNGKey(0), ids, mask)
+  tokens, pooled = enc.apply(params, ids, mask)
+  assert tokens.shape == (2, 4, 16) and pooled.shape == (2, 16)
+  np.testing.assert_array_equal(np.asarray(tokens[0, 2:]), 0.0)
+  # Padding content does not matter.
+  tokens2, _ = enc.apply(params, ids.at[0, 2:].set(9), mask)
+  np.testing.assert_allclose(tokens2[0, :2], tokens[0, :2], atol=1e-6)
+
+
+def test_wav2vec_stable_layer_norm_features(tmp_path):
+  from transformers import FlaxWav2Vec2Model, Wav2Vec2Config
+  from jaxtalk import wav2vec
+  cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                       intermediate_size=20, conv_dim=(8,) * 7, num_conv_pos_embeddings=8,
+                       num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
+                       do_stable_layer_norm=True)
+  FlaxWav2Vec2Model(cfg, seed=0).save_pretrained(str(tmp_path / "w2v"))
+  model, params = wav2vec.load_wav2vec(str(tmp_path / "w2v"))
+  wav = np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3
+  f = wav2vec.wav2vec_features(model, params, wav)
+  assert f.shape == (25, 16) and np.all(np.isfinite(f))
+  base = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=20, conv_dim=(8,) * 7, feat_extract_norm="group",
+                        do_stable_layer_norm=False)
+  base.save_pretrained(str(tmp_path / "base"))
+  with pytest.raises(NotImplementedError, match="stable-layer"):
+    wav2vec.load_wav2vec(str(tmp_path / "base"))
+
+
+def test_features_at_fps_alignment():
+  from jaxtalk import wav2vec
+  feats = np.arange(100, dtype=np.float32)[:, None]   # feature j has value j, centred (j+0.5)/50 s
+  out = wav2vec.features_at_fps(feats, 50)
+  np.testing.assert_allclose(out[:, 0], 2 * np.arange(50) + 0.5)
