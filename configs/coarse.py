@@ -82,7 +82,9 @@ def generator_config(stage: str, arg=None):
   else:
     raise ValueError(f"{stage} config: size={args.size!r}; expected paper or tiny")
   if stage in ("refine", "enhancer") and args.size == "tiny":
-    c.optax.lr = 3e-4           # These stages start as the identity on their input frame.
+    # These stages start as the identity on their input frame; large Adam steps on the
+    # zero-initialised output heads first move them away from it.
+    c.optax.lr = 3e-4 if stage == "refine" else 1e-4
   if stage == "refine":
     c.total_steps = 400_000 if args.size == "paper" else c.total_steps
   if stage == "enhancer":

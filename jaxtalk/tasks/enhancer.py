@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 
 from jaxtalk.tasks import Task
 from jaxtalk.tasks import coarse as coarse_task
@@ -48,6 +49,32 @@ def make_render(coarse_model, refine_model, enhancer_model):
     return out, aux
 
   return render
+
+
+def load_generator(coarse_params: str, refine_params: str, enhancer_params: str = "", *,
+                   dtype="float32"):
+  """Loads the trained generator for inference: returns `(render, params)`.
+
+  Args:
+    coarse_params / refine_params / enhancer_params: the stages' `<workdir>/params` (each
+      next to the `config.json` train.py wrote); enhancer may be "" (stage-2 output).
+    dtype: compute dtype.
+
+  Returns:
+    `render(params, inputs, mask=None) -> (frames, aux)` (see `make_render`) and its params.
+  """
+  empty = ml_collections.ConfigDict({"model": {"coarse": {}, "refine": {}, "enhancer": {}}})
+  models, params = {}, {}
+  for name, path in (("coarse", coarse_params), ("refine", refine_params),
+                     ("enhancer", enhancer_params)):
+    if not path:
+      models[name], params[name] = None, None
+      continue
+    params[name], kwargs = coarse_task.load_frozen_stage(path, name, empty)
+    models[name] = coarse_task.build(name, kwargs, dtype)
+  if models["coarse"] is None or models["refine"] is None:
+    raise ValueError("load_generator: coarse and refine params are required")
+  return make_render(models["coarse"], models["refine"], models["enhancer"]), params
 
 
 def get_task(config, *, mesh) -> Task:
