@@ -126,21 +126,19 @@ def perceptual_net(config):
 # ---------------------------------------------------------------------------------------------
 # Loss terms and metrics.
 # ---------------------------------------------------------------------------------------------
-def sync_term(frames, mel, mask, syncnet, params, image_size: int) -> jax.Array:
-  """Eq. 8 over every 5-frame window of `frames` `[B, T, H, W, 3]` (T >= 5) with its audio."""
+def sync_term(frames, mel, mask, syncnet, params, image_size: int = 0) -> jax.Array:
+  """Eq. 8 over every 5-frame window of `frames` `[B, T, H, W, 3]` (T >= 5) with its audio.
+
+  Delegates to `syncnet.expert_sync_loss`: the expert (built by `tasks.syncnet.build_model`)
+  carries its image size and face box and resamples the aligned crops exactly as in its
+  training; `image_size` is only used for a bare expert without them (0: leave as is).
+  """
   from jaxtalk.models import syncnet as syncnet_lib  # pylint: disable=g-import-not-at-top
-  b, t = frames.shape[:2]
-  nf = syncnet_lib.NUM_FRAMES
-  if t < nf:
-    raise ValueError(f"sync loss needs windows of >= {nf} frames, got T={t}")
-  k = t - nf + 1
-  starts = jnp.broadcast_to(jnp.arange(k), (b, k))
-  faces = syncnet_lib.frame_windows(syncnet_lib.prepare_faces(frames, image_size), starts)
-  faces = faces.reshape((b * k,) + faces.shape[2:])
-  wmel = mel[:, nf // 2: nf // 2 + k].reshape((b * k,) + mel.shape[2:])
-  sim, _ = syncnet.apply({"params": params}, faces, wmel)
-  valid = None if mask is None else mask[:, nf - 1:].reshape(-1)
-  return syncnet_lib.sync_loss(sim, valid)
+  kw = {}
+  if image_size and not getattr(syncnet, "image_size", None):
+    kw["image_size"] = int(image_size)
+  loss, _ = syncnet_lib.expert_sync_loss(syncnet, params, frames, mel, mask=mask, **kw)
+  return loss
 
 
 def reconstruction_terms(pred, batch, frozen, *, config, pnet, syncnet=None,

@@ -1,0 +1,1 @@
+"""jaxtalk networks, one model per file (see ../shared/DESIGN.md)."""
