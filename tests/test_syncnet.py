@@ -227,3 +227,34 @@ def test_tiny_expert_separates_in_sync_from_shifted_on_held_out_windows(real_sha
   print(f"offsets in sync {offsets}, audio delayed 6 frames {shifted}")
   assert np.median(np.abs(offsets)) <= 1
   assert abs(np.median(shifted) - 6) <= 1
+
+
+@pytest.mark.slow
+def test_tiny_expert_learns_sync_on_synthetic_clips():
+  """Synthetic clips (mouth opening follows mel energy): the tiny expert separates in-sync from
+  shifted pairs on held-out (eval-seed) clips. Measured: eval pair accuracy 0.727, accuracy
+  0.695 after 100 steps (~3 min on the loaded CPU)."""
+  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  c = syncnet_config.get_config("size=tiny,synthetic=true")
+  task = task_lib.get_task(c, mesh=None)
+  it = input_pipeline.create_iterator(c, split="train")
+  params = task.init(_key(0), next(it))
+  params = jax.tree.map(lambda x: x.unbox() if hasattr(x, "unbox") else x, params,
+                        is_leaf=lambda x: hasattr(x, "unbox"))
+  opt = optax.adam(c.optax.lr)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(p, s, b, k):
+    (_, aux), g = jax.value_and_grad(task.loss, has_aux=True)(p, b, k, {}, 0)
+    u, s = opt.update(g, s, p)
+    return optax.apply_updates(p, u), s, aux
+
+  for i in range(150):
+    params, state, _ = step(params, state, next(it), _key(i))
+  evaluate = jax.jit(task.evaluate)
+  eval_it = input_pipeline.create_iterator(c, split="eval")
+  ms = [evaluate(params, next(eval_it), {}) for _ in range(4)]
+  m = {k: float(np.mean([x[k] for x in ms])) for k in ms[0]}
+  print(f"\nsynthetic held-out: {m}")
+  assert m["pair_accuracy"] > 0.65 and m["accuracy"] > 0.6
