@@ -15,6 +15,9 @@ For CoarseNet, RefineNet, Enhancer and the chained generator (`PoseTalkRenderer`
   implied_fps_at_peak  peak FLOP/s / flops per frame: the upper bound on an accelerator of
                        `--peak_tflops` (A100 dense bf16: 312; f32: 19.5; TF32: 156); real
                        utilisation of conv nets is often 30-50 % of that.
+  implied_fps_at_bandwidth  `--peak_tbps` (A100: 2.0 TB/s HBM) / bytes per frame: the
+                       memory-bound estimate (XLA:CPU's "bytes accessed" counts every operand of
+                       every fused op, so this is pessimistic for a GPU's larger fusions).
 
 Also records process peak RSS (resource.getrusage). PoseTalk reports > 100 fps on one A100.
 Prints and writes JSON; nothing here is asserted.
@@ -62,7 +65,7 @@ def _cost(compiled) -> dict:
   return out
 
 
-def bench(name, fn, args, n_frames, iters, peak_tflops) -> dict:
+def bench(name, fn, args, n_frames, iters, peak_tflops, peak_tbps=2.0) -> dict:
   jitted = jax.jit(fn)
   t0 = time.perf_counter()
   compiled = jitted.lower(*args).compile()
@@ -82,6 +85,8 @@ def bench(name, fn, args, n_frames, iters, peak_tflops) -> dict:
     row["gflops_per_frame"] = round(gf, 3)
     row["bytes_per_frame_mb"] = round(cost["bytes"] / n_frames / 2**20, 2)
     row["implied_fps_at_peak"] = round(peak_tflops * 1e3 / gf, 1) if gf > 0 else None
+    if cost["bytes"] > 0:
+      row["implied_fps_at_bandwidth"] = round(peak_tbps * 1e12 * n_frames / cost["bytes"], 1)
   if "temp_mb" in cost:
     row["peak_temp_mb"] = round(cost["temp_mb"], 1)
     row["argument_mb"] = round(cost["argument_mb"], 1)
@@ -99,6 +104,7 @@ def main(argv=None) -> int:
   parser.add_argument("--dtype", default="float32")
   parser.add_argument("--iters", type=int, default=3)
   parser.add_argument("--peak_tflops", type=float, default=312.0)
+  parser.add_argument("--peak_tbps", type=float, default=2.0, help="memory bandwidth, TB/s")
   parser.add_argument("--networks", default="coarse,refine,enhancer,generator")
   parser.add_argument("--out", default=os.path.join(REPO, "benchmarks", "results",
                                                     "generator.json"))
@@ -133,13 +139,14 @@ def main(argv=None) -> int:
       model, inputs = models[name]
       params = nn.unbox(jax.jit(model.init)(key, *inputs))
       fn = lambda p, *x, m=model: m.apply(p, *x)[0]
-      row = bench(name, fn, (params,) + inputs, n, args.iters, args.peak_tflops)
+      row = bench(name, fn, (params,) + inputs, n, args.iters, args.peak_tflops, args.peak_tbps)
       row.update(batch=b, frames_per_window=t, resolution=r, dtype=args.dtype, size=args.size,
                  num_params=int(sum(x.size for x in jax.tree_util.tree_leaves(params))))
       rows.append(row)
       del params
   result = {
       "benchmark": "generator", "rows": rows, "peak_tflops": args.peak_tflops,
+      "peak_tbps": args.peak_tbps,
       "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       "platform": platform.platform(), "cpu_count": os.cpu_count(),
       "devices": [str(d) for d in jax.devices()], "jax": jax.__version__,
