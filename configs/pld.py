@@ -48,7 +48,7 @@ def get_config(arg=None):
   if args.size == "paper":
     c.model = dict(width=256, depth=9, num_heads=4, mlp_mult=4, dropout=0.1, text_vocab_size=4096,
                    text_width=256, text_depth=2, audio_input="mel", audio_width=256,
-                   clip_path=args.clip)
+                   audio_channels=32, clip_path=args.clip)
     c.input.window = 100
     c.batch_size = 128
     c.epochs = 100
@@ -62,7 +62,7 @@ def get_config(arg=None):
   elif args.size == "tiny":
     c.model = dict(width=64, depth=3, num_heads=4, mlp_mult=2, dropout=0.0, text_vocab_size=1024,
                    text_width=64, text_depth=1, audio_input="mel", audio_width=64,
-                   clip_path=args.clip)
+                   audio_channels=8, clip_path=args.clip)
     c.input.window = 50
     c.batch_size = 32
     c.epochs = 0  # step-based

@@ -55,7 +55,8 @@ def build_denoiser(model_cfg, latent_tokens: int, latent_dim: int, dtype="float3
       dropout=float(m.get("dropout", 0.0)), text_vocab_size=int(text_vocab_size),
       text_width=int(m.get("text_width", m["width"])), text_depth=int(m.get("text_depth", 2)),
       audio_input=str(m.get("audio_input", "mel")),
-      audio_width=int(m.get("audio_width", m["width"])), dtype=jnp.dtype(dtype))
+      audio_width=int(m.get("audio_width", m["width"])),
+      audio_channels=int(m.get("audio_channels", 32)), dtype=jnp.dtype(dtype))
 
 
 def make_schedule(diff_cfg) -> diffusion.Schedule:

@@ -47,7 +47,7 @@ class PoseDenoiser(nn.Module):
     text_width / text_depth: width and depth of the trainable text encoder.
     audio_input: "mel" (`MelAudioEncoder` over `[B, T, 16, 80]`) or "features"
       (`FeatureAudioEncoder` over `[B, T, C]`).
-    audio_width: width of the audio encoder.
+    audio_width: width of the audio encoder. audio_channels: its conv channels (mel input).
     dtype / param_dtype: compute / parameter dtypes; the predicted ε is float32.
   """
   latent_tokens: int = 1
@@ -62,6 +62,7 @@ class PoseDenoiser(nn.Module):
   text_depth: int = 2
   audio_input: str = "mel"
   audio_width: int = 256
+  audio_channels: int = 32
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -72,7 +73,7 @@ class PoseDenoiser(nn.Module):
           self.text_vocab_size, self.text_width, self.text_depth, self.num_heads,
           self.dropout, **kw)
     if self.audio_input == "mel":
-      self.audio_encoder = audio_lib.MelAudioEncoder(self.audio_width, **kw)
+      self.audio_encoder = audio_lib.MelAudioEncoder(self.audio_width, self.audio_channels, **kw)
     elif self.audio_input == "features":
       self.audio_encoder = audio_lib.FeatureAudioEncoder(self.audio_width, **kw)
     else:
