@@ -75,12 +75,12 @@ def test_refine_rejects_bad_resolution_and_levels():
 
 def _renderer(dtype):
   return enhancer_lib.PoseTalkRenderer(
-      coarse_kwargs=dict(channels=(8, 8, 8), **M2L), refine_kwargs=dict(channels=(8, 8, 8), **M2L),
-      enhancer_kwargs=dict(channels=(8, 8, 8), num_bottleneck=1), dtype=dtype)
+      coarse_kwargs=dict(channels=(8, 8), **M2L), refine_kwargs=dict(channels=(8, 8), **M2L),
+      enhancer_kwargs=dict(channels=(8, 8), num_bottleneck=1), dtype=dtype)
 
 
 def test_renderer_shapes_dtypes_and_identity_at_init():
-  b, t, h = 2, 3, 32   # odd T
+  b, t, h = 2, 3, 16   # odd T; 16 px: RefineNet levels 8 and 16
   source = jax.random.uniform(_key(5), (b, h, h, 3), minval=-0.9, maxval=0.9)
   args = (source,) + _motion(b, t)
   mask = jnp.asarray([[True] * 3, [True, True, False]])
