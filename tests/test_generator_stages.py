@@ -83,6 +83,10 @@ def test_tiny_stages_each_lower_their_loss(real_shards, tmp_path):
 @pytest.mark.needs_data
 @pytest.mark.slow
 def test_trained_tiny_stack_beats_repeating_the_source(real_shards, tmp_path):
+  # Measured (2026-11-22, 64 px, 400/200/150 steps, batch 2, 28 min on a loaded 2-core CPU) on
+  # the held-out clip: SSIM source 0.664 -> coarse 0.725 -> refine 0.732 -> stack 0.737; mouth
+  # L1 source 0.138 -> coarse 0.092 -> refine 0.086 -> stack 0.086; stage losses vs their
+  # inputs: coarse 3.95 < 4.77, refine 3.87 < 3.95, enhancer 4.79 < 4.90.
   evals = train_chain(str(real_shards), str(tmp_path), steps=(400, 200, 150))
   final = evals["enhancer"]   # metrics of the whole stack's output on the held-out clip.
   for name in ("coarse", "refine", "enhancer"):
