@@ -81,3 +81,11 @@ def test_evaluate_modes_ranks_a_matching_generator_first():
   assert out["text"]["var_ratio_max"] < 0.01
   assert 0.3 < out["text_audio"]["var_ratio_min"] and out["text_audio"]["var_ratio_max"] < 3
   assert out["text"]["diversity"] < out["text_audio"]["diversity"] < out["audio"]["diversity"]
+
+
+def test_variance_ratio_with_different_lengths():
+  rng = np.random.default_rng(1)
+  real = _smooth(rng, 4, 50)
+  gen = np.concatenate(list(_smooth(np.random.default_rng(2), 6, 50)))[None]   # [1, 300, 8]
+  r = np.asarray(m.variance_ratio(gen, real, real_mask=np.ones((4, 50), bool)))
+  assert r.shape == (8,) and np.all((r > 0.2) & (r < 5))

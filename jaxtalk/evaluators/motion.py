@@ -95,23 +95,28 @@ def diversity(feats, num_pairs: int = 300, seed: int = 0) -> float:
   return float(np.mean(np.linalg.norm(f[i] - f[j], axis=-1)))
 
 
-def variance_ratio(gen, real, mask=None):
+def variance_ratio(gen, real, mask=None, real_mask=None):
   """Per-dimension variance ratio `[D]` (generated / real) over valid frames; jnp, traceable.
 
   Args:
-    gen, real: `[B, T, D]` (or `[T, D]`). mask: optional `[B, T]` bool valid frames (both).
+    gen: `[B, T, D]` (or `[T, D]`). real: `[B', T', D]` (any number of frames).
+    mask: optional valid frames of `gen`; also used for `real` when `real_mask` is None and the
+      shapes match. real_mask: optional valid frames of `real`.
   """
   g = jnp.asarray(gen, jnp.float32).reshape(-1, gen.shape[-1])
   r = jnp.asarray(real, jnp.float32).reshape(-1, real.shape[-1])
-  w = (jnp.ones(g.shape[:1], jnp.float32) if mask is None
-       else jnp.asarray(mask, jnp.float32).reshape(-1))
+  if real_mask is None and mask is not None and tuple(real.shape) == tuple(gen.shape):
+    real_mask = mask
+  weights = lambda x, m: (jnp.ones(x.shape[:1], jnp.float32) if m is None
+                          else jnp.asarray(m, jnp.float32).reshape(-1))
 
-  def var(x):
+  def var(x, m):
+    w = weights(x, m)
     n = jnp.maximum(jnp.sum(w), 1.0)
     m = jnp.sum(x * w[:, None], 0) / n
     return jnp.sum(((x - m) ** 2) * w[:, None], 0) / n
 
-  return var(g) / jnp.maximum(var(r), 1e-12)
+  return var(g, mask) / jnp.maximum(var(r, real_mask), 1e-12)
 
 
 def _gauss(size: int = 11, sigma: float = 1.5):
