@@ -50,6 +50,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.ema_decay = 0.0                # > 0 keeps an EMA of params (used for eval and export)
   c.progress = True                # progress bar on process 0
+  c.time_budget_s = 0.0            # > 0: finish (eval, final params) after this many seconds
+                                   # of training in this run, even before total_steps
 
   # Mesh: one of the sizes may be -1 (filled from the device count).
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, dcn_data=1))

@@ -1,5 +1,8 @@
 r"""Export a trained stage for serving without jaxtalk: params-only checkpoint + StableHLO.
 
+Given a folder of stage workdirs instead (e.g. `jaxtalk demo`'s workdir), `jaxtalk export` writes
+the generation bundle `jaxtalk generate --model` loads (see `jaxtalk/bundle.py`).
+
   jaxtalk export --workdir=runs/pose_vae --out=exports/pose_vae [--bf16] [--platforms=cpu,cuda]
 
 reads `<workdir>/config.json` and `<workdir>/params/` and writes
@@ -152,21 +155,25 @@ def load_exported(export_dir: str):
   Call `exported.call(params, frozen, inputs)`. This function imports nothing from jaxtalk's
   training code; copy it into a serving codebase as is.
   """
-  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   with open(os.path.join(export_dir, INFER_FILE), "rb") as f:
     exported = jax.export.deserialize(bytearray(f.read()))
+  return (exported, restore_tree(os.path.join(export_dir, "params")),
+          restore_tree(os.path.join(export_dir, "frozen")))
 
-  def restore(path):
-    if not os.path.isdir(path):
-      return {}
-    with ocp.PyTreeCheckpointer() as ck:
-      meta = ck.metadata(path)
-      tree = getattr(getattr(meta, "item_metadata", meta), "tree")
-      args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
-      return ck.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
 
-  return (exported, restore(os.path.join(export_dir, "params")),
-          restore(os.path.join(export_dir, "frozen")))
+def restore_tree(path: str) -> PyTree:
+  """A params-only orbax checkpoint as a pytree of numpy arrays ({} if `path` is absent).
+
+  Uses orbax only (no jaxtalk code), like `load_exported`.
+  """
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(path):
+    return {}
+  with ocp.PyTreeCheckpointer() as ck:
+    meta = ck.metadata(path)
+    tree = getattr(getattr(meta, "item_metadata", meta), "tree")
+    args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), tree)
+    return ck.restore(path, args=ocp.args.PyTreeRestore(restore_args=args))
 
 
 # =============================================================================================
@@ -180,13 +187,30 @@ def run(argv) -> int:
       prog=argv[0] if argv else "jaxtalk export",
       description="Params-only + StableHLO export of a trained stage (see jaxtalk/export.py).")
   parser.add_argument("--workdir", required=True,
-                      help="training workdir with config.json and params/")
+                      help="training workdir with config.json and params/ (one stage), or a "
+                           "folder of stage workdirs (<stage>/ or train/<stage>/, e.g. a demo "
+                           "workdir): then the generation bundle for `jaxtalk generate`")
   parser.add_argument("--out", required=True, help="export directory to write")
   parser.add_argument("--bf16", action="store_true", help="store params in bfloat16")
   parser.add_argument("--platforms", default="",
                       help="comma-separated lowering platforms (default: this backend), "
                            "e.g. cpu,cuda,tpu")
   args = parser.parse_args(list(argv[1:]))
+
+  platforms = [p for p in args.platforms.split(",") if p] or None
+  from jaxtalk import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
+  if bundle_lib.is_runs_dir(args.workdir):
+    try:
+      manifest = bundle_lib.export_bundle(args.workdir, args.out, platforms=platforms,
+                                          dtype=jnp.bfloat16 if args.bf16 else None)
+    except (ValueError, OSError) as e:
+      print(f"jaxtalk export: {e}", file=sys.stderr)
+      return 2
+    what = ", ".join(manifest["renderer"]["stages"]) + (
+        " + pose model (pld)" if manifest["pose_model"] else " (no pose model)")
+    print(f"exported the generation bundle ({what}) to {os.path.abspath(args.out)}; "
+          f"use it with `jaxtalk generate --model {args.out}`")
+    return 0
 
   import ml_collections  # pylint: disable=g-import-not-at-top
   from jaxtalk import checkpointing  # pylint: disable=g-import-not-at-top
@@ -204,7 +228,6 @@ def run(argv) -> int:
   mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
   task = tasks.get_task(config, mesh=mesh)
   params = checkpointing.load_params(params_path)
-  platforms = [p for p in args.platforms.split(",") if p] or None
   sig = export_stage(task, params, args.out, dtype=jnp.bfloat16 if args.bf16 else None,
                      platforms=platforms)
   what = "params + StableHLO" if "infer" in sig else "params only (stage has no infer function)"

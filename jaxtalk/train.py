@@ -478,11 +478,16 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
     stop_after: stop (with a checkpoint, as on SIGTERM) once this many steps are done; for
       time-limited jobs and tests. The final params are only written at `config.total_steps`.
 
+  `config.time_budget_s > 0` ends training like reaching `total_steps` (final eval, checkpoint
+  and params) once this run has trained that many seconds (measured from its first step, so
+  compilation counts); used by `jaxtalk demo` to fit every stage into a time budget.
+
   Returns:
     dict with `step` (last step done), `params` (final params, host numpy; EMA params if
     `config.ema_decay > 0`), `history` (list of `{"step": s, "train/...": ..}` and
     `{"step": s, "eval/...": ..}` dicts, one per log/eval event of this run) and `preempted`
-    (True when stopped early by SIGTERM or `stop_after`).
+    (True when stopped early by SIGTERM or `stop_after`) and `budget_reached` (True when
+    `config.time_budget_s` ended training before `total_steps`).
 
   Raises:
     FloatingPointError: when a loss term becomes NaN/Inf (names the step and the term).
@@ -561,6 +566,9 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   sums: dict[str, float] = {}
   n_summed, t_last, pending = 0, time.time(), None
   preempted = False
+  budget_s = float(config.get("time_budget_s", 0.0) or 0.0)
+  t_start = time.time()
+  budget_reached = False
 
   def absorb(item):
     """Fetches one step's metrics (one step late, to keep dispatch asynchronous)."""
@@ -583,13 +591,18 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
           absorb(pending)
         pending = (step, metrics)
         stopping = stop.should_stop(step) or (stop_after is not None and step >= stop_after)
+        if budget_s > 0 and step < total_steps and time.time() - t_start >= budget_s:
+          budget_reached = True
+          logging_utils.log_info("time budget of %.0f s reached at step %d of %d; finishing",
+                                 budget_s, step, total_steps)
+        last = step == total_steps or budget_reached
         do_eval = (trainer._eval_step is not None and eval_every > 0  # pylint: disable=protected-access
-                   and (step % eval_every == 0 or step == total_steps))
-        do_ckpt = step % ckpt_every == 0 or step == total_steps or stopping
-        if step % log_every == 0 or step == total_steps or do_eval or do_ckpt:
+                   and (step % eval_every == 0 or last))
+        do_ckpt = step % ckpt_every == 0 or last or stopping
+        if step % log_every == 0 or last or do_eval or do_ckpt:
           absorb(pending)
           pending = None
-        if step % log_every == 0 or step == total_steps or (stopping and n_summed):
+        if step % log_every == 0 or last or (stopping and n_summed):
           now = time.time()
           entry = {"step": step, **{f"train/{k}": v / n_summed for k, v in sums.items()},
                    "train/steps_per_sec": n_summed / max(now - t_last, 1e-9)}
@@ -605,6 +618,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
           t_last = time.time()
         if do_ckpt:
           checkpointing.save_train_state(manager, step, state, train_iter, force=True)
+        if budget_reached:
+          break
         if stopping and step < total_steps:
           preempted = True
           logging_utils.log_info("stopping at step %d (checkpoint saved)", step)
@@ -627,4 +642,4 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   if callable(close):
     close()
   return {"step": step, "params": _to_host(final), "history": history,
-          "preempted": preempted}
+          "preempted": preempted, "budget_reached": budget_reached}

@@ -156,7 +156,9 @@ def _encode_audio(container, stream, audio: np.ndarray, sample_rate: int) -> Non
 
 def probe(path) -> dict:
   """Returns `{"duration": s, "video_frames": n, "fps": f, "width", "height", "audio_duration",
-  "video_codec", "audio_codec"}` of a media file, decoding the streams (exact counts)."""
+  "audio_decoded_duration", "video_codec", "audio_codec"}` of a media file, decoding the streams
+  (exact frame counts; `audio_duration` is the audio stream's declared duration, which AAC
+  decoders exceed by up to one 1024-sample frame of padding)."""
   import av  # pylint: disable=g-import-not-at-top
   out = {"video_frames": 0, "audio_samples": 0}
   with av.open(str(path)) as container:
@@ -171,10 +173,15 @@ def probe(path) -> dict:
         out["video_frames"] += 1
   if a is not None:
     with av.open(str(path)) as container:
-      rate = container.streams.audio[0].codec_context.sample_rate
+      stream = container.streams.audio[0]
+      rate = stream.codec_context.sample_rate
       for frame in container.decode(audio=0):
         out["audio_samples"] += frame.samples
-      out["audio_duration"] = out["audio_samples"] / rate
+      # Decoders return whole AAC frames (1024 samples) including the encoder's padding; the
+      # stream's duration (what players play) is the exact length that was encoded.
+      out["audio_decoded_duration"] = out["audio_samples"] / rate
+      out["audio_duration"] = (float(stream.duration * stream.time_base) if stream.duration
+                               else out["audio_decoded_duration"])
   if v is not None and out.get("fps"):
     out["duration"] = out["video_frames"] / out["fps"]
   return out

@@ -340,3 +340,17 @@ def test_two_processes_equal_one(tmp_path):
       f for f in os.listdir(tmp_path / "multi" / "checkpoints" / "4" / "data")
       if f.endswith(".json")) == ["process_0-of-2.json", "process_1-of-2.json"]
   _assert_trees(checkpointing.load_params(tmp_path / "multi" / "params"), want)
+
+
+def test_time_budget_finishes_with_params(tmp_path):
+  """A run whose time budget ends before total_steps writes its final params like a finished
+  one (the demo relies on this), and reports where it stopped."""
+  c = _config("", total_steps=10_000, checkpoint_every=10_000, eval_every=0, log_every=1)
+  with c.unlocked():
+    c.time_budget_s = 1e-6  # ends after the first step
+  out = train.train_and_evaluate(c, str(tmp_path))
+  assert out["budget_reached"] and not out["preempted"]
+  assert 1 <= out["step"] < 10_000
+  assert os.path.isdir(os.path.join(tmp_path, "params"))
+  loaded = checkpointing.load_params(os.path.join(tmp_path, "params"))
+  _assert_trees(loaded, out["params"], exact=True)

@@ -159,9 +159,11 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     max_frames: keep at most this many frames of each clip.
 
   Returns:
-    list of dicts with "clip_id", "speaker", "frames" `[T, R, R, 3]` float32 in [-1, 1],
-    "mel" `[T, 16, 80]` float32 (window t centred on frame t), "pose" `[T, 6]` (raw units),
-    "mouth_box" `[T, 4]`.
+    list of dicts with "clip_id", "speaker", "text", "source_path" (the input video),
+    "start_time" (seconds into it), "frames" `[T, R, R, 3]` float32 in [-1, 1],
+    "mel" `[T, 16, 80]` float32 (window t centred on frame t), "pose" `[T, 6]` and "gaze"
+    `[T, 2]` (raw units: radians; crop-relative tx, ty, scale), "mouth_box" `[T, 4]`, "wav"
+    `[T * 640]` float32 16 kHz speech in [-1, 1].
 
   Raises:
     ValueError: if the directory has no readable shards (names it).
@@ -179,7 +181,8 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
   out = []
   for i in range(len(source)):
     rec = schema.decode_record(source[i], keys=(
-      "speaker", "frames", "mel", "pose", "mouth_box", "num_frames"))
+      "speaker", "text", "frames", "mel", "pose", "gaze", "mouth_box", "audio", "num_frames",
+      "source_path", "start_time"))
     if keep is not None and rec["clip_id"] not in keep:
       continue
     n = int(rec["num_frames"]) if max_frames is None else min(int(rec["num_frames"]), max_frames)
@@ -190,10 +193,13 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
         img = input_pipeline.resize_image(img, resolution)
       frames.append(img)
     out.append({
-      "clip_id": rec["clip_id"], "speaker": rec.get("speaker", ""),
+      "clip_id": rec["clip_id"], "speaker": rec.get("speaker", ""), "text": rec.get("text", ""),
+      "source_path": rec.get("source_path", ""), "start_time": float(rec.get("start_time", 0.0)),
       "frames": np.stack(frames).astype(np.float32) / 127.5 - 1.0,
       "mel": audio_lib.mel_windows(np.asarray(rec["mel"], np.float32), n),
       "pose": np.asarray(rec["pose"][:n], np.float32),
+      "gaze": np.asarray(rec["gaze"][:n], np.float32),
+      "wav": np.asarray(rec["audio"][:n * audio_lib.SAMPLES_PER_FRAME], np.float32) / 32768.0,
       "mouth_box": np.asarray(rec["mouth_box"][:n], np.float32)})
   if not out:
     raise ValueError(f"{data_dir}: no clips read (clip_ids={clip_ids})")
