@@ -73,6 +73,10 @@ def atomic_output(path) -> Iterator[pathlib.Path]:
   tmp = pathlib.Path(tmp)
   try:
     yield tmp
+    # mkstemp creates 0600 files; give the output the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
   finally:
     if tmp.exists():
