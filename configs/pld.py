@@ -79,3 +79,10 @@ def get_config(arg=None):
   if args.synthetic:
     c.input.synthetic_vocab_size = c.model.text_vocab_size
   return c
+
+
+def get_sweep(arg=None):
+  """Learning rate x denoiser depth x classifier-free-guidance dropout (`launch/sweep.py`)."""
+  del arg
+  return [{"optax.lr": lr, "model.depth": depth, "cond.p_drop_text": p, "cond.p_drop_audio": p}
+          for lr in (3e-4, 1e-3) for depth in (3, 6) for p in (0.1, 0.2)]

@@ -105,3 +105,10 @@ def test_slurm_script_one_process_per_gpu(tmp_path):
   args = (tmp_path / "srun.args").read_text().splitlines()
   assert args[args.index("jaxtalk.main") + 1:] == [
       "--config=configs/x.py:size=tiny", f"--workdir={tmp_path}/wd", "--config.total_steps=3"]
+
+
+def test_pld_config_sweep_expands(tmp_path):
+  """The shipped sweep of configs/pld.py names real fields and gives distinct workdirs."""
+  runs = sweep.expand("configs/pld.py:size=tiny", str(tmp_path))
+  assert len(runs) == 8 and len({r["workdir"] for r in runs}) == 8
+  assert any("--config.cond.p_drop_text=0.1" in r["argv"] for r in runs)
