@@ -207,8 +207,9 @@ class Bundle:
     path: the bundle folder. resolution: R (px). window: renderer window T (frames).
     crop_scale: crop side / face size used when aligning portraits (as in preprocessing).
     manifest: the `bundle.json` contents.
-    sample_motion: `(wav [N] 16 kHz float32, text=None, guidance=7.5, seed=0) -> Motion` (raw
-      units, `[1, T', ...]` with T' >= round(N / 640)) when the bundle has a pose model, else None.
+    sample_motion: `(wav [N] 16 kHz float32, text=None, guidance=7.5, seed=0, num_frames=None)
+      -> Motion` (raw units, `[1, T, ...]`, T = num_frames or N // 640) when the bundle has a pose
+      model, else None.
   """
   path: str
   resolution: int
@@ -299,7 +300,8 @@ def _pose_sampler(pld_dir: str, vae_dir: str, vocab):
   """`sample_motion(wav, text, guidance, seed)` over the bundle's PLD, loaded on first use."""
   state = {}
 
-  def sample(wav, text=None, guidance: float = 7.5, seed: int = 0) -> motion_lib.Motion:
+  def sample(wav, text=None, guidance: float = 7.5, seed: int = 0,
+             num_frames: Optional[int] = None) -> motion_lib.Motion:
     from jaxtalk import sampling  # pylint: disable=g-import-not-at-top
     if "params" not in state:
       try:
@@ -307,8 +309,9 @@ def _pose_sampler(pld_dir: str, vae_dir: str, vocab):
       except (ValueError, OSError) as e:
         raise InputError(f"{pld_dir}: cannot load the pose model ({e})") from e
     try:
-      return sampling.sample_motion(state["params"], np.asarray(wav, np.float32), text=text,
-                                    guidance=guidance, seed=seed)
+      return sampling.sample_motion(
+          state["params"], np.asarray(wav, np.float32), text=text, guidance=guidance, seed=seed,
+          seconds=None if num_frames is None else num_frames / motion_lib.FPS)
     except ValueError as e:
       raise InputError(f"pose model: {e}") from e
 

@@ -204,7 +204,7 @@ class TalkingHeadPipeline:
       if self.bundle.sample_motion is None:
         raise InputError(f"{self.bundle.path}: has no pose model (pld); use --pose-from or "
                          "--pose-template")
-      m = self.bundle.sample_motion(wav, text=text, guidance=guidance, seed=seed)
+      m = self.bundle.sample_motion(wav, text=text, guidance=guidance, seed=seed, num_frames=t)
       pose, gz = np.asarray(m.pose[0])[:t], np.asarray(m.gaze[0])[:t]
     if gaze is not None:
       gz = np.broadcast_to(np.asarray(gaze, np.float32), (t, 2))
