@@ -131,8 +131,9 @@ def main(argv=None) -> dict:
   t0 = time.perf_counter()
   frames = pipe.render(portrait, motion, wav, progress=False)
   timings["render"] = time.perf_counter() - t0
-  windows = len(generate.windows_lib.window_starts(
-      frames_n, pipe.bundle.window, min(pipe.bundle.window - 1, max(1, pipe.bundle.window // 4))))
+  overlap = generate.render_overlap(pipe.bundle.window)
+  windows = len(generate.windows_lib.window_starts(frames_n + 2 * overlap, pipe.bundle.window,
+                                                   overlap))
   per_window = _network_times(pipe.bundle, source, motion, mel)
   for name, s in per_window.items():
     timings[name] = s * windows
