@@ -2,7 +2,8 @@
 
   jaxtalk demo --workdir runs/demo [--videos MANIFEST_OR_DIR] [--minutes 20] [--resolution 64]
 
-Steps (each resumable: re-running the same command skips what is already done):
+Steps (re-running the same command skips finished clips, preprocessing and trained stages, and
+resumes an interrupted stage from its checkpoint; export, generation and evaluation run again):
   1. clips: with no `--videos`, a procedurally rendered talking-face set that needs no download
      (`jaxtalk.demo_data`: the scikit-image astronaut photo, synthetic speech driving the lips,
      head motion following each clip's text); otherwise the given manifest or folder of videos;
@@ -21,7 +22,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-import os
 import pathlib
 import sys
 import time

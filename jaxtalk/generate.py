@@ -31,7 +31,7 @@ import logging
 import pathlib
 import sys
 import time
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 

@@ -7,7 +7,6 @@ shown on the demo's trained models in tests/test_end_to_end.py (slow).
 """
 
 import json
-import os
 import pathlib
 import wave
 
