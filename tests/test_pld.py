@@ -171,11 +171,16 @@ def test_sample_motion_long_audio_is_continuous(synthetic_bundle):
   xn = motion_lib.normalize(x, np.asarray(st["feat_mean"]), np.asarray(st["feat_std"]))
   step = np.abs(np.diff(xn, axis=0))                              # [749, 8]
   from jaxtalk import windows
-  starts = windows.window_starts(750, bundle.window, bundle.overlap)
-  borders = [s - 1 for s in starts[1:]] + [s + bundle.window - 1 - 1 for s in starts[:-1]]
+  e = sampling.preroll_frames(bundle.window, bundle.overlap)
+  starts = [s - e for s in windows.window_starts(750 + 2 * e, bundle.window, bundle.overlap)]
+  borders = [b for b in [s - 1 for s in starts[1:]] + [s + bundle.window - 2 for s in starts[:-1]]
+             if 0 <= b < 749]
   interior = np.delete(step, borders, axis=0)
-  assert step[borders].max() <= 2.0 * np.percentile(interior, 99) + 1e-3, (
-      step[borders].max(), np.percentile(interior, 99))
+  # Window borders: no jump beyond the motion inside windows. (Before sample_motion's pre-roll
+  # the first step alone was 71.9 here, 15x any other, and hid border jumps in a percentile.)
+  assert step[borders].max() <= 1.25 * interior.max() + 1e-3, (
+      step[borders].max(), interior.max())
+  assert interior.max() < 20.0, interior.max()
   # Same seed, same output; another seed, another sample.
   m2 = sampling.sample_motion(bundle, wav[:16000 * 3], seed=0)
   m3 = sampling.sample_motion(bundle, wav[:16000 * 3], seed=1)
