@@ -207,3 +207,25 @@ def test_export_cli_writes_bundle(runs_dir, tmp_path):
   assert export_lib.run(["jaxtalk export", "--workdir", str(runs_dir), "--out", str(out)]) == 0
   assert (out / "bundle.json").is_file() and (out / "renderer" / "infer.stablehlo").is_file()
   assert not (tmp_path / "cli_bundle.tmp").exists()
+
+
+def test_several_faces_uses_the_largest_and_says_so(shared_data, tmp_path, caplog):
+  """Two portraits side by side (the right one larger): the larger face is used, and a warning
+  names the file, the number of faces and the one used."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  small = video_io.load_image(shared_data / "images" / "HDTF_0.jpg")
+  big = video_io.load_image(shared_data / "images" / "musk.png")
+  h = max(small.shape[0], big.shape[0])
+  small = cv2.resize(small, (small.shape[1] * (h // 2) // small.shape[0], h // 2))
+  big = cv2.resize(big, (big.shape[1] * h // big.shape[0], h))
+  canvas = np.zeros((h, small.shape[1] + big.shape[1], 3), np.uint8)
+  canvas[:small.shape[0], :small.shape[1]] = small
+  canvas[:, small.shape[1]:] = big
+  path = tmp_path / "two_faces.png"
+  Image.fromarray(canvas).save(path)
+  with caplog.at_level("WARNING"):
+    p = generate.align_portrait(path, 64)
+  assert p.num_faces == 2
+  assert p.box[0] >= small.shape[1] - 0.25 * (p.box[2] - p.box[0])  # the right (larger) face
+  assert any(str(path) in r.getMessage() and "2 faces" in r.getMessage() for r in caplog.records)
