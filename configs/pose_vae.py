@@ -7,8 +7,11 @@ Args (`--config=configs/pose_vae.py:<args>`):
   size=paper: PoseTalk's schedule (100 epochs, batch 16) with MLD's VAE (N = 1 latent token of
     D = 256, width 256, 9 blocks, 4 heads); windows of T = 100 frames (4 s; the paper does not give
     the window). total_steps = ceil(100 * train_windows / 16).
-  size=tiny: N = 4, D = 16, width 64, 2 blocks; T = 50; trains on the 64 px shards of
-    ../shared/data in about a minute on this CPU.
+  size=tiny: N = 8, D = 16, width 64, 2 blocks; T = 50; 2000 steps with per-window offset
+    augmentation (loss.offset_std = 1); trains on the 64 px shards of ../shared/data in about
+    three minutes on this CPU. Measured held-out RMSE (std units) on those shards: 0.61 with
+    N = 4, 500 steps, no offsets; 0.77 with 2000 steps (overfits 7 clips); 0.39 with this
+    setting (rotations and gaze <= 0.23; scale 0.79, tx/ty 0.44 dominate).
   synthetic=true: synthetic batches (smoke runs without shards).
   data_dir=DIR: shards + dataset_info.json written by `jaxtalk preprocess`.
   train_windows=N: training windows per epoch (size=paper step count; default 70000 ~ CelebV-Text).
@@ -33,7 +36,10 @@ def get_config(arg=None):
   c.optax.weight_decay = 0.0
   # Eq. 1 (Huber) + MLD's small KL; variable_length_prob: fraction of training windows whose valid
   # length is cut to a random T' in [T/2, T] (mask), so the decoder learns to decode any length.
-  c.loss = dict(huber_delta=1.0, recon_weight=1.0, kl_weight=1e-4, variable_length_prob=0.5)
+  # offset_std: std (normalised units) of a random constant offset added to each training window
+  # (jaxtalk's augmentation: held-out speakers sit at other mean poses than a few training clips).
+  c.loss = dict(huber_delta=1.0, recon_weight=1.0, kl_weight=1e-4, variable_length_prob=0.5,
+                offset_std=0.0)
 
   if args.size == "paper":
     c.model = dict(latent_tokens=1, latent_dim=256, width=256, depth=9, num_heads=4, mlp_mult=4,
@@ -48,18 +54,19 @@ def get_config(arg=None):
     c.eval_every = 5000
     c.checkpoint_every = 5000
   elif args.size == "tiny":
-    c.model = dict(latent_tokens=4, latent_dim=16, width=64, depth=2, num_heads=4, mlp_mult=2,
+    c.model = dict(latent_tokens=8, latent_dim=16, width=64, depth=2, num_heads=4, mlp_mult=2,
                    dropout=0.0, basis_degree=11)
+    c.loss.offset_std = 1.0
     c.input.window = 50
     c.batch_size = 16
     c.epochs = 0  # step-based
-    c.total_steps = 500
+    c.total_steps = 2000
     c.optax.lr = 3e-3
     c.optax.warmup_steps = 20
     c.log_every = 50
     c.eval_every = 500
     c.eval_batches = 2
-    c.checkpoint_every = 500
+    c.checkpoint_every = 1000
     c.progress = False
   else:
     raise ValueError(f"pose_vae config: size={args.size!r}; expected paper or tiny")

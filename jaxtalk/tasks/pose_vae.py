@@ -66,8 +66,13 @@ def get_task(config, *, mesh) -> Task:
   def loss(params, batch, rng, frozen, step):
     del frozen, step
     x, mask = features(batch)
-    r_len, r_lat, r_drop = jax.random.split(rng, 3)
+    r_len, r_lat, r_drop, r_off = jax.random.split(rng, 4)
     mask = random_length_mask(r_len, mask, float(lc.variable_length_prob))
+    offset_std = float(lc.get("offset_std", 0.0))
+    if offset_std > 0:
+      # Per-window constant offsets (normalised units): unseen speakers sit at other mean poses
+      # and face positions than the few training clips; the VAE must carry any window mean.
+      x = x + offset_std * jax.random.normal(r_off, (x.shape[0], 1, x.shape[-1]), x.dtype)
     x_hat, aux = model.apply({"params": params}, x, mask, train=True,
                              rngs={"latent": r_lat, "dropout": r_drop})
     total, m = vae_lib.vae_loss(x, x_hat, aux["mu"], aux["logvar"], mask,
