@@ -188,75 +188,61 @@ def from_int16(pcm: np.ndarray) -> np.ndarray:
 
 
 class Wav2Vec2Features:
-  """wav2vec 2.0 (Baevski et al. 2020) hidden states at 25 fps from a local Flax checkpoint.
+  """wav2vec 2.0 (Baevski et al. 2020) hidden states at 25 fps from a local checkpoint folder.
 
   PoseTalk conditions on wav2vec 2.0 features; this computes them once in preprocessing
   (`jaxtalk preprocess --wav2vec_path=DIR`), stored per clip as `wav2vec [T, C]`.
 
-  The folder holds `config.json` + `flax_model.msgpack` (`FlaxWav2Vec2Model.save_pretrained`).
-  transformers' Flax port only supports stable-layer-norm checkpoints (`feat_extract_norm="layer"`,
-  `do_stable_layer_norm=True`: large-lv60 / XLSR style); others raise ValueError here.
-
-  Alignment: the audio is normalised to zero mean / unit variance (Wav2Vec2FeatureExtractor's
-  `do_normalize`); the model's frame f covers samples [320 f, 320 f + 400) (50 Hz), so video frame
-  t (samples [640 t, 640 t + 640)) gets the mean of frames 2t and 2t+1 (clamped at the end).
-  Inputs are zero-padded to a multiple of `bucket_seconds` with an attention mask, so `jax.jit`
-  compiles once per bucket rather than once per clip length.
+  The folder is what `jaxtalk.wav2vec.load_wav2vec` reads: `config.json` + `model.safetensors`
+  (PyTorch names; wav2vec2-base and large/XLSR alike) or `flax_model.msgpack`. This is the one
+  wav2vec feature path of jaxtalk (`jaxtalk.wav2vec`: `normalize_wav` -> `hidden_state` ->
+  `to_video_frames`, whose docstring gives the 25 fps alignment rule: video frame t = mean of
+  wav2vec frames 2t and 2t+1, clamped to the last valid frame), with length buckets: inputs are
+  zero-padded to a multiple of `bucket_seconds` with a padding mask, so `jax.jit` compiles once
+  per bucket rather than once per clip length; the valid frames equal those of the unpadded clip.
 
   Attributes:
     path: the checkpoint folder.
-    model, params: the transformers model and its loaded params.
-    layer: hidden state used (-1: last layer output; k: output of transformer layer k).
+    model, params: `jaxtalk.models.wav2vec2.Wav2Vec2Model` and its float32 params.
+    layer: hidden state used (-1: last_hidden_state; k: transformers' `hidden_states[k]`).
     dim: feature size C.
+    normalize: zero-mean / unit-variance input (preprocessor_config.json's `do_normalize`).
   """
 
   def __init__(self, path: str, layer: int = -1, bucket_seconds: float = 2.0):
     import jax  # pylint: disable=g-import-not-at-top
-    if not os.path.isfile(os.path.join(path, "config.json")):
-      raise ValueError(f"wav2vec 2.0 folder {path!r} has no config.json (save a model there with "
-                       "FlaxWav2Vec2Model.save_pretrained)")
-    from transformers import FlaxWav2Vec2Model  # pylint: disable=g-import-not-at-top
-    try:  # _do_init=False: no (slow, discarded) random initialisation before loading.
-      self.model, self.params = FlaxWav2Vec2Model.from_pretrained(
-          path, local_files_only=True, _do_init=False)
-    except Exception as e:  # pylint: disable=broad-except  # transformers raises many types.
-      raise ValueError(f"could not load FlaxWav2Vec2Model from {path!r} ({type(e).__name__}: "
-                       f"{e})") from e
+    from jaxtalk import wav2vec  # pylint: disable=g-import-not-at-top
+    self.model, self.params = wav2vec.load_wav2vec(path)
+    self.normalize = wav2vec.read_do_normalize(path)
     self.path, self.layer = path, int(layer)
-    self.dim = int(self.model.config.hidden_size)
+    if not -1 <= self.layer <= self.model.num_hidden_layers:
+      raise ValueError(f"wav2vec layer must be -1 or in [0, {self.model.num_hidden_layers}], got "
+                       f"{layer} ({path})")
+    self.dim = int(self.model.hidden_size)
     self.bucket = max(1, int(bucket_seconds * SAMPLE_RATE))
-    model, layer_ = self.model, self.layer
+    self._fn = jax.jit(functools.partial(wav2vec.hidden_state, self.model, layer=self.layer))
 
-    def features(params, x, mask):
-      out = model(x, attention_mask=mask, params=params, output_hidden_states=layer_ != -1,
-                  train=False)
-      return out.last_hidden_state if layer_ == -1 else out.hidden_states[layer_]
-
-    self._fn = jax.jit(features)
-
-  @staticmethod
-  def num_frames(num_samples: int) -> int:
-    """wav2vec 2.0 frames for `num_samples` (conv stack: receptive field 400, stride 320)."""
-    return max(0, (num_samples - 400) // 320 + 1)
+  def num_frames(self, num_samples: int) -> int:
+    """wav2vec frames for `num_samples` (conv arithmetic; 400-sample field, stride 320)."""
+    return int(self.model.num_frames(int(num_samples)))
 
   def __call__(self, wav: np.ndarray) -> np.ndarray:
     """float `[N]` 16 kHz mono -> float32 `[N // 640, C]` (one row per 25 fps video frame).
 
     Raises:
-      ValueError: if the audio is shorter than one video frame.
+      ValueError: if the audio is not mono or shorter than one video frame.
     """
+    from jaxtalk import wav2vec  # pylint: disable=g-import-not-at-top
     wav = np.asarray(wav, np.float32)
     t_len = wav.size // SAMPLES_PER_FRAME
     if wav.ndim != 1 or t_len < 1:
       raise ValueError(f"wav2vec features need mono audio of >= 640 samples, got {wav.shape}")
-    x = (wav - wav.mean()) / np.sqrt(wav.var() + 1e-7)
+    x = wav2vec.normalize_wav(wav) if self.normalize else wav
     n = -(-wav.size // self.bucket) * self.bucket
     padded = np.zeros([1, n], np.float32)
     padded[0, :wav.size] = x
-    mask = np.zeros([1, n], np.int32)
-    mask[0, :wav.size] = 1
+    mask = np.zeros([1, n], bool)
+    mask[0, :wav.size] = True
     hidden = np.asarray(self._fn(self.params, padded, mask), np.float32)[0]
-    valid = max(1, min(self.num_frames(wav.size), hidden.shape[0]))
-    t = np.arange(t_len)
-    a, b = np.minimum(2 * t, valid - 1), np.minimum(2 * t + 1, valid - 1)
-    return (hidden[a] + hidden[b]) / 2
+    return wav2vec.to_video_frames(hidden, t_len, self.num_frames(wav.size),
+                                   self.model.samples_per_frame)

@@ -124,30 +124,3 @@ def test_trainable_text_encoder_pads_and_pools():
   # Padding content does not matter.
   tokens2, _ = enc.apply(params, ids.at[0, 2:].set(9), mask)
   np.testing.assert_allclose(tokens2[0, :2], tokens[0, :2], atol=1e-6)
-
-
-def test_wav2vec_stable_layer_norm_features(tmp_path):
-  from transformers import FlaxWav2Vec2Model, Wav2Vec2Config
-  from jaxtalk import wav2vec
-  cfg = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=20, conv_dim=(8,) * 7, num_conv_pos_embeddings=8,
-                       num_conv_pos_embedding_groups=2, feat_extract_norm="layer",
-                       do_stable_layer_norm=True)
-  FlaxWav2Vec2Model(cfg, seed=0).save_pretrained(str(tmp_path / "w2v"))
-  model, params = wav2vec.load_wav2vec(str(tmp_path / "w2v"))
-  wav = np.sin(np.arange(16000) * 0.05).astype(np.float32) * 0.3
-  f = wav2vec.wav2vec_features(model, params, wav)
-  assert f.shape == (25, 16) and np.all(np.isfinite(f))
-  base = Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=20, conv_dim=(8,) * 7, feat_extract_norm="group",
-                        do_stable_layer_norm=False)
-  base.save_pretrained(str(tmp_path / "base"))
-  with pytest.raises(NotImplementedError, match="stable-layer"):
-    wav2vec.load_wav2vec(str(tmp_path / "base"))
-
-
-def test_features_at_fps_alignment():
-  from jaxtalk import wav2vec
-  feats = np.arange(100, dtype=np.float32)[:, None]   # feature j has value j, centred (j+0.5)/50 s
-  out = wav2vec.features_at_fps(feats, 50)
-  np.testing.assert_allclose(out[:, 0], 2 * np.arange(50) + 0.5)
