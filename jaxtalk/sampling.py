@@ -34,6 +34,7 @@ from jaxtalk import text as text_lib
 from jaxtalk import windows as windows_lib
 from jaxtalk.models import pose_denoiser as den_lib
 from jaxtalk.models import pose_vae as vae_lib
+from jaxtalk.tasks import pose_vae as vae_task
 
 PyTree = Any
 MODES = ("text_audio", "text", "audio", "none")
@@ -167,7 +168,8 @@ class PLDParams:
 
   @functools.cached_property
   def modules(self):
-    vae = vae_lib.PoseVAE(**_vae_kwargs(self.vae_model), dtype=jnp.dtype(self.dtype))
+    vae = vae_lib.PoseVAE(**vae_task.vae_kwargs(self.vae_model, inference=True),
+                          dtype=jnp.dtype(self.dtype))
     den = build_denoiser(self.model, vae.latent_tokens, vae.latent_dim, self.dtype,
                          text_vocab_size=0 if self.clip is not None else None)
     return vae, den, make_schedule(self.diffusion)
@@ -190,14 +192,6 @@ class PLDParams:
                            known=known, known_mask=known_mask, guidance=guidance, steps=steps,
                            eta=eta, rng=rng, **kw)
     return jax.jit(fn)
-
-
-def _vae_kwargs(m) -> dict:
-  m = dict(m)
-  return dict(latent_tokens=int(m["latent_tokens"]), latent_dim=int(m["latent_dim"]),
-              width=int(m["width"]), depth=int(m["depth"]), num_heads=int(m["num_heads"]),
-              mlp_mult=int(m.get("mlp_mult", 4)), dropout=0.0,
-              basis_degree=int(m.get("basis_degree", 3)))
 
 
 def _read_json(path: str) -> dict:

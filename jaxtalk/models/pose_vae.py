@@ -47,6 +47,11 @@ class PoseVAE(nn.Module):
       decoder adds `sum_k P_k(tau_t) A_k z` to its output; -1 disables both. They give the
       transformer a direct path for the window mean and slow trends, which it otherwise learns
       only after a long plateau.
+    moment_skip: also add a linear map of those moments to the posterior mean (needs
+      basis_degree >= 0). With N * D >= 8 (K + 1) the encoder and decoder can then carry every
+      window's Legendre projection linearly (a PCA-like path that does not depend on which
+      speakers were seen), and the transformers learn the rest; jaxtalk's addition, measured to
+      generalise to held-out speakers where the transformer path alone underfits (configs/pose_vae.py).
     features: per-frame input/output features (8: pose + gaze).
     dtype / param_dtype: compute / parameter dtypes; outputs, mean and log-variance are float32.
   """
@@ -58,6 +63,7 @@ class PoseVAE(nn.Module):
   mlp_mult: int = 4
   dropout: float = 0.1
   basis_degree: int = 3
+  moment_skip: bool = False
   features: int = FEATURES
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -76,6 +82,10 @@ class PoseVAE(nn.Module):
       self.basis_head = layers.Dense((self.basis_degree + 1) * self.features,
                                      names=("latent", "embed"), dtype=jnp.float32,
                                      param_dtype=self.param_dtype)
+      if self.moment_skip:
+        self.moment_mu = layers.Dense(self.latent_tokens * self.latent_dim,
+                                      names=("latent", "embed"), dtype=jnp.float32,
+                                      param_dtype=self.param_dtype)
     self.mu_proj = layers.Dense(self.latent_dim, names=("embed", "latent"),
                                 dtype=jnp.float32, param_dtype=self.param_dtype)
     self.logvar_proj = layers.Dense(self.latent_dim, names=("embed", "latent"),
@@ -116,13 +126,16 @@ class PoseVAE(nn.Module):
       w = valid.astype(jnp.float32)[..., None]
       moments = jnp.einsum("btk,btf->bkf", basis * w, x.astype(jnp.float32))
       moments = moments / jnp.maximum(length, 1)[:, None, None]
-      tok = tok + self.moment_proj(moments.reshape(b, -1).astype(self.dtype))[:, None]
+      moments = moments.reshape(b, -1)
+      tok = tok + self.moment_proj(moments.astype(self.dtype))[:, None]
     h = jnp.concatenate([tok, h], axis=1)
     full_mask = None
     if mask is not None:
       full_mask = jnp.concatenate([jnp.ones((b, 2 * n), bool), mask.astype(bool)], axis=1)
     h = self.encoder(h, mask=full_mask, train=train)
     mu = self.mu_proj(h[:, :n].astype(jnp.float32))
+    if self.basis_degree >= 0 and self.moment_skip:
+      mu = mu + self.moment_mu(moments).reshape(b, n, self.latent_dim)
     # Offset: the posterior starts narrow (std ~0.05), so early training is not drowned in
     # sampling noise; the KL term widens it as far as the data allows.
     logvar = jnp.clip(self.logvar_proj(h[:, n:2 * n].astype(jnp.float32)) + LOGVAR_OFFSET,
