@@ -102,6 +102,57 @@ def test_random_length_mask():
   assert np.all(np.asarray(cut)[:, :-1] >= np.asarray(cut)[:, 1:])
 
 
+def test_augment_settings():
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 20, 8))
+  mask = jnp.ones((6, 20), bool)
+  aug = lambda **kw: np.asarray(vae_task.augment(jax.random.PRNGKey(1), x, mask, kw))
+  xn = np.asarray(x)
+  np.testing.assert_array_equal(aug(), xn)                    # everything off: unchanged
+  # Gain: every window/dimension keeps its mean, deviations are scaled by one positive factor.
+  g = aug(gain_std=0.5)
+  np.testing.assert_allclose(g.mean(1), xn.mean(1), atol=1e-5)
+  gd, xd = g - g.mean(1, keepdims=True), xn - xn.mean(1, keepdims=True)
+  gain = (gd * xd).sum(1, keepdims=True) / (xd * xd).sum(1, keepdims=True)
+  np.testing.assert_allclose(gd, gain * xd, atol=1e-5)
+  assert np.all(gain > 0) and np.std(gain) > 0.05
+  # Offsets: constant in time.
+  d = aug(offset_std=1.0) - xn
+  np.testing.assert_allclose(d, np.broadcast_to(d[:, :1], d.shape), atol=1e-5)
+  # Reverse (prob 1): time-reversed.
+  np.testing.assert_array_equal(aug(reverse_prob=1.0), xn[:, ::-1])
+  # Channel mix (prob 1): each dimension is that dimension of some window of the batch.
+  m = aug(channel_mix_prob=1.0)
+  for b in range(6):
+    for f in range(8):
+      assert any(np.array_equal(m[b, :, f], xn[j, :, f]) for j in range(6))
+  assert not np.array_equal(m, xn)
+  # A window with padding is never reversed nor given to another window.
+  pm = mask.at[0, 15:].set(False)
+  r = np.asarray(vae_task.augment(jax.random.PRNGKey(1), x, pm, dict(reverse_prob=1.0,
+                                                                     channel_mix_prob=1.0)))
+  for b in range(6):
+    for f in range(8):
+      assert b == 0 or not np.array_equal(r[b, :, f], xn[0, :, f])
+
+
+def test_moment_skip_is_a_linear_path_to_the_posterior_mean():
+  x = jax.random.normal(jax.random.PRNGKey(0), (2, 30, 8))
+  model = vae_lib.PoseVAE(**TINY, basis_degree=3, moment_skip=True)
+  params = _init(model, x)
+  assert "moment_mu" in params
+  mu = lambda p: model.apply({"params": p}, x, method=model.encode)[0]
+  zero = jax.tree.map(jnp.zeros_like, params["moment_mu"])
+  base = mu(dict(params, moment_mu=zero))
+  # mu = transformer path + W m + b: doubling (W, b) adds the same W m + b again.
+  twice = jax.tree.map(lambda a: 2 * a, params["moment_mu"])
+  d1 = mu(params) - base
+  d2 = mu(dict(params, moment_mu=twice)) - base
+  np.testing.assert_allclose(d2, 2 * d1, rtol=1e-4, atol=1e-5)
+  assert float(jnp.abs(d1).max()) > 1e-3
+  with pytest.raises(ValueError, match="moment_skip"):
+    _init(vae_lib.PoseVAE(**TINY, basis_degree=-1, moment_skip=True), x)
+
+
 def test_tiny_vae_learns_synthetic_batch():
   """The tiny config's VAE overfits a synthetic batch: reconstruction RMSE falls below 0.3 std."""
   c = vae_config.get_config("size=tiny,synthetic=true")

@@ -69,6 +69,8 @@ class PoseVAE(nn.Module):
   param_dtype: Dtype = jnp.float32
 
   def setup(self):
+    if self.moment_skip and self.basis_degree < 0:
+      raise ValueError("PoseVAE: moment_skip needs the moment path (basis_degree >= 0)")
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     self.in_proj = layers.Dense(self.width, names=("latent", "embed"), **kw)
     self.dist_tokens = self.param(
