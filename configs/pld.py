@@ -15,18 +15,33 @@ Args (`--config=configs/pld.py:<args>`):
     over the word vocabulary of dataset_info.json (a fallback, announced once).
   synthetic=true: synthetic batches. data_dir=DIR: shards + dataset_info.json.
   train_windows=N: training windows per epoch (size=paper step count; default 70000).
+  audio=mel (default): the per-frame log-mel windows through a trainable audio encoder (the
+    no-download fallback for wav2vec 2.0; announced once).
+  audio=wav2vec: PoseTalk's audio condition: the per-frame wav2vec 2.0 features stored in the
+    shards by `jaxtalk preprocess --wav2vec_path=DIR` (batch key `wav2vec [B, T, C]`) through
+    `FeatureAudioEncoder` (`model.audio_input="features"`). C (`model.audio_dim`) and the wav2vec
+    folder (`model.wav2vec_path`, used by `jaxtalk.sampling` to compute the same features from
+    new audio; `sampling.wav2vec_seconds`: the clips' length) are read from the data_dir's
+    dataset_info.json; shards without the feature are an error naming the data_dir. Synthetic
+    data: C = `input.synthetic_wav2vec_dim`.
+  wav2vec=DIR: the wav2vec 2.0 folder to record (default: the one preprocessing used).
 """
 
+import json
 import math
+import os
 
 from configs import common
 
-DOCUMENTED_ARGS = ("", "size=paper", "size=tiny", "size=tiny,synthetic=true")
+DOCUMENTED_ARGS = ("", "size=paper", "size=tiny", "size=tiny,synthetic=true",
+                   "size=tiny,synthetic=true,audio=wav2vec", "size=paper,audio=wav2vec")
 
 
 def get_config(arg=None):
   args = common.parse_arg(arg, size="paper", synthetic=False, data_dir="", vae="", clip="",
-                          train_windows=70000)
+                          train_windows=70000, audio="mel", wav2vec="")
+  if args.audio not in ("mel", "wav2vec"):
+    raise ValueError(f"pld config: audio={args.audio!r}; expected mel or wav2vec")
   c = common.base_config()
   c.task = "jaxtalk.tasks.pld"
   c.input.keys = ("pose", "gaze", "mel", "text_ids", "text_mask", "mask")
@@ -78,7 +93,41 @@ def get_config(arg=None):
     raise ValueError(f"pld config: size={args.size!r}; expected paper or tiny")
   if args.synthetic:
     c.input.synthetic_vocab_size = c.model.text_vocab_size
+  if args.audio == "wav2vec":
+    _use_wav2vec(c, args)
   return c
+
+
+def _use_wav2vec(c, args):
+  """Conditions on stored wav2vec 2.0 features instead of log-mel (see the module docstring)."""
+  c.input.keys = ("pose", "gaze", "wav2vec", "text_ids", "text_mask", "mask")
+  c.model.audio_input = "features"
+  c.model.audio_feature = "wav2vec"
+  # C when nothing says otherwise: wav2vec2-large / XLSR (1024) at paper size; small for tiny.
+  c.model.audio_dim = 1024 if args.size == "paper" else 32
+  c.model.wav2vec_path = os.path.abspath(args.wav2vec) if args.wav2vec else ""
+  c.model.wav2vec_layer = -1  # last_hidden_state, what `jaxtalk preprocess` stores.
+  # Sampling runs wav2vec on at most this much audio at once (the training clips' length).
+  c.sampling.wav2vec_seconds = 10.0
+  if args.synthetic:
+    c.input.synthetic_wav2vec_dim = c.model.audio_dim
+    return
+  info_path = os.path.join(args.data_dir, "dataset_info.json")
+  if not args.data_dir or not os.path.isfile(info_path):
+    return  # resolved (or reported) by jaxtalk.tasks.pld.wav2vec_dim at train time.
+  with open(info_path) as f:
+    info = json.load(f)
+  if "wav2vec" not in info.get("optional_features", []):
+    raise ValueError(
+        f"pld config audio=wav2vec: the shards in {args.data_dir} have no wav2vec features; "
+        "re-run `jaxtalk preprocess ... --wav2vec_path=<wav2vec 2.0 folder>` into that folder, "
+        "or train with audio=mel")
+  c.model.audio_dim = int(info.get("optional_feature_dims", {}).get("wav2vec", c.model.audio_dim))
+  rec = info.get("wav2vec") or {}
+  c.model.wav2vec_path = c.model.wav2vec_path or rec.get("path") or info.get("options", {}).get(
+      "wav2vec_path", "")
+  c.model.wav2vec_layer = int(rec.get("layer", -1))
+  c.sampling.wav2vec_seconds = float(info.get("options", {}).get("max_clip_seconds", 10.0))
 
 
 def get_sweep(arg=None):

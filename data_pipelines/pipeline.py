@@ -24,7 +24,10 @@ rarely found ("face"), no audio track, silent or unreadable audio ("audio"), ext
 Outputs in `output_dir`:
   clips-SSSSS-of-NNNNN.array_record   records; clip -> shard by a stable hash of the clip id, sorted
                                       by clip id inside a shard (re-running gives identical files)
-  dataset_info.json                   counts, hours, per-feature mean/std, vocabulary, clip index
+  dataset_info.json                   counts, hours, per-feature mean/std, vocabulary, clip index,
+                                      the options; with --wav2vec_path also "wav2vec": {"path"
+                                      (absolute), "layer"} of the stored features, which PLD
+                                      sampling reads to compute the same features from new audio
   dead_letter.jsonl, warnings.jsonl   sorted by path
 The shards are written by `_WriteShard` with array_record's writer and the options of
 `array_record.beam.arrayrecordio.WriteToArrayRecord` ("group_size:1"); that sink itself assigns
@@ -57,6 +60,7 @@ DATASET_INFO = "dataset_info.json"
 DEAD_LETTER = "dead_letter.jsonl"
 WARNINGS = "warnings.jsonl"
 SHARD_PREFIX = "clips"
+WAV2VEC_LAYER = -1  # hidden state stored by --wav2vec_path: last_hidden_state.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +177,7 @@ def _wav2vec(path: str):
   from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
   key = ("wav2vec", path)
   if key not in _FEATURE_MODELS:
-    _FEATURE_MODELS[key] = audio_lib.Wav2Vec2Features(path)
+    _FEATURE_MODELS[key] = audio_lib.Wav2Vec2Features(path, layer=WAV2VEC_LAYER)
   return _FEATURE_MODELS[key]
 
 
@@ -470,7 +474,10 @@ def dataset_info(shards: list[tuple[str, list[dict]]], dead: list[dict], opts: O
       if clips else [],
       optional_feature_dims={k: int(v) for k, v in sorted(_feature_dims(shards).items())},
       clips=[{k: v for k, v in c.items() if k not in ("stats", "feature_dims")} for c in clips],
-      options=dataclasses.asdict(opts))
+      options=dataclasses.asdict(opts),
+      # Where the stored wav2vec features came from, so sampling can compute the same features
+      # from new audio.
+      wav2vec=dict(path=opts.wav2vec_path, layer=WAV2VEC_LAYER) if opts.wav2vec_path else None)
 
 
 def _feature_dims(shards) -> dict:
@@ -568,6 +575,8 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
   for name, path in (("wav2vec_path", opts.wav2vec_path), ("clip_path", opts.clip_path)):
     if path and not os.path.isfile(os.path.join(path, "config.json")):
       raise ValueError(f"{name}={path!r}: not a local checkpoint folder (no config.json)")
+  if opts.wav2vec_path:  # recorded in dataset_info.json for sampling: make it absolute.
+    opts = dataclasses.replace(opts, wav2vec_path=os.path.abspath(opts.wav2vec_path))
   items = readers.read_items(input_path)
   num_shards = opts.num_shards or max(1, math.ceil(len(items) / 32))
   output_dir = os.path.abspath(output_dir)

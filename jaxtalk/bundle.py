@@ -19,6 +19,11 @@ returns RefineNet's frames), `pld` with the `pose_vae` it was trained on (option
   EXPORT_DIR/pld/, pose_vae/        `params/` + `config.json` of the pose model (loaded with
                                     `jaxtalk.sampling.load_pld`)
 
+`bundle.json["pose_model"]` also records the PLD's audio condition, `audio_feature` ("mel" or
+"wav2vec"), and for "wav2vec" the wav2vec 2.0 folder its features came from (`wav2vec_path`,
+not copied into the bundle: the checkpoint is large and the user's own); `load_bundle(path,
+wav2vec=DIR)` (`jaxtalk generate --wav2vec DIR`) points to the folder on another machine.
+
 Renderer inputs (batch b, window T = `bundle.json["window"]`, resolution R):
   source `[b, R, R, 3]` float32 in [-1, 1]; pose `[b, T, 6]` and gaze `[b, T, 2]` normalised with
   the bundle's statistics ((raw - mean) / std); mel `[b, T, 16, 80]` Wav2Lip log-mel windows
@@ -154,7 +159,13 @@ def export_bundle(runs_dir: str, out_dir: str, *, dtype: Any = None,
   if "pld" in stages and not has_pld:
     raise ValueError(f"{stages['pld']}: PLD found but not the pose VAE it was trained on "
                      "(init_from.pose_vae); put it at <runs>/pose_vae")
+  pose_model = None
   if has_pld:
+    from jaxtalk import sampling  # pylint: disable=g-import-not-at-top
+    pose_model = {"pld": "pld", "pose_vae": "pose_vae",
+                  "audio_feature": sampling.audio_feature(configs["pld"].get("model", {}))}
+    if pose_model["audio_feature"] == "wav2vec":
+      pose_model["wav2vec_path"] = sampling.wav2vec_folder(configs["pld"])
     for s in ("pose_vae", "pld"):
       checkpointing.save_params(os.path.join(tmp, s, "params"),
                                 checkpointing.load_params(os.path.join(stages[s], "params")),
@@ -172,7 +183,7 @@ def export_bundle(runs_dir: str, out_dir: str, *, dtype: Any = None,
       "vocab": list(info.get("vocab", [])),
       "renderer": {"dir": "renderer", "stages": sorted(params), "platforms":
                    signature.get("platforms"), "inputs": signature.get("inputs")},
-      "pose_model": {"pld": "pld", "pose_vae": "pose_vae"} if has_pld else None,
+      "pose_model": pose_model,
   }
   with open(os.path.join(tmp, BUNDLE_FILE), "w") as f:
     json.dump(manifest, f, indent=2)
@@ -256,8 +267,11 @@ class Bundle:
     return np.asarray(self._call(self._params, {}, inputs)["frames"][0, :t])
 
 
-def load_bundle(path) -> Bundle:
+def load_bundle(path, wav2vec: Optional[str] = None) -> Bundle:
   """Loads a folder written by `export_bundle` / `jaxtalk export`.
+
+  `wav2vec`: wav2vec 2.0 folder for a pose model trained on wav2vec features (default: the one
+  recorded in bundle.json); unused otherwise.
 
   Raises:
     InputError: missing folder, `bundle.json`, renderer artifact or pose-model files (naming the
@@ -288,7 +302,8 @@ def load_bundle(path) -> Bundle:
                  os.path.join(path, pm["pose_vae"], "config.json")):
       if not os.path.exists(need):
         raise InputError(f"{need}: missing from the model folder (re-run `jaxtalk export`)")
-    sample = _pose_sampler(pld_dir, vae_dir, manifest.get("vocab") or None)
+    sample = _pose_sampler(pld_dir, vae_dir, manifest.get("vocab") or None,
+                           wav2vec or pm.get("wav2vec_path") or None)
 
   return Bundle(path=path, resolution=int(manifest["resolution"]),
                 window=int(manifest["window"]), crop_scale=float(manifest["crop_scale"]),
@@ -296,7 +311,7 @@ def load_bundle(path) -> Bundle:
                 _params=params)
 
 
-def _pose_sampler(pld_dir: str, vae_dir: str, vocab):
+def _pose_sampler(pld_dir: str, vae_dir: str, vocab, wav2vec: Optional[str] = None):
   """`sample_motion(wav, text, guidance, seed)` over the bundle's PLD, loaded on first use."""
   state = {}
 
@@ -305,7 +320,8 @@ def _pose_sampler(pld_dir: str, vae_dir: str, vocab):
     from jaxtalk import sampling  # pylint: disable=g-import-not-at-top
     if "params" not in state:
       try:
-        state["params"] = sampling.load_pld(pld_dir, vae_dir=vae_dir, vocab=vocab)
+        state["params"] = sampling.load_pld(pld_dir, vae_dir=vae_dir, vocab=vocab,
+                                            wav2vec=wav2vec)
       except (ValueError, OSError) as e:
         raise InputError(f"{pld_dir}: cannot load the pose model ({e})") from e
     try:

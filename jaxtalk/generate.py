@@ -2,7 +2,7 @@
 
   jaxtalk generate --image PORTRAIT --audio SPEECH [--text "PROMPT"] \
       [--pose-from VIDEO | --pose-template NAME] [--gaze PITCH,YAW] [--guidance 7.5] [--seed N] \
-      [--paste-back] --model EXPORT_DIR --out OUT.mp4
+      [--paste-back] [--wav2vec DIR] --model EXPORT_DIR --out OUT.mp4
 
 Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
   1. portrait: any size, RGB/RGBA/grayscale, JPEG/PNG/WebP (`video_io.load_image`); the face is
@@ -174,14 +174,16 @@ class TalkingHeadPipeline:
 
   Args:
     model_dir: folder written by `jaxtalk export` (contains `bundle.json`).
+    wav2vec: wav2vec 2.0 folder for a pose model trained on wav2vec features (default: the one
+      recorded in bundle.json).
 
   Raises:
     InputError: if the folder or a file it needs is missing or unreadable (naming it).
   """
 
-  def __init__(self, model_dir):
+  def __init__(self, model_dir, wav2vec: Optional[str] = None):
     from jaxtalk import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
-    self.bundle = bundle_lib.load_bundle(model_dir)
+    self.bundle = bundle_lib.load_bundle(model_dir, wav2vec=wav2vec)
     self.resolution = self.bundle.resolution
 
   def motion(self, wav: np.ndarray, portrait: AlignedPortrait, *, text: Optional[str] = None,
@@ -368,6 +370,9 @@ def parse_args(argv):
   p.add_argument("--paste-back", action="store_true",
                  help="blend the face back into the full portrait (default: the aligned crop)")
   p.add_argument("--model", required=True, help="folder written by `jaxtalk export`")
+  p.add_argument("--wav2vec", default=None,
+                 help="wav2vec 2.0 folder, for a pose model trained on wav2vec features "
+                      "(default: the folder recorded in the model's bundle.json)")
   p.add_argument("--out", required=True, help="output .mp4")
   p.add_argument("--quiet", action="store_true", help="no progress bar")
   return p.parse_args(argv[1:])
@@ -379,7 +384,7 @@ def run(argv=None) -> int:
   try:
     if not str(args.out).lower().endswith(".mp4"):
       raise InputError(f"{args.out}: output must be an .mp4 file")
-    pipeline = TalkingHeadPipeline(args.model)
+    pipeline = TalkingHeadPipeline(args.model, wav2vec=args.wav2vec)
     info = pipeline.generate(args.image, args.audio, args.out, text=args.text,
                              pose_from=args.pose_from, pose_template=args.pose_template,
                              gaze=_parse_gaze(args.gaze), guidance=args.guidance, seed=args.seed,

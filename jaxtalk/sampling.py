@@ -8,6 +8,12 @@ CLIP text encoder. `load_pld(<pld workdir>/params)` builds it from the folders `
 writes (params + `config.json` of the PLD stage and of the VAE stage named by
 `config.init_from.pose_vae`).
 
+Audio condition (`audio_condition`): what the denoiser was trained on (`audio_feature(model)`):
+Wav2Lip log-mel windows, or, for a PLD trained with configs/pld.py `audio=wav2vec`, wav2vec 2.0
+features computed from the waveform by the same code and folder as preprocessing
+(`jaxtalk.audio.Wav2Vec2Features`, 25 fps alignment of `jaxtalk.wav2vec.to_video_frames`),
+rounded to float16 as the shards store them. The wav2vec model is loaded once per `PLDParams`.
+
 Long audio: windows of the training length W overlap by `overlap` frames. Window i > 0 is
 sampled with DDIM while its first frames are *inpainted* from window i-1: at every DDIM step the
 predicted clean latent is decoded, its overlap frames are replaced by the previous window's frames,
@@ -58,6 +64,22 @@ def build_denoiser(model_cfg, latent_tokens: int, latent_dim: int, dtype="float3
       audio_input=str(m.get("audio_input", "mel")),
       audio_width=int(m.get("audio_width", m["width"])),
       audio_channels=int(m.get("audio_channels", 32)), dtype=jnp.dtype(dtype))
+
+
+def audio_feature(model_cfg) -> str:
+  """"mel" or "wav2vec": the per-frame audio condition of a pld `config.model` mapping.
+
+  Raises:
+    ValueError: an unknown `audio_feature` with `audio_input="features"`.
+  """
+  m = dict(model_cfg)
+  if m.get("audio_input", "mel") == "mel":
+    return "mel"
+  feature = m.get("audio_feature", "wav2vec")
+  if feature != "wav2vec":
+    raise ValueError(f"pld model: audio_feature={feature!r}; expected wav2vec (with "
+                     "audio_input='features')")
+  return feature
 
 
 def make_schedule(diff_cfg) -> diffusion.Schedule:
@@ -153,6 +175,10 @@ class PLDParams:
     tokenizer: object with `encode(texts, max_len)` (word vocabulary or CLIP), or None (then
       text prompts raise ValueError).
     clip: `jaxtalk.models.text_encoder.ClipTextEncoder` or None.
+    audio_feature: "mel" or "wav2vec" (`audio_feature`). wav2vec_path / wav2vec_layer: the
+      wav2vec 2.0 folder and hidden state the training features came from (audio_feature
+      "wav2vec"). wav2vec_seconds: longest audio run through wav2vec at once (the preprocessed
+      clips' length); longer audio goes in cross-faded chunks of this length.
   """
   vae: PyTree
   denoiser: PyTree
@@ -165,6 +191,29 @@ class PLDParams:
   dtype: str = "float32"
   tokenizer: Any = None
   clip: Any = None
+  audio_feature: str = "mel"
+  wav2vec_path: str = ""
+  wav2vec_layer: int = -1
+  wav2vec_seconds: float = 10.0
+
+  @functools.cached_property
+  def wav2vec(self) -> audio_lib.Wav2Vec2Features:
+    """The wav2vec 2.0 feature extractor (loaded on first use, then cached).
+
+    Raises:
+      ValueError: no folder, a folder that is not a wav2vec checkpoint, or features of another
+        size than the denoiser was trained on.
+    """
+    if not self.wav2vec_path:
+      raise ValueError("sample_motion: this PLD conditions on wav2vec 2.0 features but no "
+                       "wav2vec folder is set; pass load_pld(..., wav2vec=DIR)")
+    feats = audio_lib.Wav2Vec2Features(self.wav2vec_path, layer=self.wav2vec_layer)
+    want = _audio_feature_dim(self.denoiser)
+    if feats.dim != want:
+      raise ValueError(f"wav2vec 2.0 folder {self.wav2vec_path!r} gives {feats.dim}-dim features, "
+                       f"the PLD was trained on {want}-dim ones (use the folder given to "
+                       "`jaxtalk preprocess --wav2vec_path`)")
+    return feats
 
   @functools.cached_property
   def modules(self):
@@ -210,8 +259,28 @@ def stage_config(params_dir: str) -> dict:
   return _read_json(os.path.join(os.path.dirname(os.path.abspath(params_dir)), "config.json"))
 
 
+def _audio_feature_dim(den_params) -> int:
+  """C of the features `FeatureAudioEncoder` was trained on (its input LayerNorm's size)."""
+  return int(jax.tree.leaves(den_params["audio_encoder"]["ln_in"])[0].shape[-1])
+
+
+def _dataset_info(cfg: dict) -> dict:
+  """dataset_info.json of the stage's data_dir, or {} when there is none (e.g. a bundle)."""
+  data_dir = cfg.get("input", {}).get("data_dir", "")
+  path = os.path.join(data_dir, "dataset_info.json") if data_dir else ""
+  return _read_json(path) if path and os.path.isfile(path) else {}
+
+
+def wav2vec_folder(cfg: dict) -> str:
+  """The wav2vec 2.0 folder a pld stage config's features came from ("" if not recorded):
+  `model.wav2vec_path`, else what preprocessing recorded in the data_dir's dataset_info.json."""
+  info = _dataset_info(cfg)
+  return (cfg.get("model", {}).get("wav2vec_path") or (info.get("wav2vec") or {}).get("path")
+          or info.get("options", {}).get("wav2vec_path") or "")
+
+
 def load_pld(params_dir: str, *, vae_dir: Optional[str] = None,
-             vocab: Optional[Sequence[str]] = None) -> PLDParams:
+             vocab: Optional[Sequence[str]] = None, wav2vec: Optional[str] = None) -> PLDParams:
   """Loads a `PLDParams` bundle from a trained (or exported) PLD stage.
 
   Args:
@@ -219,9 +288,12 @@ def load_pld(params_dir: str, *, vae_dir: Optional[str] = None,
       gives the architecture, diffusion settings, the VAE location and the data directory.
     vae_dir: the VAE params folder (default: the PLD config's `init_from.pose_vae`).
     vocab: word vocabulary (default: `dataset_info.json` of the PLD config's data_dir, if any).
+    wav2vec: wav2vec 2.0 folder for a PLD trained on wav2vec features (default:
+      `wav2vec_folder(config)`, the folder preprocessing used); ignored for a log-mel PLD.
 
   Raises:
-    ValueError / FileNotFoundError: missing folders or configs, naming the path.
+    ValueError / FileNotFoundError: missing folders or configs, naming the path; a wav2vec PLD
+      without a wav2vec 2.0 folder (config.json) to compute its audio features with.
   """
   from jaxtalk import checkpointing  # pylint: disable=g-import-not-at-top
   cfg = stage_config(params_dir)
@@ -242,12 +314,30 @@ def load_pld(params_dir: str, *, vae_dir: Optional[str] = None,
       vocab = _read_json(os.path.join(data_dir, "dataset_info.json")).get("vocab")
     if vocab:
       tokenizer = text_lib.make_tokenizer(vocab=vocab)
+  feature = audio_feature(model)
+  w2v = ""
+  if feature == "wav2vec":
+    w2v = wav2vec or wav2vec_folder(cfg)
+    if not w2v:
+      raise ValueError(
+          f"{params_dir}: this PLD was trained on wav2vec 2.0 features (configs/pld.py "
+          "audio=wav2vec) but its config.json and dataset_info.json record no wav2vec folder; "
+          "pass load_pld(..., wav2vec=DIR) (`jaxtalk generate --wav2vec DIR`) with the folder "
+          "given to `jaxtalk preprocess --wav2vec_path`")
+    if not os.path.isfile(os.path.join(w2v, "config.json")):
+      raise ValueError(
+          f"{params_dir}: this PLD was trained on wav2vec 2.0 features, but the wav2vec folder "
+          f"{w2v!r} ({'given' if wav2vec else 'recorded at preprocessing'}) has no config.json; "
+          "pass load_pld(..., wav2vec=DIR) (`jaxtalk generate --wav2vec DIR`) with the folder "
+          "given to `jaxtalk preprocess --wav2vec_path`")
   return PLDParams(
       vae=checkpointing.load_params(vae_dir), denoiser=checkpointing.load_params(params_dir),
       vae_model=dict(vae_cfg["model"]), model=model, diffusion=dict(cfg["diffusion"]),
       window=int(cfg["input"]["window"]), overlap=int(cfg.get("sampling", {}).get("overlap", 12)),
       text_len=int(cfg["input"].get("text_len", 32)), dtype=str(cfg.get("dtype", "float32")),
-      tokenizer=tokenizer, clip=clip)
+      tokenizer=tokenizer, clip=clip, audio_feature=feature, wav2vec_path=w2v,
+      wav2vec_layer=int(model.get("wav2vec_layer", -1)),
+      wav2vec_seconds=float(cfg.get("sampling", {}).get("wav2vec_seconds", 10.0)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +360,37 @@ def _audio_frames(audio, seconds) -> tuple[Optional[np.ndarray], int]:
   if n < 1:
     raise ValueError(f"sample_motion: audio of {wav.shape[0]} samples is shorter than one frame")
   return wav, n
+
+
+def audio_condition(params: PLDParams, wav: Optional[np.ndarray], num_frames: int,
+                    offset: int = 0) -> np.ndarray:
+  """The denoiser's audio input for video frames `offset .. offset + num_frames - 1`.
+
+  Args:
+    params: the bundle (its `audio_feature` says which condition).
+    wav: 16 kHz mono float32 `[N]`, or None (zeros: the audio condition is then dropped).
+    num_frames / offset: frames wanted; frames outside `[0, N // 640)` repeat the edge frame.
+
+  Returns:
+    float32 `[num_frames, 16, 80]` log-mel windows (`jaxtalk.audio.mel_windows`), or
+    `[num_frames, C]` wav2vec features: `params.wav2vec` (the preprocessing path) on the whole
+    audio, in cross-faded chunks of `params.wav2vec_seconds` when longer, rounded to float16
+    as stored in the shards, so a clip's audio gives its stored `wav2vec` rows.
+  """
+  if params.audio_feature == "mel":
+    if wav is None:
+      return np.zeros((num_frames, audio_lib.MEL_STEP, audio_lib.NUM_MELS), np.float32)
+    return audio_lib.mel_windows(audio_lib.log_mel(wav), num_frames, offset=offset)
+  if wav is None:
+    return np.zeros((num_frames, _audio_feature_dim(params.denoiser)), np.float32)
+  w2v = params.wav2vec
+  spf = audio_lib.SAMPLES_PER_FRAME
+  total = max(1, wav.shape[0] // spf)
+  chunk = max(1, int(round(params.wav2vec_seconds * audio_lib.FPS)))
+  feats = windows_lib.run_windowed(lambda s, e: w2v(wav[s * spf:e * spf]), total, chunk,
+                                   chunk // 5 if total > chunk else 0)
+  feats = feats.astype(np.float16).astype(np.float32)
+  return feats[np.clip(np.arange(offset, offset + num_frames), 0, total - 1)]
 
 
 def preroll_frames(window: int, overlap: int) -> int:
@@ -309,10 +430,8 @@ def sample_motion(params: PLDParams, audio=None, text: Optional[str] = None,
   edge = preroll_frames(w, ov)
   n = total + 2 * edge
   padded = max(n, w)
-  if wav is not None:
-    mel_all = audio_lib.mel_windows(audio_lib.log_mel(wav), padded, offset=-edge)  # [Tp, 16, 80]
-  else:
-    mel_all = np.zeros((padded, audio_lib.MEL_STEP, audio_lib.NUM_MELS), np.float32)
+  # The audio condition: [Tp, 16, 80] log-mel windows or [Tp, C] wav2vec features.
+  mel_all = audio_condition(params, wav, padded, offset=-edge)
   valid = np.arange(padded) < n
   if text:
     if params.tokenizer is None:

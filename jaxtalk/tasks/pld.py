@@ -10,8 +10,11 @@ architecture comes from `<pose_vae workdir>/config.json`). Each step:
   L = ||ε - ε_θ(z_t, t, c)||²   (eq. 2)
 Text: the trainable text encoder over `text_ids` (word vocabulary of dataset_info.json), or a
 frozen CLIP text encoder from `config.model.clip_path` (then `text_ids` must be CLIP token ids).
-Audio: the batch's per-frame log-mel windows through the trainable `MelAudioEncoder` (the
-no-download fallback for wav2vec 2.0; announced once).
+Audio (`config.model.audio_input`): "mel" (default): the batch's per-frame log-mel windows
+`mel [B, T, 16, 80]` through the trainable `MelAudioEncoder` (the no-download fallback for
+wav2vec 2.0; announced once); "features" (configs/pld.py `audio=wav2vec`, PoseTalk's condition):
+the stored wav2vec 2.0 features `wav2vec [B, T, C]` (`jaxtalk preprocess --wav2vec_path`) through
+`FeatureAudioEncoder`; `wav2vec_dim` checks that the shards have them.
 
 Eval: ε-loss at fixed noise/timesteps, and DDIM samples with guidance (text+audio) decoded by the
 VAE compared with the real windows: per-dimension variance ratio and Fréchet distance of the
@@ -61,6 +64,37 @@ def feature_stats(config) -> tuple[np.ndarray, np.ndarray]:
   return mean, std
 
 
+def wav2vec_dim(config) -> int:
+  """C of the wav2vec 2.0 features a pld config with audio=wav2vec trains on.
+
+  Real data: `optional_feature_dims` of the data_dir's dataset_info.json; synthetic:
+  `config.input.synthetic_wav2vec_dim`.
+
+  Raises:
+    ValueError: `input.keys` lacks "wav2vec", no data_dir, or the shards of `input.data_dir` have
+      no wav2vec feature (naming the data_dir and how to make it).
+  """
+  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  m = config.model
+  if "wav2vec" not in tuple(config.input.get("keys", ()) or ()):
+    raise ValueError(f"pld: model.audio_input={m.get('audio_input')!r} needs 'wav2vec' in "
+                     f"config.input.keys, got {tuple(config.input.get('keys', ()))} (use "
+                     "configs/pld.py arg audio=wav2vec)")
+  if config.input.get("synthetic", False):
+    return int(config.input.get("synthetic_wav2vec_dim", m.get("audio_dim", 1024)))
+  data_dir = config.input.get("data_dir", "")
+  if not data_dir:
+    raise ValueError("pld audio=wav2vec: config.input.data_dir is empty (set data_dir=DIR, or "
+                     "synthetic=true)")
+  info = input_pipeline.load_dataset_info(data_dir)
+  if "wav2vec" not in info.get("optional_features", []):
+    raise ValueError(
+        f"pld audio=wav2vec: the shards in {data_dir} have no wav2vec features; re-run "
+        f"`jaxtalk preprocess ... --output_dir={data_dir} --wav2vec_path=<wav2vec 2.0 folder>`, "
+        "or train with audio=mel")
+  return int(info["optional_feature_dims"]["wav2vec"])
+
+
 def get_task(config, *, mesh) -> Task:
   """The pld stage (see module docstring)."""
   del mesh
@@ -78,6 +112,10 @@ def get_task(config, *, mesh) -> Task:
   if config.model.get("audio_input", "mel") == "mel":
     text_enc_lib.announce_fallback(
         "pld audio condition: log-mel windows + trainable audio encoder instead of wav2vec 2.0")
+  audio_key = "mel"
+  audio_dim = None
+  if sampling.audio_feature(config.model) == "wav2vec":
+    audio_key, audio_dim = "wav2vec", wav2vec_dim(config)
   den = sampling.build_denoiser(config.model, vae.latent_tokens, vae.latent_dim, config.dtype)
   sched = sampling.make_schedule(config.diffusion)
   k_steps = sched.num_steps
@@ -102,7 +140,7 @@ def get_task(config, *, mesh) -> Task:
     b = x.shape[0]
     z = jnp.zeros((b, vae.latent_tokens, vae.latent_dim), jnp.float32)
     kw = text_kwargs({"clip": clip.params} if clip is not None else {}, batch)
-    p = den.init({"params": rng}, z, jnp.zeros((b,), jnp.int32), audio=batch["mel"],
+    p = den.init({"params": rng}, z, jnp.zeros((b,), jnp.int32), audio=batch[audio_key],
                  audio_mask=mask, **kw)["params"]
     mu, _, _ = latents(jax.tree.map(jnp.asarray, vae_params), batch)
     p = dict(p)
@@ -114,7 +152,7 @@ def get_task(config, *, mesh) -> Task:
     net, _ = sampling.split_stats(params)
     mask = vae_task.features(batch)[1]
     rngs = {"dropout": rng} if rng is not None else {}
-    return den.apply({"params": net}, z_t, t, audio=batch["mel"], audio_mask=mask,
+    return den.apply({"params": net}, z_t, t, audio=batch[audio_key], audio_mask=mask,
                      drop_text=drop_text, drop_audio=drop_audio, train=train, rngs=rngs,
                      **text_kwargs(frozen_, batch))[0]
 
@@ -155,7 +193,7 @@ def get_task(config, *, mesh) -> Task:
     has_text = jnp.any(kw["text_mask"], axis=1)
     gen, _ = sampling.sample_window(
         vae, den, sched, frozen_["vae"], params,
-        jax.random.normal(r_s, z0.shape, jnp.float32), audio=batch["mel"], audio_mask=mask,
+        jax.random.normal(r_s, z0.shape, jnp.float32), audio=batch[audio_key], audio_mask=mask,
         use_text=has_text, use_audio=jnp.ones((b,), bool), guidance=float(d.guidance),
         steps=int(d.sample_steps), eta=float(d.eta), rng=r_e, num_frames=x.shape[1], **kw)
     ratio = motion_eval.variance_ratio(gen, x, mask)
@@ -165,19 +203,21 @@ def get_task(config, *, mesh) -> Task:
     return out
 
   def infer(params, frozen_, inputs):
-    """One guided DDIM window: inputs mel [B, W, 16, 80], text_ids/text_mask [B, L], noise
-    [B, N, D] -> normalised pose [B, W, 6] and gaze [B, W, 2]."""
-    b, w = inputs["mel"].shape[:2]
+    """One guided DDIM window: inputs mel [B, W, 16, 80] (audio=wav2vec: wav2vec [B, W, C]),
+    text_ids/text_mask [B, L], noise [B, N, D] -> normalised pose [B, W, 6] and gaze [B, W, 2]."""
+    b, w = inputs[audio_key].shape[:2]
     kw = text_kwargs(frozen_, inputs)
     gen, _ = sampling.sample_window(
-        vae, den, sched, frozen_["vae"], params, inputs["noise"], audio=inputs["mel"],
+        vae, den, sched, frozen_["vae"], params, inputs["noise"], audio=inputs[audio_key],
         use_text=jnp.any(kw["text_mask"], axis=1), use_audio=jnp.ones((b,), bool),
         guidance=float(d.guidance), steps=int(d.sample_steps), eta=0.0, num_frames=w, **kw)
     return {"pose": gen[..., :6], "gaze": gen[..., 6:]}
 
   def infer_example():
     w, lt = int(config.input.window), int(config.input.get("text_len", 32))
-    return {"mel": np.zeros([1, w, 16, 80], np.float32),
+    audio = (np.zeros([1, w, 16, 80], np.float32) if audio_dim is None
+             else np.zeros([1, w, audio_dim], np.float32))
+    return {audio_key: audio,
             "text_ids": np.zeros([1, lt], np.int32), "text_mask": np.zeros([1, lt], bool),
             "noise": np.zeros([1, vae.latent_tokens, vae.latent_dim], np.float32)}
 
