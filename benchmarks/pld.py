@@ -94,8 +94,9 @@ def main(argv=None) -> int:
       "source": source,
       "seconds_of_audio": args.seconds,
       "frames": frames,
-      "windows": len(windows.window_starts(max(frames, bundle.window), bundle.window,
-                                           bundle.overlap)),
+      "windows": len(windows.window_starts(
+          max(frames + 2 * sampling.preroll_frames(bundle.window, bundle.overlap), bundle.window),
+          bundle.window, bundle.overlap)),
       "window": bundle.window,
       "overlap": bundle.overlap,
       "ddim_steps": args.steps,

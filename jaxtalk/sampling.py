@@ -149,11 +149,15 @@ def sample_window(vae: vae_lib.PoseVAE, den: den_lib.PoseDenoiser, schedule: dif
   if known is not None and known_mask is not None:
     km = known_mask.astype(bool)
 
-    def x0_fn(z0, i):
-      del i
+    def inpaint(z0):
       frames = jnp.where(km[..., None], known.astype(jnp.float32), decode(z0))
       mu, _ = vae.apply({"params": vae_params}, frames, method=vae.encode)
       return jnp.where(jnp.any(km, axis=1)[:, None, None], (mu - lm) / ls, z0)
+
+    def x0_fn(z0, i):
+      del i
+      # A window without known frames (the first) skips the VAE decode + encode at every step.
+      return jax.lax.cond(jnp.any(km), inpaint, lambda z: z, z0)
 
   z = diffusion.ddim_sample(guided, schedule, noise, steps=steps, eta=eta, rng=rng, x0_fn=x0_fn)
   return decode(z), z * ls + lm
