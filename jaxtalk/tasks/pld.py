@@ -18,7 +18,11 @@ the stored wav2vec 2.0 features `wav2vec [B, T, C]` (`jaxtalk preprocess --wav2v
 
 Eval: ε-loss at fixed noise/timesteps, and DDIM samples with guidance (text+audio) decoded by the
 VAE compared with the real windows: per-dimension variance ratio and Fréchet distance of the
-motion features of `jaxtalk.evaluators.motion`.
+motion features of `jaxtalk.evaluators.motion`. The ratio pools the eval batch's windows: with
+one or two held-out clips the real side has only within-clip variance while every sample draws
+its own mean pose, so it reads high (measured on ../shared/data, tiny: 0.5x..69x here, while
+pooled samples over all nine clips' audio and text are 0.39x..1.81x of those clips' motion;
+`jaxtalk.evaluators.motion.evaluate_modes` is the Table-3 comparison to report).
 """
 
 from __future__ import annotations
