@@ -39,7 +39,8 @@ R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `ja
   gaze             [T, 2] float32  (pitch, yaw) radians of the eyes relative to the head
                               (see `jaxtalk.face.gaze`)
   mouth_box        [T, 4] float32  (x0, y0, x1, y1) in [0, 1] crop coordinates
-  audio            [N] int16  16 kHz mono PCM, sample n at time start_time + n / 16000
+  audio            [N] int16  16 kHz mono PCM, sample n at time start_time + n / 16000 (plus
+                              audio_shift / 25 if the audio was re-synchronised, below)
   mel              [M, 80] float16  log-mel (Wav2Lip parameters) of `audio`, in [-4, 4];
                               mel frame m is centred on audio sample 200 * m
   wav2vec          [T, C] float16  optional: wav2vec 2.0 features at 25 fps (only with
@@ -47,7 +48,17 @@ R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `ja
   text_embedding   [D] float16  optional: pooled CLIP text embedding of `text` (only with
                               `--clip_path`)
   num_faces_max    int        most faces seen in one frame (the largest one is kept)
-  notes            list[str]  warnings about this clip (e.g. several faces)
+  notes            list[str]  warnings about this clip (e.g. several faces, an audio shift)
+  av_offset        int        optional: audio-visual offset estimated on the source's alignment,
+                              video frames; > 0: the audio lags the lips (`av_sync.py`)
+  av_confidence    float      optional: its confidence (z-score of the peak correlation, >= 0)
+  audio_shift      int        optional: frames the audio was shifted by `--sync_audio` (0: none):
+                              `audio`, `mel` and `wav2vec` come from the source's audio starting
+                              at start_time + audio_shift / 25 s (so audio sample n is at source
+                              time start_time + audio_shift / 25 + n / 16000); absent = 0.
+
+The optional scalars were added without a schema_version change (records without them are still
+version 1; readers ignore fields they do not know).
 """
 
 from __future__ import annotations
@@ -98,6 +109,14 @@ ARRAY_FIELDS = {
 OPTIONAL_FIELDS = {
   "wav2vec": (np.float16, 2),
   "text_embedding": (np.float16, 1),
+}
+
+
+# Optional scalar fields: Python type (audio-visual sync, `data_pipelines/av_sync.py`).
+OPTIONAL_SCALARS = {
+  "av_offset": int,
+  "av_confidence": float,
+  "audio_shift": int,
 }
 
 
@@ -169,6 +188,11 @@ def validate_record(record: Mapping[str, Any]) -> None:
                          f"{getattr(arr, 'dtype', type(arr))} {getattr(arr, 'shape', '')}")
       if rank == 2 and arr.shape[0] != t:
         raise ValueError(f"clip {record['clip_id']}: {name} has {arr.shape[0]} rows, expected {t}")
+  for name, kind in OPTIONAL_SCALARS.items():
+    if name in record and (isinstance(record[name], bool) or
+                           not isinstance(record[name], (int, float) if kind is float else int)):
+      raise ValueError(f"clip {record['clip_id']}: optional field {name} should be "
+                       f"{kind.__name__}, got {type(record[name]).__name__}")
   if record["audio"].shape[0] != t * SAMPLES_PER_FRAME:
     raise ValueError(f"clip {record['clip_id']}: audio has {record['audio'].shape[0]} samples, "
                      f"expected {t * SAMPLES_PER_FRAME}")
