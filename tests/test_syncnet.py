@@ -110,6 +110,50 @@ def test_model_built_from_config_crops_its_face_box(tiny_params):
     syncnet_config.get_config("size=huge")
 
 
+def test_offset_candidates_and_contrastive_loss():
+  t = 30
+  mel = jnp.broadcast_to(jnp.arange(t, dtype=jnp.float32)[None, :, None, None], (2, t, 16, 80))
+  mask = jnp.arange(t)[None] < jnp.array([[30], [12]])
+  starts = jnp.array([[0, 10], [3, 7]])
+  cand, valid = task_lib.offset_candidates(mel, mask, starts, max_offset=4, min_offset=3)
+  offs = np.array([0, -4, -3, 3, 4])
+  assert cand.shape == (2, 2, 5, 16, 80) and valid.shape == (2, 2, 5)
+  centre = np.asarray(starts)[..., None] + 2 + offs                     # mel window of frame
+  np.testing.assert_array_equal(np.asarray(cand[..., 0, 0])[valid], centre[np.asarray(valid)])
+  # A shifted window must lie inside the clip: start in [0, length - 5].
+  ok = (centre - 2 >= 0) & (centre - 2 <= np.array([30, 12])[:, None, None] - 5)
+  np.testing.assert_array_equal(np.asarray(valid), ok)
+  # InfoNCE: the in-sync candidate most similar -> low loss, top-1 = 1; invalid ones ignored.
+  v = jnp.eye(4)[:2]
+  a = jnp.stack([jnp.stack([jnp.eye(4)[0], jnp.eye(4)[1], jnp.eye(4)[1]]),
+                 jnp.stack([jnp.eye(4)[1], jnp.eye(4)[2], jnp.eye(4)[3]])])
+  loss, top1 = task_lib.contrastive_loss(v, a, jnp.ones((2, 3), bool), 0.1)
+  expect = np.log1p(2 * np.exp(-10.0))
+  np.testing.assert_allclose(float(loss), expect, rtol=2e-3)
+  assert float(top1) == 1.0
+  loss2, _ = task_lib.contrastive_loss(v, a, jnp.array([[True, False, False], [True, True, False]]),
+                                       0.1)
+  np.testing.assert_allclose(float(loss2), np.log1p(np.exp(-10.0)), rtol=2e-3)   # row 0 dropped
+
+
+def test_augment_pairs():
+  faces = jax.random.uniform(_key(0), (8, 5, 16, 16, 3), minval=-1, maxval=1)
+  mel = jax.random.uniform(_key(1), (8, 16, 80), minval=-3, maxval=3)
+  pairs = {"faces": faces, "mel": mel, "label": jnp.arange(8) < 4}
+  out = task_lib.augment_pairs(_key(2), pairs, flip=True, mel_gain=0.3)
+  f, fo = np.asarray(faces), np.asarray(out["faces"])
+  flipped = [np.array_equal(fo[i], f[i, :, :, ::-1]) for i in range(8)]
+  assert all(flipped[i] or np.array_equal(fo[i], f[i]) for i in range(8)) and 0 < sum(flipped) < 8
+  d = np.asarray(out["mel"] - mel)
+  np.testing.assert_allclose(d, np.broadcast_to(d[:, :1, :1], d.shape), atol=1e-5)  # one gain
+  np.testing.assert_array_equal(np.asarray(out["label"]), np.asarray(pairs["label"]))
+  shifted = np.asarray(task_lib.augment_pairs(_key(3), pairs, shift_px=2)["faces"])
+  for i in range(8):   # every pair is a whole-window roll by at most 2 px
+    assert any(np.array_equal(shifted[i], np.roll(f[i], (dy, dx), axis=(1, 2)))
+               for dy in range(-2, 3) for dx in range(-2, 3))
+  np.testing.assert_array_equal(np.asarray(task_lib.augment_pairs(_key(4), pairs)["faces"]), f)
+
+
 @pytest.mark.slow
 def test_stage_trains_with_the_trainer_on_synthetic_data(tmp_path):
   """The stage runs in jaxtalk.train (sharded on 8 devices) and its loss falls (~2 min here:

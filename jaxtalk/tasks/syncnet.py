@@ -7,7 +7,9 @@ starting at frame t (frames t..t+4, all valid under `mask`):
   same clip, label 0; when the clip is too short for such a t', the audio comes from the next
   clip of the batch (another speaker/moment) instead.
 The loss is the mean binary cross-entropy on the cosine similarity (Wav2Lip's expert loss; the
-similarity is PoseTalk eq. 7). Eval reports loss, accuracy at C > 0.5 and pair accuracy (C of the
+similarity is PoseTalk eq. 7), plus, when `config.syncnet.contrastive.weight` > 0, jaxtalk's
+InfoNCE term over in-clip audio offsets (`contrastive_loss`), and with
+`config.syncnet.augment` the pairs are augmented (`augment_pairs`). Eval reports loss, accuracy at C > 0.5 and pair accuracy (C of the
 positive > C of its negative) on a fixed draw of windows.
 """
 
@@ -87,6 +89,46 @@ def sample_pairs(rng, frames, mel, mask, *, windows_per_clip: int, min_shift: in
   }
 
 
+def offset_candidates(mel, mask, starts, *, max_offset: int, min_offset: int):
+  """Audio windows of each video window at in-clip offsets, for the contrastive term.
+
+  Args:
+    mel: `[B, T, 16, 80]`; mask: `[B, T]` bool or None; starts: `[B, K]` window starts.
+    max_offset / min_offset: offsets o with o = 0 or min_offset <= |o| <= max_offset (frames);
+      |o| < min_offset is left out (those mel windows overlap the in-sync one by more than half).
+
+  Returns:
+    (mel `[B, K, C, 16, 80]`, valid `[B, K, C]` bool: the shifted window lies inside the clip),
+    candidate 0 being the in-sync window.
+  """
+  b, t = mel.shape[:2]
+  length = jnp.sum(mask, axis=1).astype(jnp.int32) if mask is not None else jnp.full([b], t)
+  offs = [0] + [o for o in range(-max_offset, max_offset + 1) if abs(o) >= min_offset]
+  idx = starts[..., None] + CENTER + jnp.asarray(offs, jnp.int32)                 # [B, K, C]
+  valid = (idx >= CENTER) & (idx < length[:, None, None] - (NF - 1 - CENTER))
+  idx = jnp.clip(idx, 0, t - 1)
+  return jax.vmap(lambda m, i: m[i])(mel, idx), valid
+
+
+def contrastive_loss(video_emb, audio_emb, valid, temperature: float):
+  """InfoNCE over in-clip offsets: `-log softmax(C / temperature)[0]` per window, mean over
+  windows (jaxtalk's addition to Wav2Lip's BCE; every candidate shows the same face and speaker,
+  so only the lip-audio timing separates them).
+
+  Args:
+    video_emb: `[N, D]` L2-normalised; audio_emb: `[N, C, D]`; valid: `[N, C]` (candidate 0, the
+      in-sync window, must be valid). temperature: softmax temperature on C in [0, 1].
+  Returns: (loss scalar f32, top-1 accuracy scalar f32).
+  """
+  sim = jnp.einsum("nd,ncd->nc", video_emb.astype(jnp.float32), audio_emb.astype(jnp.float32))
+  logits = jnp.where(valid, sim / temperature, -jnp.inf)
+  logp = jax.nn.log_softmax(logits, axis=-1)
+  w = valid[:, 0].astype(jnp.float32) * (jnp.sum(valid, axis=-1) > 1)
+  loss = -jnp.sum(logp[:, 0] * w) / jnp.maximum(jnp.sum(w), 1.0)
+  top1 = jnp.sum((jnp.argmax(logits, axis=-1) == 0) * w) / jnp.maximum(jnp.sum(w), 1.0)
+  return loss, top1
+
+
 def pair_metrics(sim, label, valid) -> dict:
   """Loss / accuracy / pair accuracy of similarities `[2N]` (first N positives)."""
   w = valid.astype(jnp.float32)
@@ -103,6 +145,40 @@ def pair_metrics(sim, label, valid) -> dict:
     "sim_pos": jnp.sum(pos * wn) / jnp.maximum(wn.sum(), 1.0),
     "sim_neg": jnp.sum(neg * wn) / jnp.maximum(wn.sum(), 1.0),
   }
+
+
+def augment_pairs(rng, pairs, *, flip: bool = False, shift_px: int = 0, contrast: float = 0.0,
+                  brightness: float = 0.0, mel_gain: float = 0.0):
+  """Training augmentation of `sample_pairs` output (jaxtalk's; Wav2Lip trains without it).
+
+  With few speakers the expert memorises faces instead of learning lip shapes; these change the
+  appearance of each pair but not its sync label. Per pair (all 5 frames alike):
+    flip: mirror left-right with probability 1/2 (speech does not depend on the side).
+    shift_px: translate by a random integer in [-shift_px, shift_px] pixels in x and y (frames
+      wrap around; the face box sits well inside the aligned crop).
+    contrast / brightness: `faces * exp(contrast * n1) + brightness * n2`, n ~ N(0, 1), clipped
+      to [-1, 1].
+    mel_gain: add `mel_gain * n3` to the normalised log-mel (8 units = 100 dB, so 0.3 ~ 4 dB),
+      clipped to Wav2Lip's [-4, 4].
+  Returns a new dict with "faces" `[P, 5, H, W, 3]` and "mel" `[P, 16, 80]` augmented.
+  """
+  faces, mel = pairs["faces"], pairs["mel"]
+  p = faces.shape[0]
+  r_flip, r_dx, r_dy, r_c, r_b, r_m = jax.random.split(rng, 6)
+  if flip:
+    do = jax.random.bernoulli(r_flip, 0.5, (p,))
+    faces = jnp.where(do[:, None, None, None, None], faces[:, :, :, ::-1], faces)
+  if shift_px > 0:
+    dx = jax.random.randint(r_dx, (p,), -shift_px, shift_px + 1)
+    dy = jax.random.randint(r_dy, (p,), -shift_px, shift_px + 1)
+    faces = jax.vmap(lambda f, a, b: jnp.roll(f, (a, b), axis=(1, 2)))(faces, dy, dx)
+  if contrast > 0 or brightness > 0:
+    c = jnp.exp(contrast * jax.random.normal(r_c, (p, 1, 1, 1, 1)))
+    b = brightness * jax.random.normal(r_b, (p, 1, 1, 1, 1))
+    faces = jnp.clip(faces * c + b, -1.0, 1.0)
+  if mel_gain > 0:
+    mel = jnp.clip(mel + mel_gain * jax.random.normal(r_m, (p, 1, 1)), -4.0, 4.0)
+  return dict(pairs, faces=faces.astype(pairs["faces"].dtype), mel=mel.astype(pairs["mel"].dtype))
 
 
 def get_task(config, *, mesh) -> Task:
@@ -127,13 +203,36 @@ def get_task(config, *, mesh) -> Task:
     mel = jnp.zeros((b, syncnet_lib.MEL_STEPS, syncnet_lib.NUM_MELS), jnp.float32)
     return model.init(rng, faces, mel)["params"]
 
+  nce = dict(config.syncnet.get("contrastive", {}))
+  nce_weight = float(nce.get("weight", 0.0))
+
+  aug = dict(config.syncnet.get("augment", {}))
+
   def loss(params, batch, rng, frozen, step):
     del frozen, step
-    pairs = _inputs(batch, rng)
-    sim, _ = model.apply({"params": params}, pairs["faces"], pairs["mel"], train=True)
+    if aug:
+      r_pairs, r_aug = jax.random.split(rng)
+      pairs = augment_pairs(r_aug, _inputs(batch, r_pairs), **aug)
+    else:
+      pairs = _inputs(batch, rng)
+    sim, aux = model.apply({"params": params}, pairs["faces"], pairs["mel"], train=True)
     m = pair_metrics(sim, pairs["label"], pairs["valid"])
-    return m["loss"], {"loss_bce": m["loss"], "accuracy": m["accuracy"],
-                       "sim_pos": m["sim_pos"], "sim_neg": m["sim_neg"]}
+    out = {"loss_bce": m["loss"], "accuracy": m["accuracy"], "sim_pos": m["sim_pos"],
+           "sim_neg": m["sim_neg"]}
+    total = m["loss"]
+    if nce_weight > 0:
+      cand, valid = offset_candidates(batch["mel"], batch.get("mask"), pairs["starts"],
+                                      max_offset=int(nce.get("max_offset", 8)),
+                                      min_offset=int(nce.get("min_offset", 3)))
+      n = pairs["starts"].size
+      c = cand.shape[2]
+      a = model.apply({"params": params}, cand.reshape((n * c,) + cand.shape[3:]),
+                      method=model.embed_audio).reshape(n, c, -1)
+      l_nce, top1 = contrastive_loss(aux["video_emb"][:n], a, valid.reshape(n, c),
+                                     float(nce.get("temperature", 0.1)))
+      total = total + nce_weight * l_nce
+      out.update(loss_nce=l_nce, offset_top1=top1)
+    return total, out
 
   def evaluate(params, batch, frozen):
     del frozen
