@@ -191,8 +191,8 @@ def _records(out_dir):
 
 
 @pytest.mark.needs_data
-def test_real_clips_hdtf_is_corrected_and_others_left_alone(real_shards):
-  info, recs = _records(real_shards)
+def test_real_clips_hdtf_is_corrected_and_others_left_alone(synced_shards):
+  info, recs = _records(synced_shards)
   opts = info["options"]
   assert opts["sync_audio"] and opts["sync_min_confidence"] == MIN_CONFIDENCE
   report = []
