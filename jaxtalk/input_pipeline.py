@@ -20,7 +20,9 @@ optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthe
 (default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), read_threads
 (default 2: threads decoding examples ahead, in order; 0 = none), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
 augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
-per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False).
+per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False),
+max_av_offset (default None: every clip; N: leave out clips whose audio is still out of sync
+after preprocessing, `|residual_av_offset| > N` frames, e.g. the lip-sync expert's training data).
 Top-level: batch_size.
 
 With num_workers > 0 grain's multiprocessing prefetch splits the stream over worker processes:
@@ -494,6 +496,18 @@ class _Windows:
     return out
 
 
+def residual_av_offset(clip: Mapping[str, Any]) -> Optional[int]:
+  """Audio-visual offset left in a preprocessed clip, in video frames (> 0: audio late).
+
+  `clip` is a dataset_info.json clip entry or a `reenactment.read_clips` dict: the offset
+  `av_offset` measured before re-sync minus the `audio_shift` applied
+  (`data_pipelines/av_sync.py`). None when the clip carries no measurement (older shards).
+  """
+  if clip.get("av_offset") is None:
+    return None
+  return int(clip["av_offset"]) - int(clip.get("audio_shift") or 0)
+
+
 def _real_dataset(config, split: str) -> grain.MapDataset:
   """Windows of T frames from the clips of `split` (see module docstring for the options).
 
@@ -525,6 +539,16 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
                      "do not have (preprocess with --wav2vec_path / --clip_path)")
   train_idx, eval_idx = split_clips(info, tuple(_get(inp, "holdout", ()) or ()),
                                     float(_get(inp, "eval_fraction", 0.2)))
+  max_av = _get(inp, "max_av_offset", None)
+  if max_av is not None:
+    out_of_sync = {i for i, c in enumerate(info["clips"])
+                   if abs(residual_av_offset(c) or 0) > int(max_av)}
+    if out_of_sync:
+      logging.warning("input_pipeline: leaving out %d clip(s) still out of sync by more than %d "
+                      "frames (config.input.max_av_offset): %s", len(out_of_sync), int(max_av),
+                      sorted(info["clips"][i]["clip_id"] for i in out_of_sync))
+    train_idx = [i for i in train_idx if i not in out_of_sync]
+    eval_idx = [i for i in eval_idx if i not in out_of_sync]
   if not eval_idx and split == "eval" and train_idx:
     logging.warning("input_pipeline: %s has no held-out clips (%d clips, holdout=%s); evaluating "
                     "on the training clips", data_dir, len(info["clips"]),

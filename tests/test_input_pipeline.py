@@ -183,6 +183,30 @@ def test_real_train_iterator_restores_and_augments(real_shards):
   assert not np.allclose(no_crop["frames"], first["frames"])
 
 
+def test_residual_av_offset():
+  assert input_pipeline.residual_av_offset({"av_offset": 5, "audio_shift": 5}) == 0
+  assert input_pipeline.residual_av_offset({"av_offset": 6, "audio_shift": 0}) == 6
+  assert input_pipeline.residual_av_offset({"av_offset": -3}) == -3
+  assert input_pipeline.residual_av_offset({"clip_id": "old shard"}) is None
+
+
+@pytest.mark.needs_data
+def test_max_av_offset_leaves_out_clips_still_out_of_sync(real_shards, caplog):
+  # real_shards only MEASURES offsets (sync_audio=False): the HDTF clips keep theirs (+3..+6).
+  info = input_pipeline.load_dataset_info(str(real_shards))
+  late = {c["speaker"] for c in info["clips"]
+          if abs(input_pipeline.residual_av_offset(c) or 0) > 2}
+  assert {"RoyBlunt", "KatieHill"} <= late
+  config = _real_config(real_shards, holdout=(), max_av_offset=2, keys=("speaker", "mask"))
+  it = input_pipeline.create_iterator(config, mesh=None)
+  seen = {info["speakers"][int(i)] for _ in range(12) for i in next(it)["speaker"]}
+  assert seen and not seen & late, seen
+  assert "still out of sync" in caplog.text
+  everything = input_pipeline.create_iterator(_real_config(real_shards, holdout=(),
+                                                           keys=("speaker",)), mesh=None)
+  assert {info["speakers"][int(i)] for _ in range(12) for i in next(everything)["speaker"]} & late
+
+
 @pytest.mark.needs_data
 def test_bad_record_is_reported_and_skipped(real_shards, tmp_path, caplog):
   import json  # pylint: disable=g-import-not-at-top

@@ -163,7 +163,9 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     "start_time" (seconds into it), "frames" `[T, R, R, 3]` float32 in [-1, 1],
     "mel" `[T, 16, 80]` float32 (window t centred on frame t), "pose" `[T, 6]` and "gaze"
     `[T, 2]` (raw units: radians; crop-relative tx, ty, scale), "mouth_box" `[T, 4]`, "wav"
-    `[T * 640]` float32 16 kHz speech in [-1, 1].
+    `[T * 640]` float32 16 kHz speech in [-1, 1], "av_offset" (the audio-visual offset in frames
+    preprocessing estimated BEFORE any re-sync, None if not stored) and "audio_shift" (frames
+    the audio was shifted by; the remaining offset is about av_offset - audio_shift).
 
   Raises:
     ValueError: if the directory has no readable shards (names it).
@@ -182,7 +184,7 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
   for i in range(len(source)):
     rec = schema.decode_record(source[i], keys=(
       "speaker", "text", "frames", "mel", "pose", "gaze", "mouth_box", "audio", "num_frames",
-      "source_path", "start_time"))
+      "source_path", "start_time", "av_offset", "audio_shift"))
     if keep is not None and rec["clip_id"] not in keep:
       continue
     n = int(rec["num_frames"]) if max_frames is None else min(int(rec["num_frames"]), max_frames)
@@ -195,6 +197,7 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     out.append({
       "clip_id": rec["clip_id"], "speaker": rec.get("speaker", ""), "text": rec.get("text", ""),
       "source_path": rec.get("source_path", ""), "start_time": float(rec.get("start_time", 0.0)),
+      "av_offset": rec.get("av_offset"), "audio_shift": int(rec.get("audio_shift", 0)),
       "frames": np.stack(frames).astype(np.float32) / 127.5 - 1.0,
       "mel": audio_lib.mel_windows(np.asarray(rec["mel"], np.float32), n),
       "pose": np.asarray(rec["pose"][:n], np.float32),

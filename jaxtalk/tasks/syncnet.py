@@ -203,6 +203,17 @@ def get_task(config, *, mesh) -> Task:
     mel = jnp.zeros((b, syncnet_lib.MEL_STEPS, syncnet_lib.NUM_MELS), jnp.float32)
     return model.init(rng, faces, mel)["params"]
 
+  def _pair_similarities(params, pairs, shared_faces):
+    # sample_pairs repeats the positives' faces for the negatives: embed them once (the visual
+    # encoder is most of the cost) unless augmentation made the two halves differ.
+    if not shared_faces:
+      return model.apply({"params": params}, pairs["faces"], pairs["mel"], train=True)
+    n = pairs["faces"].shape[0] // 2
+    v = model.apply({"params": params}, pairs["faces"][:n], method=model.embed_video)
+    a = model.apply({"params": params}, pairs["mel"], method=model.embed_audio)
+    v = jnp.concatenate([v, v])
+    return syncnet_lib.cosine_similarity(v, a), {"video_emb": v, "audio_emb": a}
+
   nce = dict(config.syncnet.get("contrastive", {}))
   nce_weight = float(nce.get("weight", 0.0))
 
@@ -215,7 +226,7 @@ def get_task(config, *, mesh) -> Task:
       pairs = augment_pairs(r_aug, _inputs(batch, r_pairs), **aug)
     else:
       pairs = _inputs(batch, rng)
-    sim, aux = model.apply({"params": params}, pairs["faces"], pairs["mel"], train=True)
+    sim, aux = _pair_similarities(params, pairs, shared_faces=not aug)
     m = pair_metrics(sim, pairs["label"], pairs["valid"])
     out = {"loss_bce": m["loss"], "accuracy": m["accuracy"], "sim_pos": m["sim_pos"],
            "sim_neg": m["sim_neg"]}
@@ -237,7 +248,7 @@ def get_task(config, *, mesh) -> Task:
   def evaluate(params, batch, frozen):
     del frozen
     pairs = _inputs(batch, jax.random.PRNGKey(int(config.seed) + 17))
-    sim, _ = model.apply({"params": params}, pairs["faces"], pairs["mel"])
+    sim, _ = _pair_similarities(params, pairs, shared_faces=True)
     return pair_metrics(sim, pairs["label"], pairs["valid"])
 
   def infer(params, frozen, inputs):
