@@ -33,10 +33,11 @@ def get_config(arg=None):
   c.input.max_av_offset = 2
   # contrastive: jaxtalk's optional InfoNCE term over in-clip audio offsets (weight 0 = Wav2Lip's
   # BCE only; the tiny config turns it on); augment: optional appearance/loudness augmentation
-  # (see tasks/syncnet.py). Measured on the 8 in-sync clips of ../shared/data (default pipeline,
-  # first 70% of each clip trained, last 30% held out; tests/test_syncnet.py): BCE alone stays
-  # at chance for ~650 steps (on the 5 non-HDTF clips); with the contrastive term held-out pair accuracy is 0.61 after 300
-  # steps and 0.65 after 450-525, then the expert starts to memorise the ~870 training frames.
+  # (see tasks/syncnet.py). Measured with the tiny config on the 8 in-sync clips of ../shared/data
+  # (first 70% of each clip trained, last 30% held out; tests/test_syncnet.py): once the expert
+  # leaves the plateau (C ~ 0.5 for every pair) held-out pair accuracy reaches 0.59-0.66, then it
+  # memorises; when it leaves depends on the seed (one seed was still on it at step 450). BCE
+  # alone (5 non-HDTF clips) stays at chance for ~650 steps and peaks at 0.60.
   c.syncnet = dict(windows_per_clip=4, min_shift=5, augment={},
                    contrastive=dict(weight=0.0, max_offset=8, min_offset=3, temperature=0.1))
   c.optax.name = "adam"
