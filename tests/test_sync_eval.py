@@ -58,3 +58,37 @@ def test_sync_evaluator_embeds_and_scores_a_clip():
   assert out["lse_c"] >= 0.0
   with pytest.raises(ValueError, match="need >= 5"):
     ev(frames[:4], mel[:4])
+
+
+def test_shift_accuracies_counts_every_shift_inside_the_clip():
+  """Hand-checked: 3 windows, audio of 7 frames; shifts |o| in {1, 2}."""
+  a = _unit(np.eye(7)[:, :7] + 0.0)                           # orthonormal audio embeddings
+  centers = np.array([2, 3, 4])
+  v = a[centers].copy()
+  v[1] = a[5]                                                 # window 1 matches audio at o = +2
+  out = sync.shift_accuracies(v, a, centers=centers, min_shift=1, max_shift=2, segment=2,
+                              segment_stride=1)
+  # Windows 0 and 2: s(0) = 1 > s(o) = 0 for each of their 4 shifts (all inside 0..6).
+  # Window 1: s(0) = 0, equal to every s(o) except o = +2 (1): 0 of 4 correct.
+  assert (out["window_correct"], out["window_pairs"]) == (8, 12)
+  assert out["window_accuracy"] == pytest.approx(8 / 12)
+  # Segments (0, 1) and (1, 2) averaged: mean s(0) = 0.5 vs mean s(o) <= 0.5 (equal only for
+  # o = +2 in segment (0, 1)... s_0(+2) = 0, s_1(+2) = 1 -> mean 0.5, not greater).
+  assert out["segment_pairs"] == 8
+  assert out["segment_correct"] == 6
+  with pytest.raises(ValueError, match="min_shift"):
+    sync.shift_accuracies(v, a, centers=centers, min_shift=3, max_shift=2)
+
+
+def test_shift_accuracies_separates_matched_from_unrelated_embeddings():
+  rng = np.random.default_rng(1)
+  t = 60
+  audio = _unit(rng.standard_normal((t, 16)))
+  centers = np.arange(2, t - 2)
+  matched = _unit(audio[centers] + 0.3 * rng.standard_normal((len(centers), 16)))
+  good = sync.shift_accuracies(matched, audio, centers=centers)
+  bad = sync.shift_accuracies(_unit(rng.standard_normal((len(centers), 16))), audio,
+                              centers=centers)
+  assert good["window_accuracy"] > 0.8 and good["segment_accuracy"] == 1.0
+  assert 0.35 < bad["window_accuracy"] < 0.65
+  assert good["window_pairs"] == bad["window_pairs"] > 0

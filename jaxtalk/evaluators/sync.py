@@ -72,6 +72,63 @@ def sync_scores(video_emb, audio_emb, *, centers=None, max_offset: int = 15) -> 
           "offset": i - max_offset, "dists": dists}
 
 
+def shift_accuracies(video_emb, audio_emb, *, centers=None, min_shift: int = 5,
+                     max_shift: int = 15, segment: int = 25, segment_stride: int = 5) -> dict:
+  """How well an expert tells a clip's in-sync audio from shifted audio (held-out evaluation).
+
+  With s_c(o) = cos(v_c, a_{c+o}) (PoseTalk eq. 7; embeddings are L2-normalised):
+    window:  over every window c and shift o with min_shift <= |o| <= max_shift and c + o inside
+             the clip, the fraction with s_c(0) > s_c(o) (the expert's pair accuracy, using every
+             negative of the clip instead of one sampled per window);
+    segment: the same for the mean of s_c over `segment` consecutive windows (one every
+             `segment_stride` frames; every c + o must lie inside the clip), i.e. the averaging
+             LSE-C/LSE-D do over a clip (25 windows = 1 s at 25 fps).
+  Chance is 0.5 for both. Counts are returned so several clips can be pooled.
+
+  Args:
+    video_emb: `[Nv, D]` L2-normalised window embeddings centred on `centers` (default 2..Nv+1).
+    audio_emb: `[T, D]` L2-normalised mel-window embeddings of frames 0..T-1.
+    centers: `[Nv]` int.
+    min_shift, max_shift: |o| range in frames (Wav2Lip's negatives are >= 5 frames away).
+    segment, segment_stride: segment length and spacing in windows.
+
+  Returns:
+    {"window_correct", "window_pairs", "segment_correct", "segment_pairs"} (int) and
+    "window_accuracy", "segment_accuracy" (float; NaN when there is no pair).
+
+  Raises:
+    ValueError: if the shapes do not match or 0 < min_shift <= max_shift does not hold.
+  """
+  v = np.asarray(video_emb, np.float64)
+  a = np.asarray(audio_emb, np.float64)
+  centers = np.arange(v.shape[0]) + NF // 2 if centers is None else np.asarray(centers)
+  if v.ndim != 2 or a.ndim != 2 or v.shape[1] != a.shape[1] or len(centers) != len(v):
+    raise ValueError(f"shift_accuracies: video {v.shape}, audio {a.shape}, centers "
+                     f"{np.shape(centers)} do not match")
+  if not 0 < min_shift <= max_shift:
+    raise ValueError(f"shift_accuracies: need 0 < min_shift <= max_shift, got {min_shift}, "
+                     f"{max_shift}")
+  shifts = [o for o in range(-max_shift, max_shift + 1) if abs(o) >= min_shift]
+  pos = np.sum(v * a[centers], axis=-1)                                    # [Nv]
+  out = dict(window_correct=0, window_pairs=0, segment_correct=0, segment_pairs=0)
+  starts = range(0, len(v) - segment + 1, segment_stride)
+  for o in shifts:
+    idx = centers + o
+    ok = (idx >= 0) & (idx < a.shape[0])
+    neg = np.full(len(v), np.nan)
+    neg[ok] = np.sum(v[ok] * a[idx[ok]], axis=-1)
+    out["window_correct"] += int(np.sum(pos[ok] > neg[ok]))
+    out["window_pairs"] += int(np.sum(ok))
+    for st in starts:
+      if ok[st:st + segment].all():
+        out["segment_correct"] += int(pos[st:st + segment].mean() > neg[st:st + segment].mean())
+        out["segment_pairs"] += 1
+  for k in ("window", "segment"):
+    n = out[f"{k}_pairs"]
+    out[f"{k}_accuracy"] = out[f"{k}_correct"] / n if n else float("nan")
+  return out
+
+
 class SyncEvaluator:
   """Embeds clips with a trained sync expert and scores them.
 
@@ -131,3 +188,9 @@ class SyncEvaluator:
       frames, mel = np.asarray(frames)[:n], np.asarray(mel)[:n]
     v, a = self.embed(frames, mel)
     return sync_scores(v, a, max_offset=self.max_offset)
+
+  def shift_accuracies(self, frames, mel, **kwargs) -> dict:
+    """`shift_accuracies` of one clip (frames `[T, H, W, 3]`, mel `[T, 16, 80]`); kwargs are
+    passed on (min_shift, max_shift, segment, segment_stride)."""
+    v, a = self.embed(frames, mel)
+    return shift_accuracies(v, a, **kwargs)

@@ -33,7 +33,8 @@ def build_model(config) -> syncnet_lib.SyncNet:
   return syncnet_lib.SyncNet(
     face_widths=tuple(m.face_widths), face_res=tuple(m.face_res),
     audio_widths=tuple(m.audio_widths), audio_res=tuple(m.audio_res),
-    embed_dim=m.embed_dim, norm=m.get("norm", "group"), image_size=int(m.image_size),
+    embed_dim=m.embed_dim, norm=m.get("norm", "group"),
+    motion_gain=float(m.get("motion_gain", 0.0)), image_size=int(m.image_size),
     face_box=tuple(m.face_box) if m.get("face_box") else None, dtype=jnp.dtype(config.dtype))
 
 
