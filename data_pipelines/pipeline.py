@@ -646,7 +646,8 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
       DirectRunner defaults to one in-memory worker.
 
   Raises:
-    ValueError: if the input matches no videos or an option is unknown.
+    ValueError: if the input matches no videos, an option is unknown, `clip_path` has no
+      config.json, or `wav2vec_path` cannot be loaded (checked before anything is written).
   """
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
   fields = {f.name for f in dataclasses.fields(Options)}
@@ -660,6 +661,11 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
                      f"{opts.sync_min_offset} must be >= 1")
   if opts.wav2vec_path:  # recorded in dataset_info.json for sampling: make it absolute.
     opts = dataclasses.replace(opts, wav2vec_path=os.path.abspath(opts.wav2vec_path))
+    try:  # Load it once here: a broken checkpoint must stop the run, not dead-letter every clip.
+      _wav2vec(opts.wav2vec_path)
+    except (ValueError, OSError) as e:
+      raise ValueError(
+          f"wav2vec_path={opts.wav2vec_path!r}: cannot load the checkpoint: {e}") from e
   items = readers.read_items(input_path)
   num_shards = opts.num_shards or max(1, math.ceil(len(items) / 32))
   output_dir = os.path.abspath(output_dir)

@@ -44,6 +44,22 @@ def _write_w2v(path, seed=0, **overrides):
   return str(path)
 
 
+def test_preprocess_stops_on_a_broken_wav2vec_checkpoint(tmp_path):
+  """A wav2vec folder that cannot be loaded fails before any output is written (it used to
+  dead-letter every clip)."""
+  bad = _write_w2v(tmp_path / "w2v")
+  weights = os.path.join(bad, "model.safetensors")
+  with open(weights, "rb") as f:
+    head = f.read(64)
+  with open(weights, "wb") as f:
+    f.write(head)                                             # truncated
+  out = tmp_path / "shards"
+  with pytest.raises(ValueError, match=r"wav2vec_path=.*cannot load the checkpoint"):
+    pipeline.preprocess(input_path=str(tmp_path / "none.jsonl"), output_dir=str(out),
+                        resolution=8, wav2vec_path=bad)
+  assert not out.exists()
+
+
 def _speech(rng, frames):
   """Speech-like 16 kHz audio: harmonic bursts at a syllable rate, plus noise."""
   t = np.arange(frames * audio_lib.SAMPLES_PER_FRAME) / audio_lib.SAMPLE_RATE
