@@ -78,6 +78,8 @@ def test_shift_accuracies_counts_every_shift_inside_the_clip():
   assert out["segment_correct"] == 6
   with pytest.raises(ValueError, match="min_shift"):
     sync.shift_accuracies(v, a, centers=centers, min_shift=3, max_shift=2)
+  with pytest.raises(ValueError, match="shift_accuracies: .* do not match"):
+    sync.shift_accuracies(v, a[:, :5], centers=centers)
 
 
 def test_shift_accuracies_separates_matched_from_unrelated_embeddings():

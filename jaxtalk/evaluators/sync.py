@@ -30,6 +30,21 @@ from jaxtalk.models import syncnet as syncnet_lib
 NF = syncnet_lib.NUM_FRAMES
 
 
+def _as_embeddings(caller: str, video_emb, audio_emb, centers):
+  """float64 video `[Nv, D]`, audio `[T, D]` and int centers `[Nv]` (default 2..Nv+1).
+
+  Raises:
+    ValueError: naming `caller`, if the shapes do not match.
+  """
+  v = np.asarray(video_emb, np.float64)
+  a = np.asarray(audio_emb, np.float64)
+  centers = np.arange(v.shape[0]) + NF // 2 if centers is None else np.asarray(centers)
+  if v.ndim != 2 or a.ndim != 2 or v.shape[1] != a.shape[1] or len(centers) != len(v):
+    raise ValueError(f"{caller}: video {v.shape}, audio {a.shape}, centers "
+                     f"{np.shape(centers)} do not match")
+  return v, a, centers
+
+
 def offset_distances(video_emb, audio_emb, *, centers=None, max_offset: int = 15) -> np.ndarray:
   """Mean distance per offset.
 
@@ -43,12 +58,7 @@ def offset_distances(video_emb, audio_emb, *, centers=None, max_offset: int = 15
   Returns:
     float64 `[2 * max_offset + 1]` for offsets -max_offset..max_offset (NaN where no pair).
   """
-  v = np.asarray(video_emb, np.float64)
-  a = np.asarray(audio_emb, np.float64)
-  centers = np.arange(v.shape[0]) + NF // 2 if centers is None else np.asarray(centers)
-  if v.ndim != 2 or a.ndim != 2 or v.shape[1] != a.shape[1] or len(centers) != len(v):
-    raise ValueError(f"offset_distances: video {v.shape}, audio {a.shape}, centers "
-                     f"{np.shape(centers)} do not match")
+  v, a, centers = _as_embeddings("offset_distances", video_emb, audio_emb, centers)
   out = np.full([2 * max_offset + 1], np.nan)
   for i, o in enumerate(range(-max_offset, max_offset + 1)):
     idx = centers + o
@@ -99,12 +109,7 @@ def shift_accuracies(video_emb, audio_emb, *, centers=None, min_shift: int = 5,
   Raises:
     ValueError: if the shapes do not match or 0 < min_shift <= max_shift does not hold.
   """
-  v = np.asarray(video_emb, np.float64)
-  a = np.asarray(audio_emb, np.float64)
-  centers = np.arange(v.shape[0]) + NF // 2 if centers is None else np.asarray(centers)
-  if v.ndim != 2 or a.ndim != 2 or v.shape[1] != a.shape[1] or len(centers) != len(v):
-    raise ValueError(f"shift_accuracies: video {v.shape}, audio {a.shape}, centers "
-                     f"{np.shape(centers)} do not match")
+  v, a, centers = _as_embeddings("shift_accuracies", video_emb, audio_emb, centers)
   if not 0 < min_shift <= max_shift:
     raise ValueError(f"shift_accuracies: need 0 < min_shift <= max_shift, got {min_shift}, "
                      f"{max_shift}")
