@@ -685,8 +685,8 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
   with beam.Pipeline(options=pipeline_options) as p:
     outs = (p
             | "Items" >> beam.Create([it.to_json() for it in items])
-            | "Process" >> beam.ParDo(process_fn(opts, num_shards)).with_output_types(Any).with_outputs(
-                "dead", "warn", main="clips"))
+            | "Process" >> beam.ParDo(process_fn(opts, num_shards))
+            .with_output_types(Any).with_outputs("dead", "warn", main="clips"))
     shards = (outs.clips
               | "GroupByShard" >> beam.GroupByKey()
               | "WriteShards" >> beam.ParDo(write_fn(output_dir, num_shards)))

@@ -1,4 +1,5 @@
-"""Gaussian diffusion: noise schedules, q_sample, ε-loss, DDPM/DDIM samplers, classifier-free guidance.
+"""Gaussian diffusion: noise schedules, q_sample, ε-loss, DDPM/DDIM samplers, classifier-free
+guidance.
 
 Notation (Ho et al. 2020): `β_t` for t = 0..K-1, `α_t = 1 - β_t`, `ᾱ_t = Π_{s<=t} α_s`.
 Forward process: `x_t = sqrt(ᾱ_t) x_0 + sqrt(1 - ᾱ_t) ε` (`q_sample`). The network predicts ε
@@ -236,8 +237,9 @@ def ddpm_sample(eps_fn: Callable, schedule: Schedule, x_T, *, rng: jax.Array,
                 clip_x0: Optional[float] = None):
   """Ancestral DDPM sampler (Ho et al. 2020) over all K steps, posterior variance β̃_t.
 
-    x̂0 = (x_t - sqrt(1 - ᾱ_t) ε̂)/sqrt(ᾱ_t);  μ = (sqrt(ᾱ_{t-1}) β_t x̂0 + sqrt(α_t)(1 - ᾱ_{t-1}) x_t)
-    / (1 - ᾱ_t);  x_{t-1} = μ + sqrt(β̃_t) z (no noise at t = 0), β̃_t = β_t (1 - ᾱ_{t-1})/(1 - ᾱ_t).
+    x̂0 = (x_t - sqrt(1 - ᾱ_t) ε̂) / sqrt(ᾱ_t)
+    μ = (sqrt(ᾱ_{t-1}) β_t x̂0 + sqrt(α_t)(1 - ᾱ_{t-1}) x_t) / (1 - ᾱ_t)
+    x_{t-1} = μ + sqrt(β̃_t) z (no noise at t = 0),  β̃_t = β_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t).
 
   Args: as `ddim_sample`. Returns x_0 `[B, ...]` float32.
   """

@@ -17,8 +17,8 @@ the principal point at the image centre. Rotation R (model -> camera, x right, y
 from the camera) is decomposed as R = Rz(roll) Ry(yaw) Rx(pitch); all angles are radians and 0
 for a face looking straight into the camera. Signs (image-based, checked on the test clips):
 yaw > 0 when the face turns towards the image's left (the subject's right), pitch > 0 when the
-chin goes down (looking down), roll > 0 when the head tilts clockwise in the image. Typical accuracy of
-six-point PnP with a generic model: a few degrees for near-frontal faces, worse (5-10 degrees)
+chin goes down (looking down), roll > 0 when the head tilts clockwise in the image. Typical
+accuracy of six-point PnP with a generic model: a few degrees for near-frontal faces, worse (5-10 degrees)
 beyond 45 degrees of yaw where landmarks of the far side are guessed by the mesh model.
 
 Gaze (`gaze`): eye-in-head direction from the iris centres (landmarks 468 and 473) relative to
@@ -27,8 +27,8 @@ eye centre, divided by the eye width, is converted to an angle with an eyeball r
 `EYEBALL_RADIUS` eye widths (12 mm eyeball radius / ~28 mm palpebral fissure), with the same
 sign convention as the head pose: yaw = asin(-dx / r) (> 0: looking towards the image's left),
 pitch = asin(dy / r) (> 0: looking down); dx, dy are the iris offsets along / across the line
-through the eye corners (x towards the image's right, y down); both eyes are averaged weighted by their width (the more frontal eye counts more). Frames with
-closed eyes (opening < 0.12 eye widths) take the value of the nearest open frame. No per-person
+through the eye corners (x towards the image's right, y down); both eyes are averaged weighted
+by their width (the more frontal eye counts more). Frames with closed eyes (opening < 0.12 eye widths) take the value of the nearest open frame. No per-person
 calibration and eyelids occlude the iris vertically, so expect roughly +-5 degrees horizontal and
 +-10 degrees vertical error; it is a relative control signal, not a gaze tracker.
 """

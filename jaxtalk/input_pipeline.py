@@ -18,8 +18,8 @@ Config fields read (all under `config.input` unless noted): synthetic, data_dir,
 resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout;
 optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
 (default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), read_threads
-(default 2: threads decoding examples ahead, in order; 0 = none), eval_fraction (default 0.2), random_crop (default True: PoseTalk's random-crop
-augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
+(default 2: threads decoding examples ahead, in order; 0 = none), eval_fraction (default 0.2),
+random_crop (default True: PoseTalk's random-crop augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
 per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False),
 max_av_offset (default None: every clip; N: leave out clips whose audio is still out of sync
 after preprocessing, `|residual_av_offset| > N` frames, e.g. the lip-sync expert's training data).
@@ -180,7 +180,8 @@ class _Synthetic:
       if "mouth_box" in keys:
         out["mouth_box"] = box
     if "source" in keys:
-      out["source"] = self._render(params, pose_all[src_t:src_t + 1], opening[src_t:src_t + 1])[0][0]
+      src = slice(src_t, src_t + 1)
+      out["source"] = self._render(params, pose_all[src], opening[src])[0][0]
     if "source_pose" in keys:
       out["source_pose"] = pose_all[src_t].astype(np.float32)
     if "pose" in keys:

@@ -61,8 +61,8 @@ def run(argv) -> int:
   """Entry point of `jaxtalk train` (argv[0] is the program name)."""
   if any(a in ("-h", "--help", "--helpshort") for a in argv[1:]):
     print(__doc__.strip())
-    print("\nflags:\n  --config: stage config file with optional :args, then --config.<field>=<value>"
-          " overrides\n  --workdir: directory for checkpoints, logs and params"
+    print("\nflags:\n  --config: stage config file with optional :args, then"
+          " --config.<field>=<value> overrides\n  --workdir: directory for checkpoints, logs and params"
           "\n  --helpfull: all flags (incl. absl logging flags)")
     return 0
   logging.set_verbosity(logging.INFO)

@@ -1,4 +1,5 @@
-"""Text front end: tokenizers for motion descriptions, and the CLIP text encoder from a local folder.
+"""Text front end: tokenizers for motion descriptions, and the CLIP text encoder from a local
+folder.
 
 PoseTalk ("Pose Generation") encodes the text prompt that describes head motion ("he shakes his
 head, then looks to the left") with the CLIP text encoder (Radford et al. 2021). CLIP's weights

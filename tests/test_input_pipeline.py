@@ -1,4 +1,5 @@
-"""Tests of jaxtalk/input_pipeline.py: synthetic source, state restore, global batches, real shards."""
+"""Tests of jaxtalk/input_pipeline.py: synthetic source, state restore, global batches, real
+shards."""
 
 import jax
 import numpy as np

@@ -1,4 +1,5 @@
-"""Tests of jaxtalk.models.layers: warping conventions and gradients, AdaIN, attention, Conformer."""
+"""Tests of jaxtalk.models.layers: warping conventions and gradients, AdaIN, attention,
+Conformer."""
 
 import jax
 import jax.numpy as jnp
@@ -197,6 +198,7 @@ def test_params_have_logical_names():
   boxed = block.init(_key(0), jnp.zeros((1, 4, 8)))
   specs = nn.get_partition_spec(boxed)
   names = set()
-  for s in jax.tree_util.tree_leaves(specs, is_leaf=lambda s: isinstance(s, jax.sharding.PartitionSpec)):
+  is_spec = lambda s: isinstance(s, jax.sharding.PartitionSpec)
+  for s in jax.tree_util.tree_leaves(specs, is_leaf=is_spec):
     names.update(n for n in s if n is not None)
   assert names and names <= set(sharding.LOGICAL_AXES)

@@ -45,8 +45,8 @@ def test_shapes_masks_and_odd_lengths(dtype, t):
   np.testing.assert_array_equal(np.asarray(z2, np.float32), np.asarray(z, np.float32))
   # A padded example equals the same example processed alone at its true (possibly odd) length.
   if n_valid < t:
-    z_alone, _ = jax.jit(model.apply)(params, pose[1:, :n_valid], gaze[1:, :n_valid], mel[1:, :n_valid],
-                             src[1:])
+    z_alone, _ = jax.jit(model.apply)(
+        params, pose[1:, :n_valid], gaze[1:, :n_valid], mel[1:, :n_valid], src[1:])
     tol = 1e-4 if dtype == jnp.float32 else 5e-2
     np.testing.assert_allclose(np.asarray(z[1, :n_valid], np.float32),
                                np.asarray(z_alone[0], np.float32), atol=tol)

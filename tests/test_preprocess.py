@@ -1,4 +1,5 @@
-"""Tests of the Beam preprocessing pipeline (data_pipelines/) on the real clips in ../shared/data."""
+"""Tests of the Beam preprocessing pipeline (data_pipelines/) on the real clips in
+../shared/data."""
 
 import json
 import os

@@ -18,7 +18,8 @@ def write_tiny_clip_tokenizer(path):
   vocab = {t: i for i, t in enumerate(tokens)}
   path.mkdir(parents=True, exist_ok=True)
   (path / "vocab.json").write_text(json.dumps(vocab))
-  (path / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n")
+  lines = ["#version: 0.2"] + [" ".join(m) for m in merges]
+  (path / "merges.txt").write_text("\n".join(lines) + "\n")
   return len(vocab)
 
 

@@ -1,4 +1,5 @@
-"""Shared building blocks: convolutions, residual/down/up blocks, AdaIN, attention, Conformer, warping.
+"""Shared building blocks: convolutions, residual/down/up blocks, AdaIN, attention, Conformer,
+warping.
 
 Conventions used throughout jaxtalk:
 

@@ -10,8 +10,8 @@ Decoder D: `z [B, N, D]` -> `x̂ [B, T, 8]` for ANY T: T query tokens built from
 embeddings of the frame index attend (cross-attention) to the latent tokens as memory, so the
 decoded length is set by the caller, not by the weights.
 
-Loss (`vae_loss`): HuberLoss(x, x̂) (PoseTalk eq. 1) over valid frames + `kl_weight` * KL(q || N(0, I))
-(MLD's small KL term), both weights from the config.
+Loss (`vae_loss`): HuberLoss(x, x̂) (PoseTalk eq. 1) over valid frames
++ `kl_weight` * KL(q || N(0, I)) (MLD's small KL term), both weights from the config.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ class PoseVAE(nn.Module):
       basis_degree >= 0). With N * D >= 8 (K + 1) the encoder and decoder can then carry every
       window's Legendre projection linearly (a PCA-like path that does not depend on which
       speakers were seen), and the transformers learn the rest; jaxtalk's addition, measured to
-      generalise to held-out speakers where the transformer path alone underfits (configs/pose_vae.py).
+      generalise to held-out speakers where the transformer path alone underfits
+      (configs/pose_vae.py).
     features: per-frame input/output features (8: pose + gaze).
     dtype / param_dtype: compute / parameter dtypes; outputs, mean and log-variance are float32.
   """

@@ -118,8 +118,8 @@ class TransformerBlock(nn.Module):
       if memory is None:
         raise ValueError("TransformerBlock(cross=True) needs `memory`")
       y = layers.LayerNorm(name="ln_ca", **kw)(x)
-      y = Attention(self.num_heads, self.dropout, name="cross_attn", **kw)(y, memory.astype(self.dtype), mask=memory_mask,
-                                          train=train)
+      y = Attention(self.num_heads, self.dropout, name="cross_attn", **kw)(
+          y, memory.astype(self.dtype), mask=memory_mask, train=train)
       x = x + drop(y)
     d = x.shape[-1]
     y = layers.LayerNorm(name="ln_ff", **kw)(x)

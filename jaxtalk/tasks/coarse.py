@@ -3,7 +3,8 @@
 Per batch: the source frame, the window's poses/gaze/audio and the source pose go through
 CoarseNet; the coarse frames are compared with the real frames by
 
-  L_coarse = w_sync L_sync + w_p L_perc(I^, I) + w_pm L_perc(I^mouth, I^mouth) + w_l1 L1 + w_ml1 L1^mouth
+  L_coarse = w_sync L_sync + w_p L_perc(I^, I) + w_pm L_perc(I^mouth, I^mouth)
+             + w_l1 L1 + w_ml1 L1^mouth
 
 (PoseTalk eq. 9 with w_sync = 1, w_p = w_pm = 0.5; the L1 terms are jaxtalk additions that speed
 up the tiny runs, set to 0 for the paper's loss). L_perc is eq. 6 (multi-scale, lambda_p = 10) on

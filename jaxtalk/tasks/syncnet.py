@@ -9,8 +9,8 @@ starting at frame t (frames t..t+4, all valid under `mask`):
 The loss is the mean binary cross-entropy on the cosine similarity (Wav2Lip's expert loss; the
 similarity is PoseTalk eq. 7), plus, when `config.syncnet.contrastive.weight` > 0, jaxtalk's
 InfoNCE term over in-clip audio offsets (`contrastive_loss`), and with
-`config.syncnet.augment` the pairs are augmented (`augment_pairs`). Eval reports loss, accuracy at C > 0.5 and pair accuracy (C of the
-positive > C of its negative) on a fixed draw of windows.
+`config.syncnet.augment` the pairs are augmented (`augment_pairs`). Eval reports loss, accuracy
+at C > 0.5 and pair accuracy (C of the positive > C of its negative) on a fixed draw of windows.
 """
 
 from __future__ import annotations
