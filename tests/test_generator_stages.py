@@ -116,9 +116,9 @@ def test_tiny_stages_each_lower_their_loss(real_shards, tmp_path):
   after 30 steps of ordinary (shuffled, cropped) training, RefineNet's held-out loss ended
   between 2% below and 5% above its input's (seeds 0-3; on training windows it was 2-3% above
   for seeds 1-3), the Enhancer's between 1.4% below and 0.4% above (seeds 0-2); the old
-  assertion held for seed 0 only, of seeds 0-2. The held-out bar is the slow test's, at 64 px and 200/150
-  steps. CoarseNet's held-out loss is 2-5% below the source's after 40 steps (seeds 0-3), and
-  that check is kept.
+  assertion held for seed 0 only, of seeds 0-2. The held-out bar is the slow test's, at 64 px
+  and 200/150 steps. CoarseNet's held-out loss is 2-5% below the source's after 40 steps (seeds
+  0-3), and that check is kept.
   """
   data = str(real_shards)
   evals = train_chain(data, str(tmp_path), steps=(40, 10, 10), resolution=32)
