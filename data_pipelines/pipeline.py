@@ -643,7 +643,8 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
     **options: fields of `Options` (e.g. max_clip_seconds=5), Beam pipeline options as keyword
       arguments (e.g. direct_num_workers=2, project=..., temp_location=...), and
       `beam_args`: a list of Beam command-line flags (["--direct_num_workers=2", ...]).
-      DirectRunner defaults to one in-memory worker.
+      DirectRunner runs Beam's in-process FnApiRunner (never Beam's downloaded Prism runner),
+      by default with one in-memory worker.
 
   Raises:
     ValueError: if the input matches no videos, an option is unknown, `clip_path` has no
@@ -679,6 +680,12 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
     beam_kwargs.setdefault("direct_num_workers", 1)
   if "direct_running_mode" not in given:
     beam_kwargs.setdefault("direct_running_mode", "in_memory")
+  if runner == "DirectRunner":
+    # Beam's DirectRunner first tries its Prism runner, a Go binary it downloads from GitHub:
+    # offline that fails (leaving an empty /tmp/beam-temp* directory per run) and it then falls
+    # back to the in-process FnApiRunner; online it would run on Prism, an engine this pipeline
+    # is not tested on. Run the FnApiRunner directly, the same engine in both cases.
+    runner = "FnApiRunner"
   pipeline_options = PipelineOptions(flags=beam_flags, runner=runner, **beam_kwargs)
 
   beam, process_fn, write_fn = _beam_transforms()

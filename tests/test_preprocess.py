@@ -4,6 +4,7 @@
 import json
 import os
 import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -262,7 +263,11 @@ def _write_without_audio(src, dst, silent_track=False):
 
 
 @pytest.mark.needs_data
-def test_bad_inputs_go_to_dead_letter_and_reruns_are_identical(shared_data, tmp_path):
+def test_bad_inputs_go_to_dead_letter_and_reruns_are_identical(shared_data, tmp_path,
+                                                                monkeypatch):
+  scratch = tmp_path / "scratch"   # The DirectRunner must not leave Beam temp dirs behind.
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(scratch))
   vids = shared_data / "videos"
   bad = tmp_path / "in"
   bad.mkdir()
@@ -301,6 +306,7 @@ def test_bad_inputs_go_to_dead_letter_and_reruns_are_identical(shared_data, tmp_
   for name in info["shards"]:
     assert (out1 / name).read_bytes() == (out2 / name).read_bytes(), name
   assert (out1 / "dataset_info.json").read_text() == (out2 / "dataset_info.json").read_text()
+  assert not [p.name for p in scratch.iterdir() if p.name.startswith("beam")]
 
 
 @pytest.mark.needs_data
