@@ -116,9 +116,9 @@ def test_tiny_stages_each_lower_their_loss(real_shards, tmp_path):
   after 30 steps of ordinary (shuffled, cropped) training, RefineNet's held-out loss ended
   between 2% below and 5% above its input's (seeds 0-3; on training windows it was 2-3% above
   for seeds 1-3), the Enhancer's between 1.4% below and 0.4% above (seeds 0-2); the old
-  assertion held for seed 0 only, of seeds 0-2. The held-out bar is the slow test's, at 64 px
-  and 200/150 steps. CoarseNet's held-out loss is 2-5% below the source's after 40 steps (seeds
-  0-3), and that check is kept.
+  assertion held for seed 0 only, of seeds 0-2. Nor do they reliably lower it at 64 px and
+  200/150 steps (see the slow test below). CoarseNet's held-out loss is 2-5% below the source's
+  after 40 steps (seeds 0-3), and that check is kept.
   """
   data = str(real_shards)
   evals = train_chain(data, str(tmp_path), steps=(40, 10, 10), resolution=32)
@@ -136,16 +136,31 @@ def test_tiny_stages_each_lower_their_loss(real_shards, tmp_path):
 @pytest.mark.needs_data
 @pytest.mark.slow
 def test_trained_tiny_stack_beats_repeating_the_source(real_shards, tmp_path):
-  # Measured (2026-11-22, 64 px, 400/200/150 steps, batch 2, 28 min on a loaded 2-core CPU) on
-  # the held-out clip: SSIM source 0.664 -> coarse 0.725 -> refine 0.732 -> stack 0.737; mouth
-  # L1 source 0.138 -> coarse 0.092 -> refine 0.086 -> stack 0.086; stage losses vs their
-  # inputs: coarse 3.95 < 4.77, refine 3.87 < 3.95, enhancer 4.79 < 4.90.
+  """The trained tiny stack beats "repeat the source frame" on the held-out clip.
+
+  Measured (64 px, 400/200/150 steps, batch 2; ~15 min per seed on a 2-core CPU running two):
+
+    seed                      0 (2026-11-22)   1 (2026-11-30)   2 (2026-11-30)
+    SSIM source -> stack      0.664 -> 0.737   0.664 -> 0.740   0.664 -> 0.732
+    mouth L1 source -> stack  0.138 -> 0.086   0.138 -> 0.091   0.138 -> 0.101
+    coarse loss vs source     3.95 < 4.77      3.79 < 4.77      3.94 < 4.77
+    refine loss vs coarse     3.87 < 3.95      3.77 < 3.79      3.98 > 3.94
+    enhancer loss vs refined  4.79 < 4.90      4.74 > 4.64      4.82 > 4.75
+
+  So the gain over the source comes from CoarseNet; at this budget RefineNet and the Enhancer
+  move the held-out loss by -2%..+2.2% (the test used to require both to lower it, which held
+  for seed 0 only). Without a trained expert the tiny configs have no sync loss, RefineNet's
+  reason to exist (eq. 10), so it is one more reconstruction stage here. The two later stages
+  are checked not to undo CoarseNet (held-out loss at most 5% above their input's); that they
+  learn at all is `test_tiny_stages_each_lower_their_loss`.
+  """
   evals = train_chain(str(real_shards), str(tmp_path), steps=(400, 200, 150))
   final = evals["enhancer"]   # metrics of the whole stack's output on the held-out clip.
-  for name in ("coarse", "refine", "enhancer"):
-    assert evals[name]["loss"] < evals[name]["loss_input"], (name, evals[name])
-  assert final["ssim"] > final["ssim_source"], final
-  assert final["mouth_l1"] < final["mouth_l1_source"], final
+  assert evals["coarse"]["loss"] < evals["coarse"]["loss_input"], evals["coarse"]
+  for name in ("refine", "enhancer"):
+    assert evals[name]["loss"] < 1.05 * evals[name]["loss_input"], (name, evals[name])
+  assert final["ssim"] > final["ssim_source"] + 0.03, final
+  assert final["mouth_l1"] < 0.85 * final["mouth_l1_source"], final
 
 
 # ---------------------------------------------------------------------------------------------
