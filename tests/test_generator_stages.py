@@ -147,12 +147,13 @@ def test_trained_tiny_stack_beats_repeating_the_source(real_shards, tmp_path):
     refine loss vs coarse     4.22 < 4.32      3.77 < 3.79      3.98 > 3.94
     enhancer loss vs refined  5.10 < 5.20      4.74 > 4.64      4.82 > 4.75
 
-  So the gain over the source comes from CoarseNet; at this budget RefineNet and the Enhancer
-  move the held-out loss by -2.4%..+2.2% (the test used to require both to lower it, which
-  held for seed 0 only). Seed 0's CoarseNet is the weakest of the three (SSIM 0.687 alone). Without a trained expert the tiny configs have no sync loss, RefineNet's
-  reason to exist (eq. 10), so it is one more reconstruction stage here. The two later stages
-  are checked not to undo CoarseNet (held-out loss at most 5% above their input's); that they
-  learn at all is `test_tiny_stages_each_lower_their_loss`.
+  The gain over the source comes mostly from CoarseNet (seed 0's is the weakest, SSIM 0.687
+  on its own). At this budget RefineNet and the Enhancer move the held-out loss by -2.4% to
+  +2.2%; the test used to require both to lower it, which held for seed 0 only. Without a
+  trained expert the tiny configs have no sync loss, RefineNet's reason to exist (eq. 10), so
+  it is one more reconstruction stage here. The two later stages are checked not to undo
+  CoarseNet (held-out loss at most 5% above their input's); that they learn at all is
+  `test_tiny_stages_each_lower_their_loss`.
   """
   evals = train_chain(str(real_shards), str(tmp_path), steps=(400, 200, 150))
   final = evals["enhancer"]   # metrics of the whole stack's output on the held-out clip.
