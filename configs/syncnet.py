@@ -30,8 +30,14 @@ def get_config(arg=None):
   c.input.synthetic = args.synthetic
   c.input.data_dir = args.data_dir
   # Clips preprocessing could not re-synchronise (|av_offset - audio_shift| > 2 frames) would
-  # give the expert out-of-sync positives: leave them out (input_pipeline.residual_av_offset).
+  # give the expert out-of-sync positives: leave them out (input_pipeline.out_of_sync_clips).
+  # The filter acts on estimates of confidence >= 2.5, below the 3.0 preprocessing needs to shift
+  # audio: shifting a clip on a wrong estimate breaks it, while leaving one out only costs data,
+  # and late positives teach the expert the wrong offset (HDTF KatieHill measures +6 at 2.8).
+  # Unrelated signals reach 2.5 in up to ~11% of clips (data_pipelines/av_sync.py); estimates
+  # below it are unknown and keep their clip.
   c.input.max_av_offset = 2
+  c.input.av_min_confidence = 2.5
   # contrastive: jaxtalk's optional InfoNCE term over in-clip audio offsets (weight 0 = Wav2Lip's
   # BCE only; the tiny config turns it on); augment: optional appearance/loudness augmentation
   # (see tasks/syncnet.py).

@@ -41,7 +41,15 @@ Limits: this is a weak proxy, not SyncNet. It needs speech with visible mouth mo
 most of the clip; music, several speakers, an off-screen voice, or a face too small for
 reliable lip landmarks give meaningless offsets (at low confidence, usually, but not always).
 Lip height also moves with head pitch and smiles, and mouth opening precedes sound by a frame or
-so; treat |offset| <= 1 as "in sync" and only act on clearly confident estimates.
+so; treat |offset| <= 1 as "in sync" and only act on clearly confident estimates: below
+DEFAULT_MIN_CONFIDENCE (3.0, the pipeline's `sync_min_confidence`) an estimate means "unknown",
+and neither the re-sync (`correction`) nor the training-data filter
+(`jaxtalk.input_pipeline.out_of_sync_clips`) acts on it.
+The estimate is only as good as the lip landmarks: an earlier version of the demo's synthetic
+clips (`jaxtalk/demo_data.py`) drew the mouth opening as a dark band that FaceMesh read as the
+lips closing (correlation -0.4..-0.6 with the rendered opening), and every clip got a
+meaningless offset (-10..+10) at confidence 0.1-2.2, i.e. "unknown". Rendered as a jaw drop
+(today's demo) the same estimator gives offset 0 at confidence ~8 (tests/test_demo_data.py).
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ MOUTH_TOP, MOUTH_BOTTOM = 0, 17   # FaceMesh outer-lip midpoints (upper, lower)
 EYE_OUTER = (33, 263)             # FaceMesh outer eye corners
 AUTOCORR_FRAMES = 25              # autocorrelation lags used for the standard error (1 s)
 DEFAULT_MAX_OFFSET = 10           # frames (0.4 s)
+DEFAULT_MIN_CONFIDENCE = 3.0      # below this an estimate is "unknown": nothing acts on it
 
 
 def mouth_opening(landmarks: np.ndarray) -> np.ndarray:

@@ -118,7 +118,7 @@ class Options:
   clip_path: str = ""
   sync_audio: bool = True
   sync_max_offset: int = av_sync.DEFAULT_MAX_OFFSET
-  sync_min_confidence: float = 3.0
+  sync_min_confidence: float = av_sync.DEFAULT_MIN_CONFIDENCE
   sync_min_offset: int = 2
 
 
@@ -791,8 +791,12 @@ def sync_summary(info: dict) -> str:
            "clips"]
   lines += [f"  shifted  {c['clip_id']}: offset {c['av_offset']:+d} frames, confidence "
             f"{c['av_confidence']:.1f}" for c in shifted]
-  lines += [f"  left as is {c['clip_id']}: offset {c['av_offset']:+d} frames, confidence "
-            f"{c['av_confidence']:.1f}" for c in off]
+  min_conf = float(opts.get("sync_min_confidence", av_sync.DEFAULT_MIN_CONFIDENCE))
+  for c in off:
+    why = ("offset unknown: too uncertain to act on" if c["av_confidence"] < min_conf
+           else "sync_audio off" if not opts.get("sync_audio") else "too short to shift")
+    lines.append(f"  left as is {c['clip_id']}: offset {c['av_offset']:+d} frames, confidence "
+                 f"{c['av_confidence']:.1f} ({why})")
   return "\n".join(lines)
 
 

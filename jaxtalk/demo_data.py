@@ -47,7 +47,10 @@ STYLES = (
 # Face geometry of skimage.data.astronaut() (512x512), measured once with mediapipe FaceMesh:
 # inner-lip centre, mouth corners' x-span and the face box.
 _MOUTH_CENTER = (223.0, 146.5)
-_MOUTH_HALF_WIDTH = 24.0
+_MOUTH_HALF_WIDTH = 22.0
+_CORNER_RISE = 6.5        # the inner-lip line is this much higher at the corners (a smile)
+_CHIN_Y = 177.0
+MAX_JAW_DROP_PX = 12.0    # mouth fully open: the lower lip moves this far (photo pixels)
 _FACE_CENTER = (224.0, 126.0)
 _CROP_SIZE = 240.0
 
@@ -117,17 +120,25 @@ def render_frame(photo: np.ndarray, yaw: float, pitch: float, roll: float, mouth
   import cv2  # pylint: disable=g-import-not-at-top
   h, w = photo.shape[:2]
   ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-  # Mouth: backward warp that pulls the lower lip and chin down by up to 9 px.
+  # Mouth: a jaw drop. Everything below the inner-lip line (lower lip, lower teeth, chin) moves
+  # down by up to `MAX_JAW_DROP_PX`, fully at the lips' centre and tapering to 0 at the mouth
+  # corners (so the opening is lens-shaped, as real lips part), over a region that widens towards
+  # the chin and fades out on the neck; the opened gap shows the mouth interior.
   mx, my = _MOUTH_CENTER
-  open_px = 9.0 * float(np.clip(mouth_open, 0, 1))
-  wx = np.clip(1 - ((xs - mx) / (_MOUTH_HALF_WIDTH * 1.4)) ** 2, 0, 1)
-  below = ys >= my
-  wy = np.where(below, np.clip(1 - (ys - my) / 45.0, 0, 1), 0.0)
-  shift = open_px * wx * wy
+  open_px = MAX_JAW_DROP_PX * float(np.clip(mouth_open, 0, 1))
+  u = (xs - mx) / _MOUTH_HALF_WIDTH
+  lip_line = my - _CORNER_RISE * np.clip(u, -1, 1) ** 2  # the smile's inner-lip line.
+  below = ys >= lip_line
+  depth = np.maximum(ys - my, 0.0)
+  wx = np.clip(1 - (u / (1 + depth / 12.0)) ** 2, 0, 1)
+  wy = np.clip(1 - (ys - _CHIN_Y) / 40.0, 0, 1)
+  shift = np.where(below, open_px * wx * wy, 0.0).astype(np.float32)
   src_y = ys - shift
   out = cv2.remap(photo, xs, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
-  gap = below & (src_y < my) & (wx > 0.15)
-  out[gap] = (0.25 * out[gap] + 0.75 * np.array([60, 20, 25])).astype(np.uint8)
+  gap = below & (src_y < lip_line) & (np.abs(u) < 1)
+  shade = np.clip((src_y - (lip_line - shift)) / np.maximum(shift, 1e-3), 0, 1)[..., None]
+  interior = np.array([70, 25, 30]) * (0.6 + 0.4 * shade)  # darker towards the upper teeth.
+  out[gap] = interior[gap].astype(np.uint8)
   # Head pose: similarity transform of the whole photograph around the face centre.
   cx, cy = _FACE_CENTER
   m = cv2.getRotationMatrix2D((cx, cy), np.degrees(roll), 1.0)

@@ -22,7 +22,9 @@ optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthe
 random_crop (default True: PoseTalk's random-crop augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
 per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False),
 max_av_offset (default None: every clip; N: leave out clips whose audio is still out of sync
-after preprocessing, `|residual_av_offset| > N` frames, e.g. the lip-sync expert's training data).
+after preprocessing, `|residual_av_offset| > N` frames, e.g. the lip-sync expert's training data),
+av_min_confidence (default None: the shards' `sync_min_confidence`; max_av_offset acts only on
+estimates at least this confident, see `out_of_sync_clips`; uncertain ones keep their clip).
 Top-level: batch_size.
 
 With num_workers > 0 grain's multiprocessing prefetch splits the stream over worker processes:
@@ -497,16 +499,53 @@ class _Windows:
     return out
 
 
-def residual_av_offset(clip: Mapping[str, Any]) -> Optional[int]:
+def residual_av_offset(clip: Mapping[str, Any],
+                       min_confidence: Optional[float] = None) -> Optional[int]:
   """Audio-visual offset left in a preprocessed clip, in video frames (> 0: audio late).
 
-  `clip` is a dataset_info.json clip entry or a `reenactment.read_clips` dict: the offset
-  `av_offset` measured before re-sync minus the `audio_shift` applied
-  (`data_pipelines/av_sync.py`). None when the clip carries no measurement (older shards).
+  Args:
+    clip: a dataset_info.json clip entry or a `reenactment.read_clips` dict: the offset
+      `av_offset` measured before re-sync minus the `audio_shift` applied, with the estimate's
+      `av_confidence` (`data_pipelines/av_sync.py`).
+    min_confidence: estimates below this confidence count as unknown (None returned). None: every
+      stored estimate counts.
+
+  Returns:
+    The residual offset (int frames), or None when it is unknown: the clip carries no measurement
+    (older shards) or its confidence is below `min_confidence`.
   """
   if clip.get("av_offset") is None:
     return None
+  if min_confidence is not None and float(clip.get("av_confidence", 0.0)) < min_confidence:
+    return None
   return int(clip["av_offset"]) - int(clip.get("audio_shift") or 0)
+
+
+def out_of_sync_clips(info: Mapping[str, Any], max_av_offset: int,
+                      min_confidence: Optional[float] = None) -> tuple[list[int], list[int]]:
+  """Clips whose audio is known to be out of sync after preprocessing (`input.max_av_offset`).
+
+  Args:
+    info: dataset_info.json contents.
+    max_av_offset: a clip is out of sync when `|residual_av_offset| > max_av_offset` frames.
+    min_confidence: estimates below this confidence are unknown and never leave a clip out.
+      None: the confidence preprocessing itself required before shifting audio
+      (`options.sync_min_confidence` of the shards; `av_sync.DEFAULT_MIN_CONFIDENCE` if absent).
+
+  Returns:
+    (out_of_sync, unknown): indices into `info["clips"]`; `unknown` are clips with an offset
+    estimate beyond `max_av_offset` whose confidence is too low to act on (they are kept).
+  """
+  from data_pipelines import av_sync  # pylint: disable=g-import-not-at-top
+  if min_confidence is None:
+    min_confidence = float((info.get("options") or {}).get(
+        "sync_min_confidence", av_sync.DEFAULT_MIN_CONFIDENCE))
+  out, unknown = [], []
+  for i, c in enumerate(info["clips"]):
+    if abs(residual_av_offset(c) or 0) <= int(max_av_offset):
+      continue
+    (out if residual_av_offset(c, min_confidence) is not None else unknown).append(i)
+  return out, unknown
 
 
 def _real_dataset(config, split: str) -> grain.MapDataset:
@@ -542,14 +581,18 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
                                     float(_get(inp, "eval_fraction", 0.2)))
   max_av = _get(inp, "max_av_offset", None)
   if max_av is not None:
-    out_of_sync = {i for i, c in enumerate(info["clips"])
-                   if abs(residual_av_offset(c) or 0) > int(max_av)}
-    if out_of_sync:
+    out, unknown = out_of_sync_clips(info, int(max_av), _get(inp, "av_min_confidence", None))
+    names = lambda idx: sorted(info["clips"][i]["clip_id"] for i in idx)
+    if unknown:
+      logging.info("input_pipeline: keeping %d clip(s) whose audio-visual offset estimate is too "
+                   "uncertain to act on (config.input.av_min_confidence): %s", len(unknown),
+                   names(unknown))
+    if out:
       logging.warning("input_pipeline: leaving out %d clip(s) still out of sync by more than %d "
-                      "frames (config.input.max_av_offset): %s", len(out_of_sync), int(max_av),
-                      sorted(info["clips"][i]["clip_id"] for i in out_of_sync))
-    train_idx = [i for i in train_idx if i not in out_of_sync]
-    eval_idx = [i for i in eval_idx if i not in out_of_sync]
+                      "frames (config.input.max_av_offset): %s", len(out), int(max_av),
+                      names(out))
+    train_idx = [i for i in train_idx if i not in out]
+    eval_idx = [i for i in eval_idx if i not in out]
   if not eval_idx and split == "eval" and train_idx:
     logging.warning("input_pipeline: %s has no held-out clips (%d clips, holdout=%s); evaluating "
                     "on the training clips", data_dir, len(info["clips"]),

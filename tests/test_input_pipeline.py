@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from configs import common
+from configs import syncnet as syncnet_config
 from jaxtalk import input_pipeline
 from jaxtalk import sharding
 
@@ -189,16 +190,34 @@ def test_residual_av_offset():
   assert input_pipeline.residual_av_offset({"av_offset": 6, "audio_shift": 0}) == 6
   assert input_pipeline.residual_av_offset({"av_offset": -3}) == -3
   assert input_pipeline.residual_av_offset({"clip_id": "old shard"}) is None
+  # Below min_confidence the estimate is unknown.
+  assert input_pipeline.residual_av_offset({"av_offset": 6, "av_confidence": 2.0}, 3.0) is None
+  assert input_pipeline.residual_av_offset({"av_offset": 6, "av_confidence": 3.1}, 3.0) == 6
+
+
+def test_out_of_sync_clips_ignores_uncertain_estimates():
+  clips = [dict(clip_id="late_sure", av_offset=6, av_confidence=4.0, audio_shift=0),
+           dict(clip_id="late_unsure", av_offset=-10, av_confidence=0.8, audio_shift=0),
+           dict(clip_id="fixed", av_offset=5, av_confidence=4.0, audio_shift=5),
+           dict(clip_id="old")]
+  info = dict(clips=clips, options=dict(sync_min_confidence=3.0))
+  assert input_pipeline.out_of_sync_clips(info, 2) == ([0], [1])
+  # An explicit threshold overrides the shards' own.
+  assert input_pipeline.out_of_sync_clips(info, 2, 0.5) == ([0, 1], [])
+  # Shards without options use av_sync's default (3.0).
+  assert input_pipeline.out_of_sync_clips(dict(clips=clips), 2) == ([0], [1])
 
 
 @pytest.mark.needs_data
 def test_max_av_offset_leaves_out_clips_still_out_of_sync(real_shards, caplog):
   # real_shards only MEASURES offsets (sync_audio=False): the HDTF clips keep theirs (+3..+6).
   info = input_pipeline.load_dataset_info(str(real_shards))
+  min_conf = syncnet_config.get_config("size=tiny").input.av_min_confidence
   late = {c["speaker"] for c in info["clips"]
-          if abs(input_pipeline.residual_av_offset(c) or 0) > 2}
+          if abs(input_pipeline.residual_av_offset(c, min_conf) or 0) > 2}
   assert {"RoyBlunt", "KatieHill"} <= late
-  config = _real_config(real_shards, holdout=(), max_av_offset=2, keys=("speaker", "mask"))
+  config = _real_config(real_shards, holdout=(), max_av_offset=2, av_min_confidence=min_conf,
+                        keys=("speaker", "mask"))
   it = input_pipeline.create_iterator(config, mesh=None)
   seen = {info["speakers"][int(i)] for _ in range(12) for i in next(it)["speaker"]}
   assert seen and not seen & late, seen

@@ -261,9 +261,11 @@ def in_sync_clips(data_dir):
   config's `input.max_av_offset` (see section comment)."""
   from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
-  limit = syncnet_config.get_config("size=tiny").input.max_av_offset
-  return [c for c in reenactment.read_clips(str(data_dir))
-          if abs(input_pipeline.residual_av_offset(c) or 0) <= limit]
+  inp = syncnet_config.get_config("size=tiny").input
+  info = input_pipeline.load_dataset_info(str(data_dir))
+  out, _ = input_pipeline.out_of_sync_clips(info, inp.max_av_offset, inp.av_min_confidence)
+  keep = [c["clip_id"] for i, c in enumerate(info["clips"]) if i not in out]
+  return reenactment.read_clips(str(data_dir), clip_ids=keep)
 
 
 def _train_batches(clips, rng, batch=16, window=20, split=0.7):
