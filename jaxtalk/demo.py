@@ -1,6 +1,7 @@
 """`jaxtalk demo`: the whole system on one machine, end to end, within a time budget.
 
   jaxtalk demo --workdir runs/demo [--videos MANIFEST_OR_DIR] [--minutes 20] [--resolution 64]
+               [--seed 0]
 
 Steps (re-running the same command skips finished clips, preprocessing and trained stages, and
 resumes an interrupted stage from its checkpoint; export, generation and evaluation run again):
@@ -49,8 +50,9 @@ def _log(msg: str, *args) -> None:
 
 
 def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: float,
-                 trained: dict[str, str], holdout: tuple[str, ...] = ()):
-  """The tiny config of `stage`, wired to the demo's shards and earlier stages' params."""
+                 trained: dict[str, str], holdout: tuple[str, ...] = (), seed: int = 0):
+  """The tiny config of `stage`, wired to the demo's shards and earlier stages' params; `seed`
+  sets the stage's initialisation/dropout seed and its data order (`input.shuffle_seed`)."""
   module = importlib.import_module(f"configs.{stage}")
   config = module.get_config("size=tiny")
   with config.unlocked():
@@ -61,6 +63,8 @@ def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: floa
       config.input.resolution = resolution
     config.time_budget_s = float(time_budget_s)
     config.progress = True
+    config.seed = int(seed)
+    config.input.shuffle_seed = int(seed)
     if stage in GENERATOR_STAGES:
       import jax  # pylint: disable=g-import-not-at-top
       config.batch_size = 2 * jax.device_count()
@@ -85,6 +89,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--portrait", default=None, help="portrait to animate (default: chosen)")
   parser.add_argument("--audio", default=None, help="speech to animate it with (default: chosen)")
   parser.add_argument("--text", default=None, help="head-motion prompt (default: chosen)")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="training seed of every stage (initialisation and data order; the "
+                      "built-in clips stay the same); default 0")
   return parser.parse_args(argv[1:])
 
 
@@ -135,7 +142,8 @@ def run(argv: Optional[list[str]] = None) -> int:
     # total_steps early) goes to the later ones.
     left = max(30.0, train_end - time.time())
     stage_budget = left * share / sum(s for _, s in STAGES[i:])
-    config = stage_config(stage, str(data_dir), args.resolution, stage_budget, trained, holdout)
+    config = stage_config(stage, str(data_dir), args.resolution, stage_budget, trained, holdout,
+                          seed=args.seed)
     t0 = time.time()
     if (stage_dir / "params").exists():
       _log("%s: already trained (%s)", stage, stage_dir / "params")

@@ -14,6 +14,9 @@ pose before the call). Metrics over valid frames 1..T-1 (frame 0 is the source i
   IP↑                           cosine of dlib 128-d face embeddings, source vs generated
                                 (PoseTalk uses ArcFace; see jaxtalk.evaluators.identity)
   LMD↓                          mouth landmark distance, generated vs real (FaceMesh lips, px)
+  mouth L1↓                     mean |generated - real| over the real frame's mouth box (the
+                                batch's `mouth_box`, resized to 32 x 32; pixels in [-1, 1]), the
+                                region the mouth terms of PoseTalk eqs. 9-10 train
   LSE-C↑ / LSE-D↓               sync confidence / distance of the generated clip with its audio
                                 (jaxtalk's retrained expert; PoseTalk's Sync_conf = LSE-C)
 
@@ -34,7 +37,15 @@ from jaxtalk import losses
 from jaxtalk.evaluators import image as image_lib
 
 COLUMNS = (("ssim", "SSIM↑"), ("psnr", "PSNR↑"), ("lpips", "LPIPS*↓"), ("identity", "IP↑"),
-           ("lmd", "LMD↓"), ("lse_c", "LSE-C↑"), ("lse_d", "LSE-D↓"))
+           ("lmd", "LMD↓"), ("mouth_l1", "mouth L1↓"), ("lse_c", "LSE-C↑"), ("lse_d", "LSE-D↓"))
+
+
+def mouth_region_l1(pred, target, boxes, size: int = 32) -> jax.Array:
+  """Per-frame L1 of mouth crops: pred/target `[N, H, W, 3]` in [-1, 1], boxes `[N, 4]` in
+  [0, 1] (x0, y0, x1, y1; the real frames' mouth boxes) -> float32 `[N]`."""
+  a = losses.crop_and_resize(jnp.asarray(pred), jnp.asarray(boxes), size)
+  b = losses.crop_and_resize(jnp.asarray(target), jnp.asarray(boxes), size)
+  return jnp.mean(jnp.abs(a - b), axis=(1, 2, 3))
 
 
 def repeat_source(source, batch) -> np.ndarray:
@@ -57,7 +68,7 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
   Args:
     render_fn: see module docstring.
     clips: iterable of batches in the jaxtalk batch layout (needs "frames"; "mask", "pose",
-      "mel" when present are used), e.g. `input_pipeline.create_iterator(config, split="eval")`.
+      "mel", "mouth_box" when present are used), e.g. `input_pipeline.create_iterator(config, split="eval")`.
     perceptual: `(net, params)` from `losses.PerceptualNet.create`, or None to skip LPIPS*.
     identity: an `identity.IdentityEmbedder`, or None to skip IP.
     landmarks: a `landmarks.MouthLandmarks`, or None to skip LMD.
@@ -74,7 +85,8 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
   from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
 
-  frame_metrics = {"ssim": [], "psnr": [], "lpips": [], "identity": [], "lmd": []}
+  frame_metrics = {"ssim": [], "psnr": [], "lpips": [], "identity": [], "lmd": [],
+                   "mouth_l1": []}
   clip_metrics = {"lse_c": [], "lse_d": [], "gt_lse_c": [], "gt_lse_d": []}
   num_clips = num_frames = 0
   if perceptual is not None:
@@ -82,6 +94,7 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
     lpips_fn = jax.jit(lambda p, a, b: image_lib.perceptual_distance(a, b, net=net, params=p))
   ssim_fn = jax.jit(image_lib.ssim)
   psnr_fn = jax.jit(image_lib.psnr)
+  mouth_fn = jax.jit(mouth_region_l1)
 
   for i, batch in enumerate(clips):
     if max_batches is not None and i >= max_batches:
@@ -107,6 +120,9 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
       num_frames += valid.size
       frame_metrics["ssim"].extend(np.asarray(ssim_fn(p, g)).tolist())
       frame_metrics["psnr"].extend(np.asarray(psnr_fn(p, g)).tolist())
+      if "mouth_box" in batch:
+        frame_metrics["mouth_l1"].extend(
+            np.asarray(mouth_fn(p, g, batch["mouth_box"][j, valid])).tolist())
       if perceptual is not None:
         frame_metrics["lpips"].extend(np.asarray(lpips_fn(pparams, p, g)).tolist())
       if identity is not None:
