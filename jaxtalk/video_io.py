@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import fractions
+import logging
 import os
 import pathlib
 import tempfile
@@ -27,17 +28,30 @@ class InputError(ValueError):
 
 
 def load_image(path) -> np.ndarray:
-  """Loads a portrait as RGB.
+  """Loads a portrait as 8-bit RGB, whatever the file's image mode.
 
   Args:
-    path: JPEG/PNG/WebP/BMP file. RGBA is composited over white, grayscale and palette images are
-      converted to RGB; EXIF orientation is applied.
+    path: any image Pillow opens (JPEG, PNG, WebP, BMP, TIFF, GIF, ...), whatever its suffix. The
+      EXIF orientation is applied (a phone photo comes out upright). Modes:
+      * RGB, RGBX, YCbCr, CMYK, LAB, HSV: converted to RGB by Pillow;
+      * with alpha (RGBA, LA, PA, La, RGBa, or P / L / RGB with a transparent colour): composited
+        over white;
+      * L, 1 (bilevel), P (palette): expanded to RGB;
+      * I;16 / I;16B / I;16L (16-bit grayscale PNG/TIFF): scaled to 8 bits (v / 257, so 65535 ->
+        255); Pillow's own conversion clips these at 255, which turns a 16-bit portrait white;
+      * I (32-bit int): values within 0-255 are used as they are (Pillow's convention for I),
+        within 0-65535 scaled as 16-bit, otherwise stretched from the image's min to its max;
+      * F (32-bit float): within 0-1 scaled by 255, within 0-255 used as they are, otherwise
+        stretched from min to max (NaN and inf -> 0).
+      Animated or multi-page files: the first frame.
 
   Returns:
     uint8 `[H, W, 3]` RGB array.
 
   Raises:
-    InputError: if the file is missing, empty, not an image, or smaller than 32x32 pixels.
+    InputError: if the file is missing, empty, not an image, truncated or corrupt, too large to
+      decode safely (Pillow's decompression-bomb limit, about 179 megapixels), or smaller than
+      32x32 pixels. The message names the file.
   """
   from PIL import Image, ImageOps, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
@@ -47,17 +61,48 @@ def load_image(path) -> np.ndarray:
     raise InputError(f"{path}: portrait file is empty")
   try:
     with Image.open(path) as im:
-      im = ImageOps.exif_transpose(im)
-      if im.mode in ("RGBA", "LA", "P", "PA"):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(background, im)
-      image = np.asarray(im.convert("RGB"), dtype=np.uint8)
-  except (UnidentifiedImageError, OSError) as e:
-    raise InputError(f"{path}: not a readable image ({e})") from e
+      im.load()
+      try:
+        im = ImageOps.exif_transpose(im)
+      except Exception as e:  # pylint: disable=broad-except  # malformed EXIF: many error types.
+        logging.warning("%s: cannot read the EXIF orientation (%s: %s); using the image as "
+                        "stored", path, type(e).__name__, e)
+      image = _to_rgb8(im)
+  except Image.DecompressionBombError as e:
+    raise InputError(f"{path}: image too large to decode safely ({e})") from e
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as e:
+    # Pillow raises OSError for truncated/corrupt data, SyntaxError for some broken headers.
+    raise InputError(f"{path}: not a readable image ({type(e).__name__}: {e})") from e
   if min(image.shape[:2]) < 32:
     raise InputError(f"{path}: image is {image.shape[1]}x{image.shape[0]} pixels; need >= 32x32")
   return image
+
+
+def _to_rgb8(im) -> np.ndarray:
+  """uint8 `[H, W, 3]` RGB of a loaded PIL image of any mode (see `load_image`)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  mode = im.mode
+  if mode.startswith("I") or mode == "F":  # I, I;16, I;16B, I;16L, I;16N, F.
+    x = np.asarray(im).astype(np.float64)
+    x[~np.isfinite(x)] = 0.0
+    lo, hi = (float(x.min()), float(x.max())) if x.size else (0.0, 0.0)
+    if mode.startswith("I;16"):
+      x = x / 257.0
+    elif mode == "F" and lo >= 0 and hi <= 1.0:
+      x = x * 255.0
+    elif lo >= 0 and hi <= 255.0:
+      pass
+    elif mode == "I" and lo >= 0 and hi <= 65535.0:
+      x = x / 257.0
+    else:
+      x = (x - lo) * (255.0 / max(hi - lo, 1e-12))
+    gray = np.clip(np.round(x), 0, 255).astype(np.uint8)
+    return np.repeat(gray[..., None], 3, axis=-1)
+  if mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in im.info:
+    rgba = im.convert("RGBA")
+    background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    im = Image.alpha_composite(background, rgba)
+  return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 @contextlib.contextmanager
