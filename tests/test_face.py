@@ -1,5 +1,7 @@
 """Tests of jaxtalk/face.py: PnP pose, gaze geometry, crop box smoothing, crops, detection."""
 
+import pathlib
+
 import numpy as np
 import pytest
 
@@ -133,3 +135,45 @@ def test_real_portrait_landmarks_pose_and_no_face(shared_data):
   pattern[::16] = 255
   assert len(face.detect_faces(pattern)) == 0
   assert face.landmarks_from_image(pattern).landmarks is None
+
+
+@pytest.mark.needs_data
+@pytest.mark.parametrize("frame,side", [((640, 480), 96), ((1280, 960), 160), ((1280, 960), 200),
+                                        ((4000, 3000), 600), ((640, 480), 24)])
+def test_small_faces_in_large_frames_are_found(frame, side, shared_data):
+  """FaceMesh alone misses (or misplaces) faces under ~1/6 of the frame (all but the 200 px one
+  here came back as "no face found"); the window search finds them, with landmarks where the
+  portrait's own are. A 24 px face is too small for any landmark model: no face."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  src = Image.open(shared_data / "images" / "HDTF_0.jpg").convert("RGB")
+  ref = face.landmarks_from_image(np.asarray(src)).landmarks
+  w, h = frame
+  canvas = Image.new("RGB", (w, h), (90, 90, 90))
+  x0, y0 = (w - side) // 3, (h - side) // 2
+  canvas.paste(src.resize((side, side)), (x0, y0))
+  det = face.landmarks_from_image(np.asarray(canvas))
+  if side < 32:
+    assert det.landmarks is None and det.num_faces == 0
+    return
+  assert det.num_faces == 1 and det.landmarks.shape == (478, 3)
+  want = ref[:, :2] * side / 256 + [x0, y0]
+  err = np.abs(det.landmarks[:, :2] - want).mean() * 256 / side  # in px of the 256 px portrait
+  assert err < 2.5, err
+
+
+@pytest.mark.needs_data
+def test_facemesh_prints_no_protobuf_error(shared_data):
+  """mediapipe 0.10.21 + protobuf 6 printed "AttributeError: 'MessageFactory' object has no
+  attribute 'GetPrototype'" on import (users read it as a crash); `face._protobuf_compat` fixes
+  the cause. Run in a fresh process: the message came from the import itself."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  code = ("import sys; from jaxtalk import face, video_io; "
+          f"img = video_io.load_image({str(shared_data / 'images' / 'HDTF_0.jpg')!r}); "
+          "det = face.landmarks_from_image(img); print('faces', det.num_faces)")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       cwd=str(pathlib.Path(__file__).resolve().parents[1]))
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert out.stdout.strip() == "faces 1"
+  assert "GetPrototype" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert "AttributeError" not in out.stderr, out.stderr[-3000:]
