@@ -49,7 +49,8 @@ def load_audio(path: str, sr: int = SAMPLE_RATE) -> np.ndarray:
     sr: output sample rate in Hz.
 
   Returns:
-    float32 `[N]` mono samples in [-1, 1] at `sr` Hz (channels averaged).
+    float32 `[N]` mono samples in [-1, 1] at `sr` Hz: every channel resampled to `sr`, then the
+    channels averaged (any count: mono, stereo, 5.1, ...; any sample format and rate).
 
   Raises:
     ValueError: naming the file, if it cannot be opened, has no audio stream, or has no samples.
@@ -70,26 +71,53 @@ def load_audio_with_start(path: str, sr: int = SAMPLE_RATE) -> tuple[np.ndarray,
     if not container.streams.audio:
       raise ValueError(f"{path}: has no audio stream")
     stream = container.streams.audio[0]
-    resampler = av.AudioResampler(format="flt", layout="mono", rate=sr)
+    # Resampled per channel and then averaged here: FFmpeg's own downmix to mono is not an
+    # average (stereo with the same signal in both channels came out 1.41x louder, 4 to 8
+    # channels 2.3-2.5x, so loud speech clipped), and its gains depend on the channel layout.
+    resampler, setup = None, None
     chunks = []
     start = None
+    decoded = 0.0  # seconds of source samples decoded
+
+    def take(frames):
+      for out in frames:
+        # Packed float32 (interleaved): PyAV's planar to_ndarray crashes on 8-channel frames.
+        chunks.append(out.to_ndarray().reshape(-1, len(out.layout.channels)).mean(1))
+
     try:
       for frame in container.decode(stream):
         if start is None and frame.pts is not None and frame.time_base is not None:
           start = float(frame.pts * frame.time_base)
-        for out in resampler.resample(frame):
-          chunks.append(out.to_ndarray().reshape(-1))
-      for out in resampler.resample(None):
-        chunks.append(out.to_ndarray().reshape(-1))
+        decoded += frame.samples / frame.sample_rate
+        if (frame.format.name, frame.layout.name, frame.sample_rate) != setup:  # 1st or changed
+          if resampler is not None:
+            take(resampler.resample(None))
+          setup = (frame.format.name, frame.layout.name, frame.sample_rate)
+          resampler = av.AudioResampler(format="flt", layout=frame.layout, rate=sr)
+        take(resampler.resample(frame))
+      if resampler is not None:
+        take(resampler.resample(None))
     except av.error.FFmpegError as e:
       if not chunks:
         raise ValueError(f"{path}: cannot decode audio ({type(e).__name__}: {e})") from e
       # A truncated stream: keep what decoded.
+    # AAC decoders return whole 1024-sample frames, so the last one carries the encoder's
+    # padding (up to 64 ms at 16 kHz: a video passed as --audio gave one frame too many). MP4
+    # and MOV headers give the exact length that was encoded; cut the padding to it (never more
+    # than one codec frame, so a wrong header cannot cut real audio).
+    declared = None
+    if stream.duration is not None and stream.time_base is not None and any(
+        f in container.format.name.split(",") for f in ("mp4", "mov", "m4a")):
+      declared = float(stream.duration * stream.time_base)
+    frame_seconds = (stream.codec_context.frame_size or 0) / (stream.codec_context.sample_rate
+                                                              or sr)
   finally:
     container.close()
   wav = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros([0], np.float32)
   if wav.size == 0:
     raise ValueError(f"{path}: audio stream has no samples")
+  if declared is not None and 0 < decoded - declared <= frame_seconds + 1e-6:
+    wav = wav[:max(1, int(round(declared * sr)))]
   return np.clip(wav, -1.0, 1.0), (start or 0.0)
 
 
