@@ -5,15 +5,18 @@
       [--paste-back] [--wav2vec DIR] --model EXPORT_DIR --out OUT.mp4
 
 Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
-  1. portrait: any size, RGB/RGBA/grayscale, JPEG/PNG/WebP (`video_io.load_image`); the face is
-     found and cropped with the same functions and crop rule as preprocessing (`jaxtalk.face`:
-     FaceMesh landmarks, square box of `crop_scale` x face size, resized to the generator's
-     resolution); its head pose and gaze are measured the same way;
-  2. audio: any file PyAV decodes (wav/mp3/flac/m4a or a video's audio track), resampled to 16 kHz
-     mono (`jaxtalk.audio`); T = round(seconds x 25) frames; Wav2Lip log-mel windows per frame;
+  1. portrait: any size, any image file and mode Pillow reads (JPEG/PNG/WebP/TIFF/...; 8- or
+     16-bit, grayscale, palette, alpha, CMYK; EXIF orientation applied: `video_io.load_image`);
+     the face is found and cropped with the same functions and crop rule as preprocessing
+     (`jaxtalk.face`: FaceMesh landmarks, square box of `crop_scale` x face size, resized to the
+     generator's resolution); its head pose and gaze are measured the same way;
+  2. audio: any file PyAV decodes (wav/mp3/flac/ogg/m4a or a video's audio track; any rate,
+     sample format and channel count), resampled to 16 kHz and the channels averaged
+     (`jaxtalk.audio`); T = round(seconds x 25) frames; Wav2Lip log-mel windows per frame;
   3. motion (`jaxtalk.motion.Motion`, raw units): from the Pose Latent Diffusion model (text +
      audio, or audio only), from a reference video's poses (`--pose-from`, mouth re-talking), or
-     from a named template (`--pose-template`); gaze fixed (`--gaze`), from PLD, or the source's;
+     from a named template (`--pose-template`; a still image given to `--pose-from` is an
+     error that points here); gaze fixed (`--gaze`), from PLD, or the source's;
   4. renderer (CoarseNet -> RefineNet -> Portrait Enhancer) over overlapping windows of its
      training length, cross-faded (`jaxtalk.windows`) so there are no seams;
   5. H.264 at 25 fps with the input audio muxed as AAC (`video_io.write_video`), written
@@ -132,8 +135,7 @@ def poses_from_video(path, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
   from data_pipelines import decode  # pylint: disable=g-import-not-at-top
   from jaxtalk import face as face_lib  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
-  if not path.is_file():
-    raise InputError(f"{path}: reference video not found")
+  check_reference_video(path)
   found, landmarks = [], []
   try:
     info = decode.probe(str(path))
@@ -156,6 +158,35 @@ def poses_from_video(path, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
   gaze = face_lib.gaze(face_lib.to_crop_coords(lm, boxes))
   idx = _ping_pong(len(pose), num_frames)
   return pose[idx], gaze[idx]
+
+
+def check_reference_video(path) -> None:
+  """Rejects a `--pose-from` reference that is missing or a still image (before any work is done).
+
+  A still image would give one pose repeated: a frozen head that looks like a failure of the
+  motion model, so it is an error that points to `--pose-template` (e.g. "still") instead. The
+  content decides, not the suffix: a JPEG renamed .mp4 is an image; an animated GIF (several
+  frames) is a video.
+
+  Raises:
+    InputError: naming the file.
+  """
+  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  path = pathlib.Path(path)
+  if not path.is_file():
+    raise InputError(f"{path}: reference video not found")
+  try:
+    with Image.open(path) as im:
+      frames = int(getattr(im, "n_frames", 1) or 1)
+      kind = im.format or "image"
+      im.load()  # Pillow *identifies* a few video formats (MPEG-1) that it cannot decode.
+  except Image.DecompressionBombError:
+    frames, kind = 1, "very large image"
+  except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+    return  # Not an image: a video (or unreadable, which decoding then reports).
+  if frames <= 1:
+    raise InputError(f"{path}: is an image ({kind}), but --pose-from needs a video with a face; "
+                     "use --pose-template for a fixed motion (e.g. --pose-template still)")
 
 
 def _ping_pong(n: int, t: int) -> np.ndarray:
@@ -232,6 +263,8 @@ class TalkingHeadPipeline:
     Raises:
       InputError: for bad inputs (the file is named); no output file is left behind.
     """
+    if pose_from is not None:
+      check_reference_video(pose_from)  # Fail before the slow steps, not after them.
     timings = {}
     t0 = time.perf_counter()
     portrait = align_portrait(image, self.resolution, self.bundle.crop_scale)
@@ -357,11 +390,15 @@ def _parse_gaze(value: Optional[str]):
 
 def parse_args(argv):
   p = argparse.ArgumentParser(prog=argv[0], description=__doc__.split("\n\n")[0])
-  p.add_argument("--image", required=True, help="portrait (JPEG/PNG/WebP; any size)")
+  p.add_argument("--image", required=True,
+                 help="portrait (JPEG/PNG/WebP/TIFF/...; any size, bit depth and image mode)")
   p.add_argument("--audio", required=True, help="speech (wav/mp3/flac/m4a, or a video)")
   p.add_argument("--text", default=None, help="head-motion prompt for the pose model")
   src = p.add_mutually_exclusive_group()
-  src.add_argument("--pose-from", default=None, help="take head poses from this video")
+  src.add_argument("--pose-from", default=None, metavar="VIDEO",
+                   help="take head poses from this video (any length and frame rate; a face in "
+                        "at least half of its frames). An image is rejected (exit status 2): "
+                        "for a fixed motion use --pose-template, e.g. --pose-template still")
   src.add_argument("--pose-template", default=None,
                    help=f"named head motion: {', '.join(motion_lib.POSE_TEMPLATES)}")
   p.add_argument("--gaze", default=None, help="fixed gaze PITCH,YAW in radians")

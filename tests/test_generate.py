@@ -143,41 +143,200 @@ def test_pose_from_video_follows_reference(pipeline, shared_data, tmp_path):
   np.testing.assert_allclose(m.pose[0, 0, 3:], portrait.pose[3:], atol=1e-6)  # framing: portrait
 
 
-@pytest.mark.parametrize("case", ["no_face", "empty_audio", "silent_audio", "short_audio",
-                                  "not_audio", "missing_image", "missing_model", "bad_gaze",
-                                  "bad_template", "no_pose_model"])
+# ----------------------------------------------------------------------------------------------
+# Bad-input corpus (issue 14): each input either fails cleanly (exit status 2, the file named,
+# no output left) or gives a correct video (as long as the audio). Inputs are made here.
+# ----------------------------------------------------------------------------------------------
+def _speech(shared_data, seconds, start=3.0):
+  """float32 16 kHz mono real speech (eng.wav from `start` s: its first 3 s are near-silent)."""
+  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  wav = audio_lib.load_audio(str(shared_data / "audio" / "eng.wav"))
+  return wav[int(start * 16000):int((start + seconds) * 16000)]
+
+
+def _resample(x, rate):
+  return np.interp(np.arange(int(round(len(x) / 16000 * rate))) / rate,
+                   np.arange(len(x)) / 16000, x).astype(np.float32)
+
+
+def _write_mp4(path, frames, fps, audio=None, audio_rate=16000, layout="mono", codec="libx264"):
+  """Writes uint8 RGB `frames` at `fps` (any rate) with an optional AAC track (`audio`: float32
+  [N] or [N, C] at `audio_rate`)."""
+  import av  # pylint: disable=g-import-not-at-top
+  import fractions  # pylint: disable=g-import-not-at-top
+  frames = list(frames)
+  with av.open(str(path), "w") as out:
+    vs = None
+    if frames:
+      vs = out.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
+      vs.height, vs.width = frames[0].shape[:2]
+      vs.pix_fmt = "yuv420p"
+    aus = None
+    if audio is not None:
+      aus = out.add_stream("aac", rate=audio_rate, layout=layout)
+    for f in frames:
+      for pkt in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+        out.mux(pkt)
+    if vs is not None:
+      for pkt in vs.encode():
+        out.mux(pkt)
+    if aus is not None:
+      a = np.asarray(audio, np.float32).reshape(len(audio), -1)
+      pts = 0
+      for i in range(0, len(a), 1024):
+        chunk = np.ascontiguousarray(a[i:i + 1024].T)
+        fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
+        fr.sample_rate, fr.pts = audio_rate, pts
+        pts += chunk.shape[1]
+        for pkt in aus.encode(fr):
+          out.mux(pkt)
+      for pkt in aus.encode():
+        out.mux(pkt)
+  return path
+
+
+def _face_frames(shared_data, fps, seconds, size=160):
+  """Frames of a real talking face (vox2_00086) at `fps`, resampled by time, `size` px."""
+  import av  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
+  src = []
+  with av.open(str(shared_data / "videos" / "vox2_00086.mp4")) as c:
+    for fr in c.decode(video=0):
+      src.append(cv2.resize(fr.to_ndarray(format="rgb24"), (size, size),
+                            interpolation=cv2.INTER_AREA))
+      if len(src) >= seconds * 25 + 1:
+        break
+  return [src[min(int(k * 25 / fps), len(src) - 1)] for k in range(int(round(seconds * fps)))]
+
+
+def _bars(n, size=96):
+  """Frames without a face: moving coloured bars."""
+  out = []
+  for k in range(n):
+    img = np.zeros([size, size, 3], np.uint8)
+    img[:, (4 * k) % size:(4 * k) % size + 12] = (200, 50, 50)
+    img[(3 * k) % size:(3 * k) % size + 8] = (50, 200, 50)
+    out.append(img)
+  return out
+
+
+def _write_wav(path, x, rate=16000, subtype="PCM_16", fmt="WAV"):
+  import soundfile as sf  # pylint: disable=g-import-not-at-top
+  sf.write(str(path), x, rate, subtype=subtype, format=fmt)
+  return str(path)
+
+
+def _portrait_canvas(shared_data, size, face_side, path, **save):
+  """HDTF_0.jpg scaled to `face_side` px on a grey canvas of `size` (W, H)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  src = Image.open(shared_data / "images" / "HDTF_0.jpg").convert("RGB")
+  canvas = Image.new("RGB", size, (90, 90, 90))
+  canvas.paste(src.resize((face_side, face_side)), ((size[0] - face_side) // 3,
+                                                    (size[1] - face_side) // 2))
+  canvas.save(path, **save)
+  return str(path)
+
+
+BAD_INPUTS = [
+    # portrait
+    "no_face", "tiny_face", "missing_image", "empty_image", "text_as_jpg", "truncated_jpg",
+    "tiny_image",
+    # speech
+    "empty_audio", "silent_audio", "near_silent_audio", "short_audio", "not_audio",
+    "text_as_wav", "wav_header_only", "garbage_mp3", "video_without_audio",
+    # --pose-from
+    "pose_from_image", "pose_from_image_renamed", "pose_from_no_face", "pose_from_audio_only",
+    "pose_from_missing",
+    # model and options
+    "missing_model", "bad_gaze", "bad_template", "no_pose_model", "out_not_mp4"]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_inputs_fail_cleanly(case, model_dir, shared_data, tmp_path, capsys):
   """Each bad input: exit status 2, the file named in the message, no output file left."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   image = str(shared_data / "images" / "musk.png")
   audio = str(_short_wav(shared_data, tmp_path, seconds=0.6))
   model = str(model_dir)
   extra = ["--pose-template", "nod"]
-  named = None
+  out = tmp_path / "out.mp4"
+  named, match = None, None
   if case == "no_face":
     image = str(tmp_path / "noface.png")
-    from PIL import Image  # pylint: disable=g-import-not-at-top
     Image.fromarray(np.full((120, 160, 3), 90, np.uint8)).save(image)
-    named = image
+    named, match = image, "no face found"
+  elif case == "tiny_face":  # a 24 px face in a 640x480 frame: too small for any landmarks
+    image = _portrait_canvas(shared_data, (640, 480), 24, tmp_path / "crowd.png")
+    named, match = image, "no face found"
+  elif case == "missing_image":
+    image = str(tmp_path / "nope.jpg")
+    named, match = image, "not found"
+  elif case == "empty_image":
+    image = str(tmp_path / "empty.jpg")
+    open(image, "wb").close()
+    named, match = image, "empty"
+  elif case == "text_as_jpg":
+    image = str(tmp_path / "notes.jpg")
+    pathlib.Path(image).write_text("not a photo\n" * 50)
+    named, match = image, "not a readable image"
+  elif case == "truncated_jpg":
+    image = str(tmp_path / "half.jpg")
+    data = (shared_data / "images" / "HDTF_0.jpg").read_bytes()
+    pathlib.Path(image).write_bytes(data[:len(data) // 2])
+    named, match = image, "truncated"
+  elif case == "tiny_image":
+    image = str(tmp_path / "thumb.png")
+    Image.open(shared_data / "images" / "HDTF_0.jpg").resize((24, 24)).save(image)
+    named, match = image, "need >= 32x32"
   elif case == "empty_audio":
     audio = str(tmp_path / "empty.wav")
     open(audio, "wb").close()
-    named = audio
-  elif case in ("silent_audio", "short_audio"):
+    named, match = audio, "empty"
+  elif case in ("silent_audio", "near_silent_audio", "short_audio"):
     audio = str(tmp_path / f"{case}.wav")
-    n = 16000 if case == "silent_audio" else 1000
-    with wave.open(audio, "wb") as f:
-      f.setnchannels(1)
-      f.setsampwidth(2)
-      f.setframerate(16000)
-      amp = 0 if case == "silent_audio" else 8000
-      f.writeframes((amp * np.sin(np.arange(n) * 0.1)).astype("<i2").tobytes())
-    named = audio
+    n = 16000 if case != "short_audio" else 1000
+    x = {"silent_audio": np.zeros(n),  # digital silence
+         "near_silent_audio": 3e-5 * np.random.RandomState(0).randn(n),  # -90 dBFS hiss
+         "short_audio": 0.25 * np.sin(np.arange(n) * 0.1)}[case]  # 0.06 s
+    _write_wav(audio, x)
+    named, match = audio, "silent" if case != "short_audio" else "need at least"
   elif case == "not_audio":
     audio = image  # a PNG is not speech
-    named = audio
-  elif case == "missing_image":
-    image = str(tmp_path / "nope.jpg")
-    named = image
+    named, match = audio, "has no audio stream"
+  elif case == "text_as_wav":
+    audio = str(tmp_path / "notes.wav")
+    pathlib.Path(audio).write_text("meeting notes, not a recording\n" * 20)
+    named, match = audio, "cannot open as audio"
+  elif case == "wav_header_only":  # a recording that was cut off before any sample
+    audio = str(tmp_path / "cut.wav")
+    _write_wav(audio, np.zeros(1600))
+    pathlib.Path(audio).write_bytes(pathlib.Path(audio).read_bytes()[:44])
+    named, match = audio, "no samples"
+  elif case == "garbage_mp3":
+    audio = str(tmp_path / "noise.mp3")
+    pathlib.Path(audio).write_bytes(np.random.RandomState(0).bytes(4000))
+    named, match = audio, "audio"
+  elif case == "video_without_audio":
+    audio = str(_write_mp4(tmp_path / "mute.mp4", _face_frames(shared_data, 25, 0.8), 25))
+    named, match = audio, "has no audio stream"
+  elif case.startswith("pose_from"):
+    ref = {"pose_from_image": str(shared_data / "images" / "HDTF_0.jpg"),
+           "pose_from_image_renamed": str(tmp_path / "clip.mp4"),
+           "pose_from_no_face": str(tmp_path / "bars.mp4"),
+           "pose_from_audio_only": str(tmp_path / "voice.wav"),
+           "pose_from_missing": str(tmp_path / "missing.mp4")}[case]
+    if case == "pose_from_image_renamed":
+      pathlib.Path(ref).write_bytes((shared_data / "images" / "HDTF_0.jpg").read_bytes())
+    elif case == "pose_from_no_face":
+      _write_mp4(ref, _bars(25), 25)
+    elif case == "pose_from_audio_only":
+      _write_wav(ref, _speech(shared_data, 1.0))
+    extra = ["--pose-from", ref]
+    named, match = ref, {"pose_from_image": "is an image",
+                         "pose_from_image_renamed": "is an image",
+                         "pose_from_no_face": "a face was found in only 0%",
+                         "pose_from_audio_only": "has no video stream",
+                         "pose_from_missing": "not found"}[case]
   elif case == "missing_model":
     model = str(tmp_path / "no_model")
     named = model
@@ -190,15 +349,170 @@ def test_bad_inputs_fail_cleanly(case, model_dir, shared_data, tmp_path, capsys)
   elif case == "no_pose_model":
     extra = ["--text", "he nods"]
     named = "pld"
-  out = tmp_path / "out.mp4"
+  elif case == "out_not_mp4":
+    out = tmp_path / "out.avi"
+    named, match = str(out), "must be an .mp4"
+  before = set(tmp_path.iterdir())
   code = generate.run(["jaxtalk generate", "--image", image, "--audio", audio, "--model", model,
                        "--out", str(out), "--quiet", *extra])
   err = capsys.readouterr().err
   assert code == 2, err[-2000:]
-  assert "jaxtalk generate: error:" in err
+  assert "jaxtalk generate: error:" in err and "Traceback" not in err
   assert named in err, err[-2000:]
+  if match:
+    assert match in err, err[-2000:]
+  assert "is an image" not in err or "--pose-template" in err  # the way out is named
   assert not out.exists()
-  assert not [p for p in tmp_path.iterdir() if p.name.startswith("out")]
+  assert set(tmp_path.iterdir()) == before  # no output, no temporary file left
+
+
+def _image_variant(kind, shared_data, tmp_path):
+  """A portrait file of the given kind and the upright 8-bit RGB picture it holds."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  src = Image.open(shared_data / "images" / "HDTF_0.jpg").convert("RGB")
+  rgb = np.asarray(src)
+  grey = np.asarray(src.convert("L"))
+  if kind == "png16_grey":  # the portrait issue 14 found misread ("no face found")
+    path = tmp_path / "grey16.png"
+    Image.fromarray(grey.astype(np.uint16) * 257).save(path)
+    return path, np.repeat(grey[..., None], 3, -1)
+  if kind == "cmyk_jpg":
+    path = tmp_path / "print.jpg"
+    src.convert("CMYK").save(path, quality=95)
+    return path, rgb
+  if kind == "palette_transparent":
+    path = tmp_path / "palette.png"
+    p = src.quantize(255)
+    p.save(path, transparency=0)
+    return path, np.asarray(Image.open(path).convert("RGBA").convert("RGB"))
+  if kind == "la_png":
+    path = tmp_path / "grey_alpha.png"
+    src.convert("LA").save(path)
+    return path, np.repeat(grey[..., None], 3, -1)
+  if kind == "exif_rotated":  # a phone photo stored sideways with EXIF orientation 6
+    path = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    src.transpose(Image.Transpose.ROTATE_90).save(path, exif=exif, quality=95)
+    return path, rgb
+  if kind == "jpg_named_png":
+    path = tmp_path / "photo.png"
+    path.write_bytes((shared_data / "images" / "HDTF_0.jpg").read_bytes())
+    return path, rgb
+  raise AssertionError(kind)
+
+
+GOOD_INPUTS = {
+    # speech: (seconds the video must last)
+    "wav_8k_mono": 0.6, "wav_44k_stereo_s24": 0.6, "wav_48k_6ch": 0.6, "wav_96k_float": 0.6,
+    "wav_u8": 0.6, "wav_s32": 0.6, "wav_float64": 0.6, "mp3_44k": 0.6, "flac_22k": 0.6,
+    "ogg_48k": 0.6, "m4a_aac": 0.6, "video_as_audio": 0.6, "wav_named_mp3": 0.6,
+    "mp3_named_wav": 0.6, "truncated_wav": 0.4, "just_long_enough": 0.24, "quiet_speech": 0.6,
+    # portrait
+    "png16_grey": 0.6, "cmyk_jpg": 0.6, "palette_transparent": 0.6, "la_png": 0.6,
+    "exif_rotated": 0.6, "jpg_named_png": 0.6, "huge_4000x3000": 0.6, "small_face_wide": 0.6,
+    # --pose-from at odd frame rates / lengths
+    "pose_from_30fps": 0.6, "pose_from_12fps": 0.6, "pose_from_shorter_than_audio": 1.2}
+
+
+@pytest.mark.parametrize("case", sorted(GOOD_INPUTS))
+def test_odd_inputs_give_a_video_as_long_as_the_audio(case, pipeline, shared_data, tmp_path):
+  """Odd but valid inputs: an mp4 whose video and audio last as long as the speech
+  (round(seconds x 25) frames at 25 fps); portraits are aligned as their 8-bit upright original."""
+  seconds = GOOD_INPUTS[case]
+  image = str(shared_data / "images" / "HDTF_0.jpg")
+  x = _speech(shared_data, seconds)
+  extra = ["--pose-template", "nod"]
+  upright = None
+  audio = str(tmp_path / "speech.wav")
+  _write_wav(audio, x)
+  if case == "wav_8k_mono":
+    _write_wav(audio, _resample(x, 8000), 8000)
+  elif case == "wav_44k_stereo_s24":
+    y = _resample(x, 44100)
+    _write_wav(audio, np.stack([y, 0.5 * y], -1), 44100, "PCM_24")
+  elif case == "wav_48k_6ch":
+    _write_wav(audio, np.repeat(_resample(x, 48000)[:, None], 6, 1), 48000)
+  elif case == "wav_96k_float":
+    _write_wav(audio, _resample(x, 96000), 96000, "FLOAT")
+  elif case in ("wav_u8", "wav_s32", "wav_float64"):
+    _write_wav(audio, x, 16000, {"wav_u8": "PCM_U8", "wav_s32": "PCM_32",
+                                 "wav_float64": "DOUBLE"}[case])
+  elif case == "mp3_44k":
+    audio = _write_wav(tmp_path / "speech.mp3", _resample(x, 44100), 44100, "MPEG_LAYER_III", "MP3")
+  elif case == "flac_22k":
+    audio = _write_wav(tmp_path / "speech.flac", _resample(x, 22050), 22050, "PCM_16", "FLAC")
+  elif case == "ogg_48k":
+    audio = _write_wav(tmp_path / "speech.ogg", _resample(x, 48000), 48000, "VORBIS", "OGG")
+  elif case == "m4a_aac":  # AAC in an audio-only mp4 container
+    audio = str(_write_mp4(tmp_path / "speech.m4a", [], 25, audio=_resample(x, 44100),
+                           audio_rate=44100))
+  elif case == "video_as_audio":  # its AAC track is the speech
+    audio = str(_write_mp4(tmp_path / "interview.mp4", _bars(15), 25, audio=x))
+  elif case == "wav_named_mp3":
+    audio = _write_wav(tmp_path / "speech.mp3", x, fmt="WAV")
+  elif case == "mp3_named_wav":
+    audio = _write_wav(tmp_path / "speech.wav", x, 16000, "MPEG_LAYER_III", "MP3")
+  elif case == "truncated_wav":  # the header says 0.8 s; 0.4 s of samples are there
+    _write_wav(audio, _speech(shared_data, 0.8))
+    data = pathlib.Path(audio).read_bytes()
+    pathlib.Path(audio).write_bytes(data[:44 + 2 * int(0.4 * 16000)])
+  elif case == "quiet_speech":  # -40 dB: quiet, not silent
+    _write_wav(audio, 0.01 * x)
+  elif case == "huge_4000x3000":  # a 12 MP photo; the face is a fifth of its height
+    image = _portrait_canvas(shared_data, (4000, 3000), 600, tmp_path / "camera.jpg", quality=90)
+  elif case == "small_face_wide":  # FaceMesh alone finds no face here (window search does)
+    image = _portrait_canvas(shared_data, (1280, 960), 160, tmp_path / "wide.png")
+  elif case.startswith("pose_from"):
+    fps, ref_seconds = {"pose_from_30fps": (30, 1.0), "pose_from_12fps": (12, 1.0),
+                        "pose_from_shorter_than_audio": (25, 0.5)}[case]
+    ref = _write_mp4(tmp_path / "ref.mp4", _face_frames(shared_data, fps, ref_seconds), fps)
+    extra = ["--pose-from", str(ref)]
+  elif case in ("png16_grey", "cmyk_jpg", "palette_transparent", "la_png", "exif_rotated",
+                "jpg_named_png"):
+    path, upright = _image_variant(case, shared_data, tmp_path)
+    image = str(path)
+  out = tmp_path / "out.mp4"
+  # The module's pipeline (the CLI builds a new one per call, which recompiles the renderer).
+  info = pipeline.generate(image, audio, out, progress=False, pose_template=dict(
+      zip(extra[::2], extra[1::2])).get("--pose-template"), pose_from=dict(
+          zip(extra[::2], extra[1::2])).get("--pose-from"))
+  frames = int(round(seconds * 25))
+  assert info["frames"] == frames
+  meta = video_io.probe(out)
+  assert meta["video_frames"] == frames and meta["fps"] == pytest.approx(25.0)
+  assert abs(meta["audio_duration"] - seconds) <= 1 / 25, meta
+  assert (meta["width"], meta["height"]) == (64, 64)
+  assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temporary file
+  if upright is not None:  # aligned like the 8-bit upright picture it holds
+    got = generate.align_portrait(image, 64)
+    want = generate.align_portrait(shared_data / "images" / "HDTF_0.jpg", 64)
+    assert got.image.shape == upright.shape
+    assert np.abs(got.image.astype(int) - upright.astype(int)).mean() < 4
+    np.testing.assert_allclose(got.box, want.box, atol=3.0)
+    np.testing.assert_allclose(got.pose[:3], want.pose[:3], atol=0.08)
+
+
+def test_long_audio_is_accepted_and_planned(pipeline, shared_data):
+  """60 s of speech (eng.wav): accepted, 1500 frames planned for motion and mel windows. (The
+  full render takes ~100 s here: `test_long_audio_renders_whole` is marked slow.)"""
+  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  wav = generate.load_speech(shared_data / "audio" / "eng.wav")
+  assert wav.size == 60 * 16000 and generate.num_frames_for(wav) == 1500
+  portrait = generate.align_portrait(shared_data / "images" / "HDTF_0.jpg", 64)
+  m = pipeline.motion(wav, portrait, pose_template="shake")
+  assert m.pose.shape == (1, 1500, 6) and m.gaze.shape == (1, 1500, 2)
+  assert audio_lib.mel_windows(audio_lib.log_mel(wav), 1500).shape == (1500, 16, 80)
+
+
+@pytest.mark.slow  # ~2 min on a loaded 2-core CPU (1500 frames through the tiny renderer).
+def test_long_audio_renders_whole(pipeline, shared_data, tmp_path):
+  out = tmp_path / "long.mp4"
+  info = pipeline.generate(shared_data / "images" / "HDTF_0.jpg", shared_data / "audio" / "eng.wav",
+                           out, pose_template="nod", progress=False)
+  meta = video_io.probe(out)
+  assert info["frames"] == 1500 and meta["video_frames"] == 1500
+  assert abs(meta["audio_duration"] - 60.0) <= 1 / 25
 
 
 def test_export_cli_writes_bundle(runs_dir, tmp_path):
