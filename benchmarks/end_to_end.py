@@ -3,7 +3,7 @@ r"""End-to-end generation speed: seconds of compute per second of output video, 
   python benchmarks/end_to_end.py --model runs/demo/export [--image PORTRAIT] [--audio SPEECH]
       [--text "PROMPT"] [--seconds 10] [--out benchmarks/results/end_to_end.json]
 
-Runs `jaxtalk.generate.TalkingHeadPipeline` on one portrait and speech track (defaults: the first
+Runs `jaxtalk.serve.generate.TalkingHeadPipeline` on one portrait and speech track (defaults: the first
 image and audio of `../shared/data` when present) and splits the wall time into
 
   face_alignment    FaceMesh on the portrait, crop, pose and gaze
@@ -47,7 +47,7 @@ def _first(folder: str, exts) -> str:
 
 def _network_times(bundle, source, motion, mel, reps: int = 3) -> dict:
   """Seconds per window of each generator network alone (after compilation)."""
-  from jaxtalk.tasks import coarse as coarse_task  # pylint: disable=g-import-not-at-top
+  from jaxtalk.tasks.posetalk import coarse as coarse_task  # pylint: disable=g-import-not-at-top
   rdir = os.path.join(bundle.path, bundle.manifest["renderer"]["dir"])
   params = bundle._params  # pylint: disable=protected-access
   w = bundle.window
@@ -93,9 +93,9 @@ def main(argv=None) -> dict:
   if not args.image or not args.audio:
     p.error("give --image and --audio (../shared/data not found)")
 
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk import generate  # pylint: disable=g-import-not-at-top
-  from jaxtalk import video_io  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import generate  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
 
   t0 = time.perf_counter()
   pipe = generate.TalkingHeadPipeline(args.model)

@@ -4,7 +4,7 @@ r"""Speed of PoseTalk's video generator: each network and the whole generator, p
       [--dtype=float32] [--iters=3] [--peak_tflops=312] [--out=benchmarks/results/generator.json]
 
 For CoarseNet, RefineNet, Enhancer and the chained generator (`PoseTalkRenderer`, stages 1-3) at
-`--resolution` (paper: 256x256, paper-size widths from configs/coarse.py) with random
+`--resolution` (paper: 256x256, paper-size widths from configs/posetalk/coarse.py) with random
 (untrained) params, for each batch size B (windows of `--frames` frames, so B*T frames per call):
 
   compile_s            jit compile time
@@ -38,10 +38,10 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 from flax import linen as nn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-from configs import coarse as coarse_cfg  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxtalk.models import coarse_net  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxtalk.models import enhancer  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxtalk.models import refine_net  # pylint: disable=g-import-not-at-top,wrong-import-position
+from configs.posetalk import coarse as coarse_cfg  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxtalk.models.posetalk import coarse_net  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxtalk.models.posetalk import enhancer  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxtalk.models.posetalk import refine_net  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -97,7 +97,7 @@ def bench(name, fn, args, n_frames, iters, peak_tflops, peak_tbps=2.0) -> dict:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--size", default="paper", help="paper | tiny (configs/coarse.py)")
+  parser.add_argument("--size", default="paper", help="paper | tiny (configs/posetalk/coarse.py)")
   parser.add_argument("--resolution", type=int, default=256)
   parser.add_argument("--batches", default="1,8", help="batch sizes B (windows per call)")
   parser.add_argument("--frames", type=int, default=5, help="frames per window (T)")

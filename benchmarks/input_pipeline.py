@@ -16,7 +16,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from configs import common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
+from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

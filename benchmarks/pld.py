@@ -3,9 +3,9 @@ r"""Time to sample head poses with PoseTalk's PLD: 10 s of audio, 50 DDIM steps,
   python benchmarks/pld.py [--size=tiny|paper] [--pld=<pld workdir>/params] [--seconds=10]
       [--steps=50] [--guidance=7.5] [--repeats=3] [--out=benchmarks/results/pld_tiny.json]
 
-Without `--pld`, the tiny/paper architectures of configs/pose_vae.py and configs/pld.py are
+Without `--pld`, the tiny/paper architectures of configs/posetalk/pose_vae.py and configs/posetalk/pld.py are
 initialised randomly (sampling cost does not depend on the weights). Reports the compile time
-(first call, per window shape) and the wall time of `jaxtalk.sampling.sample_motion` after
+(first call, per window shape) and the wall time of `jaxtalk.generators.pld.sample_motion` after
 compilation (median of the repeats), with the number of windows. Target on this CPU: < 1.5 s for
 10 s of poses. Prints and writes JSON; nothing is asserted.
 """
@@ -24,17 +24,18 @@ def random_bundle(size: str, steps: int):
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import pld as pld_config  # pylint: disable=g-import-not-at-top
-  from configs import pose_vae as vae_config  # pylint: disable=g-import-not-at-top
-  from jaxtalk import sampling, text  # pylint: disable=g-import-not-at-top,g-multiple-import
-  from jaxtalk.tasks import pose_vae as vae_task  # pylint: disable=g-import-not-at-top
+  from configs.posetalk import pld as pld_config  # pylint: disable=g-import-not-at-top
+  from configs.posetalk import pose_vae as vae_config  # pylint: disable=g-import-not-at-top
+  from jaxtalk.generators import pld as pld_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk.features import text  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk.tasks.posetalk import pose_vae as vae_task  # pylint: disable=g-import-not-at-top
   vc = vae_config.get_config(f"size={size}")
   pc = pld_config.get_config(f"size={size}")
   w = int(pc.input.window)
   vae = vae_task.build_model(vc.model)
   vp = nn.unbox(jax.jit(lambda r: vae.init({"params": r, "latent": r},
                                            jnp.zeros((1, w, 8))))(jax.random.PRNGKey(0))["params"])
-  den = sampling.build_denoiser(pc.model, vae.latent_tokens, vae.latent_dim)
+  den = pld_lib.build_denoiser(pc.model, vae.latent_tokens, vae.latent_dim)
   lt = int(pc.input.text_len)
   dp = nn.unbox(jax.jit(lambda r: den.init(
       r, jnp.zeros((1, vae.latent_tokens, vae.latent_dim)), jnp.zeros((1,), jnp.int32),
@@ -46,7 +47,7 @@ def random_bundle(size: str, steps: int):
   diff = dict(pc.diffusion)
   diff["sample_steps"] = steps
   vocab = text.build_vocab(["the man talks and nods slowly while looking left"])
-  return sampling.PLDParams(
+  return pld_lib.PLDParams(
       vae=vp, denoiser=dp, vae_model=dict(vc.model), model=dict(pc.model), diffusion=diff,
       window=w, overlap=int(pc.sampling.overlap), text_len=lt,
       tokenizer=text.make_tokenizer(vocab=vocab))
@@ -66,10 +67,11 @@ def main(argv=None) -> int:
   sys.path.insert(0, root)
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from jaxtalk import sampling, windows  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk.generators import pld as pld_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk.motion import windows  # pylint: disable=g-import-not-at-top,g-multiple-import
 
   if args.pld:
-    bundle = sampling.load_pld(args.pld)
+    bundle = pld_lib.load_pld(args.pld)
     bundle.diffusion["sample_steps"] = args.steps
     source = args.pld
   else:
@@ -81,12 +83,12 @@ def main(argv=None) -> int:
   text = "the man talks and nods slowly" if bundle.tokenizer is not None else None
 
   t0 = time.perf_counter()
-  sampling.sample_motion(bundle, wav[:bundle.window * 640], text=text, guidance=args.guidance)
+  pld_lib.sample_motion(bundle, wav[:bundle.window * 640], text=text, guidance=args.guidance)
   compile_s = time.perf_counter() - t0          # includes one window of sampling
   times = []
   for r in range(args.repeats):
     t0 = time.perf_counter()
-    m = sampling.sample_motion(bundle, wav, text=text, guidance=args.guidance, seed=r)
+    m = pld_lib.sample_motion(bundle, wav, text=text, guidance=args.guidance, seed=r)
     jax.block_until_ready(m.pose)
     times.append(time.perf_counter() - t0)
   result = {
@@ -95,7 +97,7 @@ def main(argv=None) -> int:
       "seconds_of_audio": args.seconds,
       "frames": frames,
       "windows": len(windows.window_starts(
-          max(frames + 2 * sampling.preroll_frames(bundle.window, bundle.overlap), bundle.window),
+          max(frames + 2 * pld_lib.preroll_frames(bundle.window, bundle.overlap), bundle.window),
           bundle.window, bundle.overlap)),
       "window": bundle.window,
       "overlap": bundle.overlap,

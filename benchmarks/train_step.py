@@ -4,7 +4,7 @@ r"""Measures the trainer on one stage config: sharded init time, compile time an
       [--steps=20] [--devices=8] [--mesh=data=2,fsdp=2,tensor=2] [--out=FILE.json]
 
 Uses the real `jaxtalk.train.Trainer` (same jitted, donated update step as training) on batches
-from `jaxtalk.input_pipeline` (synthetic unless the config says otherwise). `--devices=N`
+from `jaxtalk.core.input_pipeline` (synthetic unless the config says otherwise). `--devices=N`
 simulates N CPU devices. Prints and writes JSON; nothing here is asserted.
 """
 
@@ -33,7 +33,8 @@ def main(argv=None) -> int:
   flags.FLAGS.mark_as_parsed()
   import jax  # pylint: disable=g-import-not-at-top
   from ml_collections import config_flags  # pylint: disable=g-import-not-at-top,unused-import
-  from jaxtalk import input_pipeline, logging_utils, sharding, tasks, train  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk.core import input_pipeline, logging_utils, sharding  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk import tasks, train  # pylint: disable=g-import-not-at-top,g-multiple-import
   from launch import sweep  # pylint: disable=g-import-not-at-top
 
   path, _, arg = args.config.partition(":")

@@ -37,7 +37,7 @@ def parse_arg(arg, **defaults):
 def base_config() -> ml_collections.ConfigDict:
   """Fields every stage has. Stage configs override them."""
   c = ml_collections.ConfigDict()
-  c.task = ""                      # module path, e.g. "jaxtalk.tasks.pose_vae"
+  c.task = ""                      # module path, e.g. "jaxtalk.tasks.posetalk.pose_vae"
   c.seed = 0
   c.total_steps = 1000
   c.batch_size = 16                # global batch size (all processes)
@@ -55,9 +55,9 @@ def base_config() -> ml_collections.ConfigDict:
 
   # Mesh: one of the sizes may be -1 (filled from the device count).
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, dcn_data=1))
-  c.sharding_rules = ()            # overrides of jaxtalk.sharding.DEFAULT_RULES
+  c.sharding_rules = ()            # overrides of jaxtalk.core.sharding.DEFAULT_RULES
 
-  # Optimizer (see jaxtalk/optimizers.py).
+  # Optimizer (see jaxtalk/core/optimizers.py).
   c.optax = ml_collections.ConfigDict()
   c.optax.name = "adamw"           # adamw | adam | sgd | lamb
   c.optax.lr = 1e-4
@@ -74,7 +74,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Optional discriminator optimizer, used when the task has a discriminator.
   c.disc_optax = c.optax.copy_and_resolve_references()
 
-  # Input pipeline (see jaxtalk/input_pipeline.py).
+  # Input pipeline (see jaxtalk/core/input_pipeline.py).
   c.input = ml_collections.ConfigDict()
   c.input.data_dir = ""            # directory with ArrayRecord shards + dataset_info.json
   c.input.synthetic = False        # True: synthetic batches with the same schema (smoke runs)

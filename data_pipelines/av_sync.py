@@ -44,9 +44,9 @@ Lip height also moves with head pitch and smiles, and mouth opening precedes sou
 so; treat |offset| <= 1 as "in sync" and only act on clearly confident estimates: below
 DEFAULT_MIN_CONFIDENCE (3.0, the pipeline's `sync_min_confidence`) an estimate means "unknown",
 and neither the re-sync (`correction`) nor the training-data filter
-(`jaxtalk.input_pipeline.out_of_sync_clips`) acts on it.
+(`jaxtalk.core.input_pipeline.out_of_sync_clips`) acts on it.
 The estimate is only as good as the lip landmarks: an earlier version of the demo's synthetic
-clips (`jaxtalk/demo_data.py`) drew the mouth opening as a dark band that FaceMesh read as the
+clips (`jaxtalk/demo/data.py`) drew the mouth opening as a dark band that FaceMesh read as the
 lips closing (correlation -0.4..-0.6 with the rendered opening), and every clip got a
 meaningless offset (-10..+10) at confidence 0.1-2.2, i.e. "unknown". Rendered as a jaw drop
 (today's demo) the same estimator gives offset 0 at confidence ~8 (tests/test_demo_data.py).
@@ -59,8 +59,8 @@ from typing import Optional
 
 import numpy as np
 
-SAMPLES_PER_FRAME = 640           # 16 kHz / 25 fps (jaxtalk.audio.SAMPLES_PER_FRAME)
-MEL_HOP = 200                     # samples per log-mel frame (jaxtalk.audio.HOP_SIZE)
+SAMPLES_PER_FRAME = 640           # 16 kHz / 25 fps (jaxtalk.features.audio.SAMPLES_PER_FRAME)
+MEL_HOP = 200                     # samples per log-mel frame (jaxtalk.features.audio.HOP_SIZE)
 ENERGY_BAND_HZ = (1000.0, 4000.0)  # mel bands averaged by `speech_energy`
 MOUTH_TOP, MOUTH_BOTTOM = 0, 17   # FaceMesh outer-lip midpoints (upper, lower)
 EYE_OUTER = (33, 263)             # FaceMesh outer eye corners
@@ -94,7 +94,7 @@ def mouth_opening(landmarks: np.ndarray) -> np.ndarray:
 
 @functools.lru_cache(maxsize=None)
 def _energy_bands() -> np.ndarray:
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   import librosa  # pylint: disable=g-import-not-at-top  # slow import, only for the band centres.
   centres = librosa.mel_frequencies(audio_lib.NUM_MELS + 2, fmin=audio_lib.FMIN,
                                     fmax=audio_lib.FMAX)[1:-1]
@@ -105,7 +105,7 @@ def speech_energy(mel: np.ndarray, num_frames: int) -> np.ndarray:
   """Per-video-frame speech energy from a clip's log-mel.
 
   Args:
-    mel: `[M, 80]` Wav2Lip log-mel of the clip's audio (`jaxtalk.audio.log_mel`; mel frame m is
+    mel: `[M, 80]` Wav2Lip log-mel of the clip's audio (`jaxtalk.features.audio.log_mel`; mel frame m is
       centred on audio sample 200 m, sample 0 = the start of video frame 0).
     num_frames: T, video frames of the clip.
 

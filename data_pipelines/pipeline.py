@@ -12,9 +12,9 @@ Per input video (`process_video`, plain Python, also used by benchmarks/preproce
   3. pieces of consecutive face frames are cut into clips of at most `max_clip_seconds` (equal
      lengths); pieces shorter than `min_clip_seconds` are dropped;
   4. per clip: a Gaussian-smoothed square crop box (sigma 1 s, so the crop does not jitter), head
-     pose by PnP and gaze from the irises (`jaxtalk.face`), smoothed; mouth box; frames cropped,
+     pose by PnP and gaze from the irises (`jaxtalk.features.face`), smoothed; mouth box; frames cropped,
      resized to `resolution` and JPEG-encoded; audio decoded (PyAV) to 16 kHz mono int16 aligned to
-     the first video frame, and its Wav2Lip log-mel (`jaxtalk.audio`);
+     the first video frame, and its Wav2Lip log-mel (`jaxtalk.features.audio`);
   5. audio-visual sync (`av_sync.py`): the offset between mouth opening and speech energy is
      estimated for every clip (`av_offset`, `av_confidence`); with `sync_audio` (default on) a clip
      whose estimate is confident (>= `sync_min_confidence`) and at least `sync_min_offset` frames
@@ -90,7 +90,7 @@ class Options:
     audio_pad_seconds: audio ending at most this much before the video is padded with silence;
       a larger shortfall cuts the video to the audio.
     num_shards: output shards (0: one per 32 input videos, at least 1).
-    wav2vec_path: optional local wav2vec 2.0 checkpoint folder (`jaxtalk.audio.Wav2Vec2Features`):
+    wav2vec_path: optional local wav2vec 2.0 checkpoint folder (`jaxtalk.features.audio.Wav2Vec2Features`):
       records then carry `wav2vec [T, C]` at 25 fps.
     clip_path: optional local CLIP folder (FlaxCLIPTextModel + its tokenizer files): records then
       carry the pooled `text_embedding [D]` of their text.
@@ -173,7 +173,7 @@ def _split(start: int, stop: int, max_len: int) -> list[tuple[int, int]]:
 
 def _audio_for_video(item: readers.VideoItem, info: decode.VideoInfo) -> np.ndarray:
   """16 kHz mono float audio aligned to the first video frame (sample 0 = frame 0)."""
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   path = item.audio or item.video
   if not item.audio and not info.has_audio:
     raise StageError("audio", "no audio track")
@@ -206,7 +206,7 @@ def _sync_clip(s: int, e: int, landmarks: np.ndarray, wav: np.ndarray, opts: Opt
     k gets the audio of frame k + shift; offset and confidence are the estimate on the unshifted
     clip (from the int16 audio the record would store); note says what was done ("" if nothing).
   """
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   spf = audio_lib.SAMPLES_PER_FRAME
   pcm = audio_lib.to_int16(wav[s * spf:e * spf])
   mel = audio_lib.log_mel(audio_lib.from_int16(pcm))
@@ -236,7 +236,7 @@ _FEATURE_MODELS = {}  # (kind, path) -> loaded model, one per worker process.
 
 
 def _wav2vec(path: str):
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   key = ("wav2vec", path)
   if key not in _FEATURE_MODELS:
     _FEATURE_MODELS[key] = audio_lib.Wav2Vec2Features(path, layer=WAV2VEC_LAYER)
@@ -249,7 +249,7 @@ def _clip_text_embedding(path: str, text: str) -> np.ndarray:
   if key not in _FEATURE_MODELS:
     import jax  # pylint: disable=g-import-not-at-top
     from transformers import FlaxCLIPTextModel  # pylint: disable=g-import-not-at-top
-    from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
+    from jaxtalk.features import text as text_lib  # pylint: disable=g-import-not-at-top
     try:
       model, params = FlaxCLIPTextModel.from_pretrained(path, local_files_only=True,
                                                         _do_init=False)
@@ -281,8 +281,8 @@ def process_video(item: readers.VideoItem, opts: Options,
   Raises:
     StageError: for inputs that go to the dead-letter output.
   """
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk import face as face_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
   import cv2  # pylint: disable=g-import-not-at-top
 
   warnings = []
@@ -522,7 +522,7 @@ def _mean_std(parts: list[list]) -> tuple[list[float], list[float]]:
 
 
 def _build_vocab(texts: list[str]) -> list[str]:
-  from jaxtalk import text as text_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import text as text_lib  # pylint: disable=g-import-not-at-top
   return list(text_lib.build_vocab(texts))
 
 

@@ -8,7 +8,7 @@ values and numpy arrays to and from bytes, and `decode_record(..., keys=...)` sk
 not needed (arrays are then never copied out of the buffer).
 
 Fields of a record (schema version `SCHEMA_VERSION`); T = number of 25 fps frames of the clip,
-R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `jaxtalk.audio`):
+R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `jaxtalk.features.audio`):
 
   schema_version   int        SCHEMA_VERSION
   clip_id          str        "<video id>_c<k>" (k = clip index inside the video, 3 digits)
@@ -32,19 +32,19 @@ R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `ja
                               `refine_landmarks=True`) in crop coordinates: x, y in [0, 1] of the
                               crop (may leave [0, 1] slightly); z in the same unit as x (crop
                               widths), relative to the face centre, negative towards the camera.
-                              `jaxtalk.face.LANDMARKS_68` picks the iBUG-68-like subset.
+                              `jaxtalk.features.face.LANDMARKS_68` picks the iBUG-68-like subset.
   face_found       [T] bool   False where the face was interpolated over a short detection gap
   pose             [T, 6] float32  (yaw, pitch, roll) radians, (tx, ty, scale) crop-relative,
-                              temporally smoothed (see `jaxtalk.face.head_pose`)
+                              temporally smoothed (see `jaxtalk.features.face.head_pose`)
   gaze             [T, 2] float32  (pitch, yaw) radians of the eyes relative to the head
-                              (see `jaxtalk.face.gaze`)
+                              (see `jaxtalk.features.face.gaze`)
   mouth_box        [T, 4] float32  (x0, y0, x1, y1) in [0, 1] crop coordinates
   audio            [N] int16  16 kHz mono PCM, sample n at time start_time + n / 16000 (plus
                               audio_shift / 25 if the audio was re-synchronised, below)
   mel              [M, 80] float16  log-mel (Wav2Lip parameters) of `audio`, in [-4, 4];
                               mel frame m is centred on audio sample 200 * m
   wav2vec          [T, C] float16  optional: wav2vec 2.0 features at 25 fps (only with
-                              `--wav2vec_path`, see `jaxtalk.audio.Wav2Vec2Features`)
+                              `--wav2vec_path`, see `jaxtalk.features.audio.Wav2Vec2Features`)
   text_embedding   [D] float16  optional: pooled CLIP text embedding of `text` (only with
                               `--clip_path`)
   num_faces_max    int        most faces seen in one frame (the largest one is kept)

@@ -8,7 +8,7 @@ supports without TensorFlow, and read with `as_data_source()` (random access, de
   source = tfds_source.data_source("/data/shards", "/data/tfds")   # {"train": ..., "eval": ...}
   example = source["train"][0]   # {"frames": [T x uint8 [R, R, 3]], "pose": float32 [T, 6], ...}
 
-Splits: "train" and "eval" as chosen by `jaxtalk.input_pipeline.split_clips` (the deterministic
+Splits: "train" and "eval" as chosen by `jaxtalk.core.input_pipeline.split_clips` (the deterministic
 clip-id hash, or `holdout` ids). Preparing copies the data once into TFDS's own ArrayRecord
 layout under `tfds_dir`; jaxtalk's own training reads the original shards directly with grain.
 """
@@ -71,7 +71,7 @@ def _builder_class():
 
     def _split_generators(self, dl_manager):
       del dl_manager
-      from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+      from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
       if not self.shards_dir:
         raise ValueError("JaxtalkClips needs shards_dir= (a `jaxtalk preprocess` output)")
       info = input_pipeline.load_dataset_info(self.shards_dir)

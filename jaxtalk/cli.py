@@ -10,9 +10,9 @@ import sys
 SUBCOMMANDS = {
   "train": ("jaxtalk.main", "run", "train a stage: --config=configs/<stage>.py --workdir=DIR"),
   "preprocess": ("data_pipelines.pipeline", "run", "videos -> ArrayRecord shards (Apache Beam)"),
-  "generate": ("jaxtalk.generate", "run", "portrait + speech (+ text) -> talking video"),
-  "export": ("jaxtalk.export", "run", "params-only and StableHLO export of a trained stage"),
-  "demo": ("jaxtalk.demo", "run", "preprocess -> train every stage -> export -> generate -> eval"),
+  "generate": ("jaxtalk.serve.generate", "run", "portrait + speech (+ text) -> talking video"),
+  "export": ("jaxtalk.serve.export", "run", "params-only and StableHLO export of a trained stage"),
+  "demo": ("jaxtalk.demo.run", "run", "preprocess -> train every stage -> export -> generate -> eval"),
   "eval": ("jaxtalk.eval", "run", "run a stage's evaluators on held-out clips"),
 }
 

@@ -118,7 +118,7 @@ class PerceptualNet:
         "jaxtalk.losses: no VGG19 weights given (config vgg_weights is empty): the perceptual "
         "loss/metric uses the documented SUBSTITUTE 'random' = pixels + ReLU features of a fixed "
         "random 4-stage conv net (seed 0), not ImageNet VGG19. Convert weights with `python -m "
-        "jaxtalk.convert_vgg19 --src vgg19.pth --out vgg19.npz` and pass the .npz path.")
+        "jaxtalk.pretrained.vgg19 --src vgg19.pth --out vgg19.npz` and pass the .npz path.")
     return cls("random", "torch", (), dtype), random_feature_params()
 
   def features(self, params: dict, images: jax.Array) -> list[jax.Array]:

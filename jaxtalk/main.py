@@ -4,7 +4,7 @@ r"""Trains one jaxtalk stage.
   jaxtalk train --config=configs/<stage>.py:<args> --workdir=DIR [--config.x.y=v ...]
 
 Examples:
-  jaxtalk train --config=configs/pose_vae.py:size=tiny --workdir=runs/pose_vae \
+  jaxtalk train --config=configs/posetalk/pose_vae.py:size=tiny --workdir=runs/pose_vae \
       --config.input.synthetic=True --config.total_steps=200
 
 Re-running the same command resumes from the latest checkpoint in DIR. On a TPU pod or a SLURM
@@ -23,7 +23,7 @@ from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Stage config file, e.g. configs/pose_vae.py:size=tiny", lock_config=True)
+    "config", None, "Stage config file, e.g. configs/posetalk/pose_vae.py:size=tiny", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and params.")
 
 
@@ -31,7 +31,7 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required (e.g. --config=configs/pose_vae.py:size=tiny)")
+    raise app.UsageError("--config is required (e.g. --config=configs/posetalk/pose_vae.py:size=tiny)")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   # Imported here so that `--help` stays fast.

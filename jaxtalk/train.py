@@ -8,7 +8,7 @@ bottom:
   -> loop { step, NaN check, logs, evals, checkpoints, preemption }  ->  final params-only save.
 
 Sharding: parameters carry logical axis names (`nn.with_logical_partitioning`); the config's
-rules (`jaxtalk.sharding.get_rules`) map them to the `('data', 'fsdp', 'tensor')` mesh. Params
+rules (`jaxtalk.core.sharding.get_rules`) map them to the `('data', 'fsdp', 'tensor')` mesh. Params
 are created already sharded (`jax.eval_shape` -> `nn.get_partition_spec` ->
 `nn.logical_to_mesh_sharding` -> `jax.jit(init, out_shardings=...)`); optimizer and EMA state
 follow their parameter's sharding. The batch dimension is split over ('data', 'fsdp').
@@ -40,10 +40,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxtalk import checkpointing
-from jaxtalk import logging_utils
-from jaxtalk import optimizers
-from jaxtalk import sharding as sharding_lib
+from jaxtalk.core import checkpointing
+from jaxtalk.core import logging_utils
+from jaxtalk.core import optimizers
+from jaxtalk.core import sharding as sharding_lib
 from jaxtalk import tasks as tasks_lib
 
 PyTree = Any
@@ -474,7 +474,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   Args:
     config: a stage's resolved ConfigDict (`configs/<stage>.py`).
     workdir: output directory (created). Re-running with the same workdir resumes.
-    mesh: device mesh (default: `jaxtalk.sharding.make_mesh(config.mesh)` over all devices).
+    mesh: device mesh (default: `jaxtalk.core.sharding.make_mesh(config.mesh)` over all devices).
     stop_after: stop (with a checkpoint, as on SIGTERM) once this many steps are done; for
       time-limited jobs and tests. The final params are only written at `config.total_steps`.
 
@@ -493,7 +493,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
     FloatingPointError: when a loss term becomes NaN/Inf (names the step and the term).
     ValueError: on inconsistent batch/mesh/accumulation sizes.
   """
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
 
   # ------------------------------------------------------------------ setup
   workdir = os.path.abspath(workdir)

@@ -1,6 +1,6 @@
 r"""Expands a config module's `get_sweep()` into training runs.
 
-  python launch/sweep.py --config=configs/pld.py:size=tiny --root=runs/pld_sweep [--run]
+  python launch/sweep.py --config=configs/posetalk/pld.py:size=tiny --root=runs/pld_sweep [--run]
       [--launcher=main|slurm] [-- --config.total_steps=500 ...]
 
 `get_sweep()` (or `get_sweep(arg)`) in `configs/<stage>.py` returns a list of override dicts,

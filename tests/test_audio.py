@@ -1,9 +1,9 @@
-"""Tests of jaxtalk/audio.py: loading, Wav2Lip log-mel, frame-aligned mel windows."""
+"""Tests of jaxtalk/features/audio.py: loading, Wav2Lip log-mel, frame-aligned mel windows."""
 
 import numpy as np
 import pytest
 
-from jaxtalk import audio
+from jaxtalk.features import audio
 
 
 def test_log_mel_shape_range_and_frequency():

@@ -9,7 +9,7 @@ import pytest
 from data_pipelines import av_sync
 from data_pipelines import pipeline
 from data_pipelines import readers
-from jaxtalk import audio as audio_lib
+from jaxtalk.features import audio as audio_lib
 
 SPF = audio_lib.SAMPLES_PER_FRAME
 MIN_CONFIDENCE = pipeline.Options().sync_min_confidence

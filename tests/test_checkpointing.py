@@ -1,4 +1,4 @@
-"""Tests of jaxtalk/checkpointing.py: params-only save/load and the train-state manager."""
+"""Tests of jaxtalk/core/checkpointing.py: params-only save/load and the train-state manager."""
 
 import os
 
@@ -9,8 +9,8 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
 
-from jaxtalk import checkpointing
-from jaxtalk import sharding
+from jaxtalk.core import checkpointing
+from jaxtalk.core import sharding
 
 
 def _mesh8():

@@ -53,7 +53,7 @@ def demo_run(tmp_path_factory):
 
 def test_main_command_writes_every_artifact(demo_run):
   from data_pipelines import decode  # pylint: disable=g-import-not-at-top
-  from jaxtalk import video_io  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
   workdir = demo_run["workdir"]
   assert "jaxtalk demo: done" in demo_run["stdout"]
   report = json.loads((workdir / "report.json").read_text())
@@ -91,7 +91,7 @@ def test_main_command_writes_every_artifact(demo_run):
 
 
 def test_every_stage_receives_training_batches(demo_run):
-  from jaxtalk import demo  # pylint: disable=g-import-not-at-top
+  from jaxtalk.demo import run as demo  # pylint: disable=g-import-not-at-top
   report = json.loads((demo_run["workdir"] / "report.json").read_text())
   stages = [name for name, _ in demo.STAGES]
   assert list(report["training"]) == stages

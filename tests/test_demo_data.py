@@ -5,7 +5,8 @@ import json
 import numpy as np
 import skimage.data
 
-from jaxtalk import demo_data, video_io
+from jaxtalk.demo import data as demo_data
+from jaxtalk.serve import video_io
 
 
 def test_make_demo_clips(tmp_path):
@@ -39,7 +40,7 @@ def test_facemesh_sees_the_rendered_mouth_opening():
   opening must be what FaceMesh measures (an earlier rendering, a dark band over the teeth, read
   as the lips closing: correlation -0.4..-0.6, and every clip's offset estimate was noise)."""
   from data_pipelines import av_sync  # pylint: disable=g-import-not-at-top
-  from jaxtalk import face  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face  # pylint: disable=g-import-not-at-top
   photo = skimage.data.astronaut()
   rng = np.random.default_rng(0)
   opening = np.concatenate([[0.0, 1.0], rng.uniform(0, 1, 10)])

@@ -14,8 +14,8 @@ import sys
 import numpy as np
 import pytest
 
-from jaxtalk import generate
-from jaxtalk import video_io
+from jaxtalk.serve import generate
+from jaxtalk.serve import video_io
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_data]
 

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import regression_stage
-from jaxtalk import checkpointing
-from jaxtalk import export
-from jaxtalk import sharding
+from jaxtalk.core import checkpointing
+from jaxtalk.serve import export
+from jaxtalk.core import sharding
 from jaxtalk import tasks
 from jaxtalk import train
 

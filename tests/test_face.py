@@ -1,11 +1,11 @@
-"""Tests of jaxtalk/face.py: PnP pose, gaze geometry, crop box smoothing, crops, detection."""
+"""Tests of jaxtalk/features/face.py: PnP pose, gaze geometry, crop box smoothing, crops, detection."""
 
 import pathlib
 
 import numpy as np
 import pytest
 
-from jaxtalk import face
+from jaxtalk.features import face
 
 
 def _project(yaw, pitch, roll, w=512, h=512, dist=3000.0, shift=(0.0, 0.0)):

@@ -15,11 +15,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtalk import bundle as bundle_lib
-from jaxtalk import checkpointing
-from jaxtalk import generate
-from jaxtalk import video_io
-from jaxtalk.tasks import coarse as coarse_task
+from jaxtalk.serve import bundle as bundle_lib
+from jaxtalk.core import checkpointing
+from jaxtalk.serve import generate
+from jaxtalk.serve import video_io
+from jaxtalk.tasks.posetalk import coarse as coarse_task
 
 pytestmark = pytest.mark.needs_data
 
@@ -33,7 +33,7 @@ def _write_stage(workdir: pathlib.Path, config, params) -> None:
 @pytest.fixture(scope="module")
 def runs_dir(real_shards, tmp_path_factory):
   """Stage workdirs (config.json + initialised params) of coarse, refine and enhancer."""
-  from configs import coarse, enhancer, refine  # pylint: disable=g-import-not-at-top
+  from configs.posetalk import coarse, enhancer, refine  # pylint: disable=g-import-not-at-top
   runs = tmp_path_factory.mktemp("runs")
   key = jax.random.key(0, impl="rbg")
   for name, module in (("coarse", coarse), ("refine", refine), ("enhancer", enhancer)):
@@ -68,7 +68,7 @@ def pipeline(model_dir):
 
 def _short_wav(shared_data, tmp_path, seconds=1.3, rate=22050, channels=2):
   """A stereo 22.05 kHz excerpt of real speech (generate must resample and downmix)."""
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   wav = audio_lib.load_audio(str(shared_data / "audio" / "eng.wav"))[16000:16000 + int(
       seconds * 16000)]
   x = np.interp(np.arange(int(seconds * rate)) / rate, np.arange(len(wav)) / 16000, wav)
@@ -88,7 +88,7 @@ def test_bundle_layout_and_stablehlo_reload(model_dir):
       "coarse", "enhancer", "refine"]
   assert manifest["pose_model"] is None  # no PLD trained in this fixture
   # The renderer reloads with jax + orbax only and reproduces its stored example outputs.
-  from jaxtalk import export as export_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import export as export_lib  # pylint: disable=g-import-not-at-top
   exported, params, frozen = export_lib.load_exported(str(model_dir / "renderer"))
   ex = dict(np.load(model_dir / "renderer" / "example_inputs.npz"))
   want = np.load(model_dir / "renderer" / "example_outputs.npz")["frames"]
@@ -125,7 +125,7 @@ def test_paste_back_keeps_image_size(pipeline, shared_data, tmp_path):
 
 
 def test_paste_is_identity_for_the_portraits_own_crop(shared_data):
-  from jaxtalk import face as face_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
   p = generate.align_portrait(shared_data / "images" / "HDTF_0.jpg", 256)
   out = generate.paste(p.image, face_lib.crop_image(p.image, p.box, 256), p.box)
   diff = np.abs(out.astype(int) - p.image.astype(int))
@@ -149,7 +149,7 @@ def test_pose_from_video_follows_reference(pipeline, shared_data, tmp_path):
 # ----------------------------------------------------------------------------------------------
 def _speech(shared_data, seconds, start=3.0):
   """float32 16 kHz mono real speech (eng.wav from `start` s: its first 3 s are near-silent)."""
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   wav = audio_lib.load_audio(str(shared_data / "audio" / "eng.wav"))
   return wav[int(start * 16000):int((start + seconds) * 16000)]
 
@@ -496,7 +496,7 @@ def test_odd_inputs_give_a_video_as_long_as_the_audio(case, pipeline, shared_dat
 def test_long_audio_is_accepted_and_planned(pipeline, shared_data):
   """60 s of speech (eng.wav): accepted, 1500 frames planned for motion and mel windows. (The
   full render takes ~100 s here: `test_long_audio_renders_whole` is marked slow.)"""
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   wav = generate.load_speech(shared_data / "audio" / "eng.wav")
   assert wav.size == 60 * 16000 and generate.num_frames_for(wav) == 1500
   portrait = generate.align_portrait(shared_data / "images" / "HDTF_0.jpg", 64)
@@ -516,7 +516,7 @@ def test_long_audio_renders_whole(pipeline, shared_data, tmp_path):
 
 
 def test_export_cli_writes_bundle(runs_dir, tmp_path):
-  from jaxtalk import export as export_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import export as export_lib  # pylint: disable=g-import-not-at-top
   out = tmp_path / "cli_bundle"
   assert export_lib.run(["jaxtalk export", "--workdir", str(runs_dir), "--out", str(out)]) == 0
   assert (out / "bundle.json").is_file() and (out / "renderer" / "infer.stablehlo").is_file()

@@ -7,10 +7,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtalk.models import coarse_net as coarse_lib
-from jaxtalk.models import enhancer as enhancer_lib
+from jaxtalk.models.posetalk import coarse_net as coarse_lib
+from jaxtalk.models.posetalk import enhancer as enhancer_lib
 from jaxtalk.models import layers
-from jaxtalk.models import refine_net as refine_lib
+from jaxtalk.models.posetalk import refine_net as refine_lib
 
 M2L = dict(latent_dim=16, model_dim=16, num_blocks=1, num_heads=2, conv_kernel=3,
            audio_channels=(4, 8, 8, 8), audio_dim=8)

@@ -19,13 +19,13 @@ import ml_collections
 import numpy as np
 import pytest
 
-from configs import coarse as coarse_cfg
-from configs import enhancer as enhancer_cfg
-from configs import refine as refine_cfg
-from jaxtalk import checkpointing
-from jaxtalk import sharding
-from jaxtalk.tasks import coarse as coarse_task
-from jaxtalk.tasks import refine as refine_task
+from configs.posetalk import coarse as coarse_cfg
+from configs.posetalk import enhancer as enhancer_cfg
+from configs.posetalk import refine as refine_cfg
+from jaxtalk.core import checkpointing
+from jaxtalk.core import sharding
+from jaxtalk.tasks.posetalk import coarse as coarse_task
+from jaxtalk.tasks.posetalk import refine as refine_task
 
 HOLDOUT = ("hdtf_WRA_RoyBlunt_000_c001",)
 STAGES = (("coarse", coarse_cfg), ("refine", refine_cfg), ("enhancer", enhancer_cfg))
@@ -80,7 +80,7 @@ def fit_one_batch(module, data_dir, prev, steps, lr, seed=0):
   at initialisation and after `steps` updates. Uses `train.Trainer` directly, the same jitted
   update `train_and_evaluate` runs.
   """
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   from jaxtalk import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk import train  # pylint: disable=g-import-not-at-top
   c = _stage_config(module, data_dir, steps, lr, prev, resolution=32)
@@ -174,7 +174,7 @@ def test_refine_and_enhancer_require_their_frozen_stages():
   c.init_from.coarse = "/nonexistent/params"
   with pytest.raises(ValueError, match="/nonexistent/params"):
     refine_task.get_task(c, mesh=None)
-  from jaxtalk.tasks import enhancer as enhancer_task  # pylint: disable=g-import-not-at-top
+  from jaxtalk.tasks.posetalk import enhancer as enhancer_task  # pylint: disable=g-import-not-at-top
   c = enhancer_cfg.get_config("size=tiny,synthetic=true")
   with pytest.raises(ValueError, match="init_from.coarse"):
     enhancer_task.get_task(c, mesh=None)

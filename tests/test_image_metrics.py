@@ -94,7 +94,7 @@ def test_mouth_lmd_on_real_frames(shared_data):
 
 def _synthetic_eval_batches(n):
   from configs import syncnet as syncnet_config  # pylint: disable=g-import-not-at-top
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   c = syncnet_config.get_config("size=tiny,synthetic=true")
   c.batch_size = 2
   c.input.window = 8

@@ -1,4 +1,4 @@
-"""Tests of jaxtalk/input_pipeline.py: synthetic source, state restore, global batches, real
+"""Tests of jaxtalk/core/input_pipeline.py: synthetic source, state restore, global batches, real
 shards."""
 
 import jax
@@ -7,8 +7,8 @@ import pytest
 
 from configs import common
 from configs import syncnet as syncnet_config
-from jaxtalk import input_pipeline
-from jaxtalk import sharding
+from jaxtalk.core import input_pipeline
+from jaxtalk.core import sharding
 
 EXPECTED = {  # key: (shape without B, dtype) for T=6, H=W=32, Lt=32
   "frames": ((6, 32, 32, 3), np.float32),
@@ -122,8 +122,8 @@ def test_real_windows_round_trip(real_shards):
   import cv2  # pylint: disable=g-import-not-at-top
   from array_record.python import array_record_data_source  # pylint: disable=g-import-not-at-top
   from data_pipelines import schema  # pylint: disable=g-import-not-at-top
-  from jaxtalk import audio  # pylint: disable=g-import-not-at-top
-  from jaxtalk import text  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import text  # pylint: disable=g-import-not-at-top
   info = input_pipeline.load_dataset_info(str(real_shards))
   train, ev = input_pipeline.split_clips(info, (HOLDOUT,))
   assert [info["clips"][i]["clip_id"] for i in ev] == [HOLDOUT]

@@ -79,7 +79,7 @@ def test_tpu_pod_script_runs_same_command_on_all_workers(tmp_path):
   env = dict(os.environ, PATH=f"{tmp_path}/bin:" + os.environ["PATH"], PROJECT="proj")
   out = subprocess.run(
       ["bash", f"{REPO}/launch/tpu/run_pod.sh", "pod-1", "zone-a", "--", "python", "-m",
-       "jaxtalk.main", "--config=configs/pld.py:size=paper", "--workdir=/mnt/runs/pld"],
+       "jaxtalk.main", "--config=configs/posetalk/pld.py:size=paper", "--workdir=/mnt/runs/pld"],
       env=env, capture_output=True, text=True, check=False)
   assert out.returncode == 0, out.stderr
   args = (tmp_path / "gcloud.args").read_text().splitlines()
@@ -108,7 +108,7 @@ def test_slurm_script_one_process_per_gpu(tmp_path):
 
 
 def test_pld_config_sweep_expands(tmp_path):
-  """The shipped sweep of configs/pld.py names real fields and gives distinct workdirs."""
-  runs = sweep.expand("configs/pld.py:size=tiny", str(tmp_path))
+  """The shipped sweep of configs/posetalk/pld.py names real fields and gives distinct workdirs."""
+  runs = sweep.expand("configs/posetalk/pld.py:size=tiny", str(tmp_path))
   assert len(runs) == 8 and len({r["workdir"] for r in runs}) == 8
   assert any("--config.cond.p_drop_text=0.1" in r["argv"] for r in runs)

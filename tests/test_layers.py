@@ -193,7 +193,7 @@ def test_blocks_shapes():
 
 def test_params_have_logical_names():
   from flax import linen as nn  # pylint: disable=g-import-not-at-top
-  from jaxtalk import sharding  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import sharding  # pylint: disable=g-import-not-at-top
   block = layers.ConformerBlock(num_heads=2, conv_kernel=3)
   boxed = block.init(_key(0), jnp.zeros((1, 4, 8)))
   specs = nn.get_partition_spec(boxed)

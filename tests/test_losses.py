@@ -90,7 +90,7 @@ def test_fallback_warns_once(caplog):
 
 def test_vgg_weights_path(tmp_path):
   np.savez(tmp_path / "tv.npz", **_fake_torchvision_state_dict())
-  from jaxtalk import convert_vgg19
+  from jaxtalk.pretrained import vgg19 as convert_vgg19
   convert_vgg19.convert(str(tmp_path / "tv.npz"), str(tmp_path / "vgg19.npz"))
   net, params = losses.PerceptualNet.create(str(tmp_path / "vgg19.npz"))
   assert net.kind == "vgg19" and set(params) == set(vgg.CONV_NAMES)

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtalk.models import motion2latent as m2l_lib
+from jaxtalk.models.posetalk import motion2latent as m2l_lib
 
 KW = dict(latent_dim=12, model_dim=16, num_blocks=2, num_heads=2, conv_kernel=5,
           audio_channels=(4, 8, 8, 8), audio_dim=8)

@@ -8,13 +8,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from configs import pld as pld_config
-from configs import pose_vae as vae_config
+from configs.posetalk import pld as pld_config
+from configs.posetalk import pose_vae as vae_config
 from jaxtalk import motion as motion_lib
-from jaxtalk import sampling
+from jaxtalk.generators import pld as pld_lib
 from jaxtalk import train
 from jaxtalk.evaluators import motion as motion_eval
-from jaxtalk.models import pose_denoiser as den_lib
+from jaxtalk.models.posetalk import pose_denoiser as den_lib
 
 B, N, D, T, L = 2, 2, 8, 10, 6
 
@@ -122,7 +122,7 @@ def test_gradients_reach_text_and_audio_encoders(den_and_params):
 # ---------------------------------------------------------------------------------------------
 
 def _one_device_mesh():
-  from jaxtalk import sharding  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import sharding  # pylint: disable=g-import-not-at-top
   return sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
 
 
@@ -145,7 +145,7 @@ def _train_stages(root, data_arg, vae_steps, pld_steps, **pld_overrides):
 def synthetic_bundle(tmp_path_factory):
   root = str(tmp_path_factory.mktemp("pld_synth"))
   _, pres = _train_stages(root, "synthetic=true", 4, 4, eval_every=4)
-  return sampling.load_pld(os.path.join(root, "pld", "params")), pres
+  return pld_lib.load_pld(os.path.join(root, "pld", "params")), pres
 
 
 def test_stage_trains_and_evaluates(synthetic_bundle):
@@ -162,7 +162,7 @@ def test_sample_motion_long_audio_is_continuous(synthetic_bundle):
   bundle, _ = synthetic_bundle
   rng = np.random.default_rng(0)
   wav = (0.1 * rng.standard_normal(30 * 16000)).astype(np.float32)
-  m = sampling.sample_motion(bundle, wav, guidance=7.5, seed=0)
+  m = pld_lib.sample_motion(bundle, wav, guidance=7.5, seed=0)
   assert isinstance(m, motion_lib.Motion)
   assert m.pose.shape == (1, 750, 6) and m.gaze.shape == (1, 750, 2)
   x = np.asarray(m.as_features()[0])
@@ -170,8 +170,8 @@ def test_sample_motion_long_audio_is_continuous(synthetic_bundle):
   st = bundle.denoiser["stats"]
   xn = motion_lib.normalize(x, np.asarray(st["feat_mean"]), np.asarray(st["feat_std"]))
   step = np.abs(np.diff(xn, axis=0))                              # [749, 8]
-  from jaxtalk import windows
-  e = sampling.preroll_frames(bundle.window, bundle.overlap)
+  from jaxtalk.motion import windows
+  e = pld_lib.preroll_frames(bundle.window, bundle.overlap)
   starts = [s - e for s in windows.window_starts(750 + 2 * e, bundle.window, bundle.overlap)]
   borders = [b for b in [s - 1 for s in starts[1:]] + [s + bundle.window - 2 for s in starts[:-1]]
              if 0 <= b < 749]
@@ -182,8 +182,8 @@ def test_sample_motion_long_audio_is_continuous(synthetic_bundle):
       step[borders].max(), interior.max())
   assert interior.max() < 20.0, interior.max()
   # Same seed, same output; another seed, another sample.
-  m2 = sampling.sample_motion(bundle, wav[:16000 * 3], seed=0)
-  m3 = sampling.sample_motion(bundle, wav[:16000 * 3], seed=1)
+  m2 = pld_lib.sample_motion(bundle, wav[:16000 * 3], seed=0)
+  m3 = pld_lib.sample_motion(bundle, wav[:16000 * 3], seed=1)
   assert m2.pose.shape == (1, 75, 6)
   assert not np.allclose(np.asarray(m2.pose), np.asarray(m3.pose))
 
@@ -193,11 +193,11 @@ def test_sample_motion_modes_and_errors(synthetic_bundle):
   wav = (0.1 * np.random.default_rng(1).standard_normal(2 * 16000)).astype(np.float32)
   # The synthetic stage has no vocabulary: text prompts need a tokenizer.
   with pytest.raises(ValueError, match="tokenizer"):
-    sampling.sample_motion(bundle, wav, text="he nods")
+    pld_lib.sample_motion(bundle, wav, text="he nods")
   with pytest.raises(ValueError, match="audio or seconds"):
-    sampling.sample_motion(bundle)
-  a = sampling.sample_motion(bundle, wav)
-  n = sampling.sample_motion(bundle, None, seconds=2.0)
+    pld_lib.sample_motion(bundle)
+  a = pld_lib.sample_motion(bundle, wav)
+  n = pld_lib.sample_motion(bundle, None, seconds=2.0)
   assert a.pose.shape == n.pose.shape == (1, 50, 6)
   assert not np.allclose(np.asarray(a.pose), np.asarray(n.pose))
 
@@ -214,15 +214,15 @@ def test_tiny_pld_on_real_shards(real_shards, tmp_path, shared_data):
   text+audio samples have per-dimension variance within 0.3x-3x of the same clips' real motion
   (PoseTalk's D1: not collapsed to a mean pose, not exaggerated); a Table-3-like comparison of
   the modes is printed."""
-  from jaxtalk import audio as audio_lib
+  from jaxtalk.features import audio as audio_lib
   from jaxtalk.evaluators import reenactment
   _train_stages(str(tmp_path), f"data_dir={real_shards}",
                 vae_config.get_config("size=tiny").total_steps,
                 pld_config.get_config("size=tiny").total_steps)
-  bundle = sampling.load_pld(str(tmp_path / "pld" / "params"))
+  bundle = pld_lib.load_pld(str(tmp_path / "pld" / "params"))
   assert bundle.tokenizer is not None
   wav = audio_lib.load_audio(str(shared_data / "audio" / "eng.wav"))[:30 * 16000]
-  m = sampling.sample_motion(bundle, wav, text="The man talks and nods slowly.")
+  m = pld_lib.sample_motion(bundle, wav, text="The man talks and nods slowly.")
   assert m.pose.shape == (1, 750, 6) and m.gaze.shape == (1, 750, 2)
   st = bundle.denoiser["stats"]
   mean, std = np.asarray(st["feat_mean"]), np.asarray(st["feat_std"])
@@ -230,11 +230,11 @@ def test_tiny_pld_on_real_shards(real_shards, tmp_path, shared_data):
   real = [motion_lib.normalize(np.concatenate([c["pose"], c["gaze"]], -1), mean, std)
           for c in clips]
   fn = motion_eval.pld_sample_fn(bundle, clips)
-  table = motion_eval.evaluate_modes(fn, real, modes=sampling.MODES, seeds=(0, 1))
+  table = motion_eval.evaluate_modes(fn, real, modes=pld_lib.MODES, seeds=(0, 1))
   for mode, r in table.items():
     print(f"{mode:10s} FD {r['fd']:.2f} Div {r['diversity']:.2f} (real {r['real_diversity']:.2f}) "
           f"SSIM_p {r['ssim_p']:.3f} var ratio {np.round(r['var_ratio'], 2)}")
-  for mode in sampling.MODES:
+  for mode in pld_lib.MODES:
     assert np.all(np.isfinite(table[mode]["var_ratio"])), mode
   ratio = np.asarray(table["text_audio"]["var_ratio"])
   assert np.all(ratio > 0.3) and np.all(ratio < 3.0), ratio

@@ -1,4 +1,4 @@
-"""The PLD's wav2vec 2.0 audio condition end to end (configs/pld.py `audio=wav2vec`).
+"""The PLD's wav2vec 2.0 audio condition end to end (configs/posetalk/pld.py `audio=wav2vec`).
 
 A tiny random wav2vec 2.0 checkpoint (the standard conv stack: 50 Hz frames, so the real 25 fps
 alignment) is written as PyTorch-named safetensors with tests/test_wav2vec.py's helpers; synthetic
@@ -18,17 +18,17 @@ import jax
 import numpy as np
 import pytest
 
-from configs import pld as pld_config
-from configs import pose_vae as vae_config
+from configs.posetalk import pld as pld_config
+from configs.posetalk import pose_vae as vae_config
 from data_pipelines import pipeline
 from data_pipelines import schema
-from jaxtalk import audio as audio_lib
-from jaxtalk import checkpointing
-from jaxtalk import input_pipeline
-from jaxtalk import sampling
+from jaxtalk.features import audio as audio_lib
+from jaxtalk.core import checkpointing
+from jaxtalk.core import input_pipeline
+from jaxtalk.generators import pld as pld_lib
 from jaxtalk import tasks
 from jaxtalk import train
-from jaxtalk import wav2vec
+from jaxtalk.features import wav2vec
 from tests.test_wav2vec import _random_state, _save
 
 C = 12  # wav2vec hidden size of the tiny checkpoint (not the tiny VAE's latent size, 16).
@@ -111,7 +111,7 @@ def _write_shards(out, w2v_dir, num_clips=3, frames=100):
 
 
 def _mesh():
-  from jaxtalk import sharding  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import sharding  # pylint: disable=g-import-not-at-top
   return sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
 
 
@@ -156,12 +156,12 @@ def bundle(data):
   params["latent_out"] = jax.tree.map(
       lambda x: x + 0.1 * jax.random.normal(jax.random.PRNGKey(1), x.shape), params["latent_out"])
   _write_workdir(os.path.join(root, "pld"), config, params)
-  return sampling.load_pld(os.path.join(root, "pld", "params"))
+  return pld_lib.load_pld(os.path.join(root, "pld", "params"))
 
 
 def _fake(w2v_dir, feature="wav2vec", **kw):
   """A PLDParams with only what `audio_condition` reads (C from the audio encoder's params)."""
-  return sampling.PLDParams(
+  return pld_lib.PLDParams(
       vae=None, denoiser={"audio_encoder": {"ln_in": {"ln": {"scale": np.ones(C)}}}},
       vae_model={}, model={}, diffusion={}, window=50, audio_feature=feature,
       wav2vec_path=w2v_dir if feature == "wav2vec" else "", **kw)
@@ -246,11 +246,11 @@ def test_sampling_features_equal_the_stored_ones(data):
     t = rec["num_frames"]
     stored = np.asarray(rec["wav2vec"], np.float32)
     # The same model, the same 25 fps alignment, the same float16 rounding as the shards.
-    np.testing.assert_array_equal(sampling.audio_condition(params, wav, t), stored)
+    np.testing.assert_array_equal(pld_lib.audio_condition(params, wav, t), stored)
     # Frames before/after the audio (sample_motion's pre-roll) repeat the edge frames.
-    np.testing.assert_array_equal(sampling.audio_condition(params, wav, t + 24, offset=-12),
+    np.testing.assert_array_equal(pld_lib.audio_condition(params, wav, t + 24, offset=-12),
                                   stored[np.clip(np.arange(-12, t + 12), 0, t - 1)])
-  assert sampling.audio_condition(params, None, 7).shape == (7, C)
+  assert pld_lib.audio_condition(params, None, 7).shape == (7, C)
 
 
 def test_long_audio_goes_through_wav2vec_in_cross_faded_chunks(data):
@@ -258,7 +258,7 @@ def test_long_audio_goes_through_wav2vec_in_cross_faded_chunks(data):
   wav = np.concatenate([audio_lib.from_int16(records[f"syn{i}_c000"]["audio"])
                         for i in range(2)])                          # 8 s, 200 frames
   params = _fake(w2v_dir, wav2vec_seconds=2.0)  # 50-frame chunks at 0, 40, 80, ..., 150
-  feats = sampling.audio_condition(params, wav, 200)
+  feats = pld_lib.audio_condition(params, wav, 200)
   assert feats.shape == (200, C) and np.all(np.isfinite(feats))
   chunk = lambda s: _f16(params.wav2vec(wav[s * 640:(s + 50) * 640]))
   # Frames only one chunk covers are that chunk's features; the 10-frame overlaps cross-fade.
@@ -269,7 +269,7 @@ def test_long_audio_goes_through_wav2vec_in_cross_faded_chunks(data):
                              atol=2e-3 * np.abs(feats).max())
   # Within wav2vec_seconds (default 10 s, the preprocessed clips' length): one piece.
   one = _fake(w2v_dir)
-  np.testing.assert_array_equal(sampling.audio_condition(one, wav, 200), _f16(one.wav2vec(wav)))
+  np.testing.assert_array_equal(pld_lib.audio_condition(one, wav, 200), _f16(one.wav2vec(wav)))
 
 
 def test_sample_motion_passes_the_features_to_the_denoiser(data, bundle):
@@ -288,32 +288,32 @@ def test_sample_motion_passes_the_features_to_the_denoiser(data, bundle):
 
   bundle.__dict__["_window_fn"] = spy
   try:
-    m = sampling.sample_motion(bundle, wav, seed=0)
+    m = pld_lib.sample_motion(bundle, wav, seed=0)
   finally:
     bundle.__dict__["_window_fn"] = fn
   assert m.pose.shape == (1, t, 6) and m.gaze.shape == (1, t, 2)
   assert np.all(np.isfinite(np.asarray(m.pose)))
-  from jaxtalk import windows  # pylint: disable=g-import-not-at-top
-  e = sampling.preroll_frames(bundle.window, bundle.overlap)
+  from jaxtalk.motion import windows  # pylint: disable=g-import-not-at-top
+  e = pld_lib.preroll_frames(bundle.window, bundle.overlap)
   starts = windows.window_starts(t + 2 * e, bundle.window, bundle.overlap)
   assert len(seen) == len(starts)
   for s, got in zip(starts, seen):
     np.testing.assert_array_equal(
         got[0], stored[np.clip(np.arange(s - e, s - e + bundle.window), 0, t - 1)])
   # Other audio, other motion; without audio no features are needed.
-  m2 = sampling.sample_motion(bundle, audio_lib.from_int16(records["syn1_c000"]["audio"]))
+  m2 = pld_lib.sample_motion(bundle, audio_lib.from_int16(records["syn1_c000"]["audio"]))
   assert not np.allclose(np.asarray(m.pose), np.asarray(m2.pose))
-  assert sampling.sample_motion(bundle, None, seconds=1.0).pose.shape == (1, 25, 6)
+  assert pld_lib.sample_motion(bundle, None, seconds=1.0).pose.shape == (1, 25, 6)
 
 
 def test_missing_wav2vec_folder_errors(data, bundle, tmp_path):
-  from jaxtalk import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.video_io import InputError  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve.video_io import InputError  # pylint: disable=g-import-not-at-top
   root, _, w2v_dir, records = data
   params = os.path.join(root, "pld", "params")
   with pytest.raises(ValueError, match=r"wav2vec folder '.*nowhere' \(given\) has no "
                                        r"config\.json(.|\n)*wav2vec=DIR"):
-    sampling.load_pld(params, wav2vec=str(tmp_path / "nowhere"))
+    pld_lib.load_pld(params, wav2vec=str(tmp_path / "nowhere"))
   # A workdir whose config.json records no folder (and no dataset_info.json to ask).
   cfg = json.loads(open(os.path.join(root, "pld", "config.json")).read())
   cfg["model"]["wav2vec_path"] = ""
@@ -324,18 +324,18 @@ def test_missing_wav2vec_folder_errors(data, bundle, tmp_path):
   os.symlink(params, moved / "params")
   with pytest.raises(ValueError, match=r"trained on wav2vec 2\.0 features(.|\n)*record no "
                                        r"wav2vec folder(.|\n)*wav2vec=DIR"):
-    sampling.load_pld(str(moved / "params"))
+    pld_lib.load_pld(str(moved / "params"))
   # The override is used (a copy of the folder gives the stored features).
   wav = audio_lib.from_int16(records["syn0_c000"]["audio"])
   copy = str(shutil.copytree(w2v_dir, tmp_path / "w2v_copy"))
-  b = sampling.load_pld(str(moved / "params"), wav2vec=copy)
+  b = pld_lib.load_pld(str(moved / "params"), wav2vec=copy)
   assert b.wav2vec_path == copy
-  np.testing.assert_array_equal(sampling.audio_condition(b, wav, 100),
+  np.testing.assert_array_equal(pld_lib.audio_condition(b, wav, 100),
                                 np.asarray(records["syn0_c000"]["wav2vec"], np.float32))
   # A folder of another feature size is refused before sampling with it.
-  b = sampling.load_pld(params, wav2vec=_write_w2v(tmp_path / "wide", hidden_size=24))
+  b = pld_lib.load_pld(params, wav2vec=_write_w2v(tmp_path / "wide", hidden_size=24))
   with pytest.raises(ValueError, match="gives 24-dim features, the PLD was trained on 12-dim"):
-    sampling.sample_motion(b, wav)
+    pld_lib.sample_motion(b, wav)
   # The generation bundle's sampler: an input error naming the folder.
   sample = bundle_lib._pose_sampler(  # pylint: disable=protected-access
       params, os.path.join(root, "vae", "params"), None, wav2vec=str(tmp_path / "nowhere"))
@@ -349,9 +349,9 @@ def test_mel_default_is_unchanged(data, bundle, tmp_path):
   # The log-mel windows sample_motion built before: mel_windows(log_mel(wav)), zeros without
   # audio.
   mel = _fake("", feature="mel")
-  np.testing.assert_array_equal(sampling.audio_condition(mel, wav, 60, offset=-12),
+  np.testing.assert_array_equal(pld_lib.audio_condition(mel, wav, 60, offset=-12),
                                 audio_lib.mel_windows(audio_lib.log_mel(wav), 60, offset=-12))
-  np.testing.assert_array_equal(sampling.audio_condition(mel, None, 7), np.zeros((7, 16, 80)))
+  np.testing.assert_array_equal(pld_lib.audio_condition(mel, None, 7), np.zeros((7, 16, 80)))
   # A log-mel stage loads without any wav2vec folder (one passed is ignored).
   cfg = json.loads(open(os.path.join(root, "pld", "config.json")).read())
   for k in ("audio_feature", "audio_dim", "wav2vec_path", "wav2vec_layer"):
@@ -360,7 +360,7 @@ def test_mel_default_is_unchanged(data, bundle, tmp_path):
   (tmp_path / "mel").mkdir()
   (tmp_path / "mel" / "config.json").write_text(json.dumps(cfg))
   os.symlink(os.path.join(root, "pld", "params"), tmp_path / "mel" / "params")
-  b = sampling.load_pld(str(tmp_path / "mel" / "params"), wav2vec=str(tmp_path / "nowhere"))
+  b = pld_lib.load_pld(str(tmp_path / "mel" / "params"), wav2vec=str(tmp_path / "nowhere"))
   assert b.audio_feature == "mel" and b.wav2vec_path == ""
 
 
@@ -385,10 +385,10 @@ def test_tiny_vae_and_pld_train_on_wav2vec_and_sample(data, tmp_path):
   ev = [h for h in res["history"] if "eval/loss_eps" in h]
   assert ev and np.isfinite(ev[-1]["eval/loss_eps"]) and np.isfinite(
       ev[-1]["eval/var_ratio_mean"])
-  b = sampling.load_pld(os.path.join(root, "pld", "params"))
+  b = pld_lib.load_pld(os.path.join(root, "pld", "params"))
   assert b.audio_feature == "wav2vec" and b.wav2vec_path == w2v_dir
   wav = audio_lib.from_int16(records["syn2_c000"]["audio"])[:3 * 16000]
-  m = sampling.sample_motion(b, wav, text="he nods")
+  m = pld_lib.sample_motion(b, wav, text="he nods")
   assert m.pose.shape == (1, 75, 6) and np.all(np.isfinite(np.asarray(m.as_features())))
 
 
@@ -416,5 +416,5 @@ def test_preprocess_records_the_wav2vec_folder(shared_data, tmp_path, monkeypatc
   for i in range(len(src)):
     rec = schema.decode_record(src[i])
     np.testing.assert_array_equal(
-        sampling.audio_condition(params, audio_lib.from_int16(rec["audio"]), rec["num_frames"]),
+        pld_lib.audio_condition(params, audio_lib.from_int16(rec["audio"]), rec["num_frames"]),
         np.asarray(rec["wav2vec"], np.float32))

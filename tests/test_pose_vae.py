@@ -1,4 +1,4 @@
-"""Tests for the pose VAE (jaxtalk/models/pose_vae.py, jaxtalk/tasks/pose_vae.py)."""
+"""Tests for the pose VAE (jaxtalk/models/posetalk/pose_vae.py, jaxtalk/tasks/posetalk/pose_vae.py)."""
 
 import os
 
@@ -9,12 +9,12 @@ import numpy as np
 import optax
 import pytest
 
-from configs import pose_vae as vae_config
-from jaxtalk import input_pipeline
+from configs.posetalk import pose_vae as vae_config
+from jaxtalk.core import input_pipeline
 from jaxtalk import train
-from jaxtalk.models import pose_vae as vae_lib
+from jaxtalk.models.posetalk import pose_vae as vae_lib
 from jaxtalk.models import transformer
-from jaxtalk.tasks import pose_vae as vae_task
+from jaxtalk.tasks.posetalk import pose_vae as vae_task
 
 TINY = dict(latent_tokens=2, latent_dim=8, width=32, depth=1, num_heads=4, mlp_mult=2, dropout=0.0)
 
@@ -187,7 +187,7 @@ def test_tiny_vae_reconstructs_held_out_real_clip(real_shards, tmp_path):
   """Tiny VAE trained on the real shards: held-out RMSE < 0.25 of the data std (eval split)."""
   c = vae_config.get_config(f"size=tiny,data_dir={real_shards}")
   c.eval_batches = 4
-  from jaxtalk import sharding  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import sharding  # pylint: disable=g-import-not-at-top
   mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
   result = train.train_and_evaluate(c, str(tmp_path / "vae"), mesh=mesh)
   evals = [h for h in result["history"] if "eval/rmse" in h]

@@ -12,7 +12,7 @@ import pytest
 from data_pipelines import pipeline
 from data_pipelines import readers
 from data_pipelines import schema
-from jaxtalk import audio as audio_lib
+from jaxtalk.features import audio as audio_lib
 
 
 def _records(out_dir):
@@ -160,7 +160,7 @@ def test_audio_and_features_are_aligned(real, shared_data):
 @pytest.mark.needs_data
 def test_stored_crops_contain_a_face_and_landmarks_match(real):
   import cv2  # pylint: disable=g-import-not-at-top
-  from jaxtalk import face  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face  # pylint: disable=g-import-not-at-top
   _, recs = real
   checked = 0
   for r in recs:
@@ -389,7 +389,7 @@ def test_several_faces_keep_largest_and_extreme_pose_is_dead_lettered(shared_dat
 @pytest.mark.needs_data
 def test_tfds_data_source_over_the_shards(real, real_shards, tmp_path):
   from data_pipelines import tfds_source  # pylint: disable=g-import-not-at-top
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   info, recs = real
   source = tfds_source.data_source(str(real_shards), str(tmp_path / "tfds"))
   train, ev = input_pipeline.split_clips(info)
@@ -438,7 +438,7 @@ def _tiny_clip(path):
 @pytest.mark.needs_data
 def test_optional_wav2vec_and_clip_features(shared_data, tmp_path):
   from configs import common  # pylint: disable=g-import-not-at-top
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   _tiny_wav2vec(tmp_path / "w2v")
   _tiny_clip(tmp_path / "clip")
   manifest = tmp_path / "m.jsonl"

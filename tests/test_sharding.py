@@ -7,7 +7,7 @@ from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 import numpy as np
 import pytest
 
-from jaxtalk import sharding
+from jaxtalk.core import sharding
 from jaxtalk import train
 
 

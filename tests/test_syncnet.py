@@ -259,7 +259,7 @@ REAL_STEPS = syncnet_config.get_config("size=tiny").total_steps
 def in_sync_clips(data_dir):
   """Clips of `data_dir` the syncnet stage trains on: residual audio-visual offset within the
   config's `input.max_av_offset` (see section comment)."""
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
   inp = syncnet_config.get_config("size=tiny").input
   info = input_pipeline.load_dataset_info(str(data_dir))
@@ -339,7 +339,7 @@ def test_tiny_expert_learns_sync_on_synthetic_clips():
   shifted pairs on held-out (eval-seed) clips. Measured after the 150 steps: eval pair accuracy
   0.852, accuracy 0.816 with the tiny config's motion input (0.727 / 0.695 with Wav2Lip's
   stacked frames); ~5 min on the loaded CPU."""
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   c = syncnet_config.get_config("size=tiny,synthetic=true")
   task = task_lib.get_task(c, mesh=None)
   it = input_pipeline.create_iterator(c, split="train")

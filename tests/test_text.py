@@ -1,11 +1,11 @@
-"""Tests for jaxtalk.text: word-level vocab/tokenizer, CLIP tokenizer and text encoders."""
+"""Tests for jaxtalk.features.text: word-level vocab/tokenizer, CLIP tokenizer and text encoders."""
 
 import json
 
 import numpy as np
 import pytest
 
-from jaxtalk import text
+from jaxtalk.features import text
 
 
 def write_tiny_clip_tokenizer(path):

@@ -17,10 +17,10 @@ import optax
 import pytest
 
 import regression_stage
-from jaxtalk import checkpointing
-from jaxtalk import input_pipeline
-from jaxtalk import optimizers
-from jaxtalk import sharding
+from jaxtalk.core import checkpointing
+from jaxtalk.core import input_pipeline
+from jaxtalk.core import optimizers
+from jaxtalk.core import sharding
 from jaxtalk import tasks
 from jaxtalk import train
 

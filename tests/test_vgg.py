@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxtalk import convert_vgg19
+from jaxtalk.pretrained import vgg19 as convert_vgg19
 from jaxtalk.models import vgg
 
 

@@ -1,9 +1,9 @@
-"""Tests for jaxtalk.video_io: atomic mp4 writing with audio, robust portrait loading."""
+"""Tests for jaxtalk.serve.video_io: atomic mp4 writing with audio, robust portrait loading."""
 
 import numpy as np
 import pytest
 
-from jaxtalk import video_io
+from jaxtalk.serve import video_io
 
 
 def _tone(seconds, sr=16000):

@@ -1,4 +1,4 @@
-"""Tests of jaxtalk/wav2vec.py and jaxtalk/models/wav2vec2.py: the Flax wav2vec 2.0 port.
+"""Tests of jaxtalk/features/wav2vec.py and jaxtalk/models/wav2vec2.py: the Flax wav2vec 2.0 port.
 
 * stable-layer-norm / layer-norm conv stack (large-lv60 style): against transformers'
   `FlaxWav2Vec2Model` (an independent implementation), weights written as PyTorch-named
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from scipy import special
 
-from jaxtalk import wav2vec
+from jaxtalk.features import wav2vec
 
 # Tiny conv stack: kernels 10,3,2 / strides 5,2,2 -> stride 20 samples, receptive field 30.
 TINY = dict(conv_dim=(8, 12, 8), conv_kernel=(10, 3, 2), conv_stride=(5, 2, 2), hidden_size=32,
@@ -457,7 +457,7 @@ def test_to_video_frames_alignment():
 
 
 def test_wav2vec2_features_buckets_match_one_shot(base):
-  from jaxtalk import audio  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio  # pylint: disable=g-import-not-at-top
   sd, root = base
   feats = audio.Wav2Vec2Features(str(root / "gv"), bucket_seconds=0.1)
   assert feats.dim == 32 and feats.normalize
@@ -481,7 +481,7 @@ def test_wav2vec2_features_buckets_match_one_shot(base):
 
 def test_standard_conv_stack_gives_one_row_per_video_frame(tmp_path):
   """The released conv arithmetic (field 400, stride 320): 1 s -> 49 frames -> 25 rows."""
-  from jaxtalk import audio  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio  # pylint: disable=g-import-not-at-top
   cfg = dict(wav2vec.CONFIG_DEFAULTS, conv_dim=(4,) * 7, hidden_size=16, num_hidden_layers=1,
              num_attention_heads=2, intermediate_size=16, num_conv_pos_embeddings=8,
              num_conv_pos_embedding_groups=2)

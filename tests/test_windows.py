@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jaxtalk import windows
+from jaxtalk.motion import windows
 
 
 @pytest.mark.parametrize("total,window,overlap", [(750, 100, 20), (100, 100, 20), (37, 100, 10),

@@ -197,7 +197,7 @@ def evaluate_modes(sample_fn: Callable[[str, int, int], np.ndarray],
 
 
 def pld_sample_fn(params, clips: Sequence[Mapping], guidance: float = 7.5):
-  """`sample_fn` for `evaluate_modes` from a `jaxtalk.sampling.PLDParams` bundle.
+  """`sample_fn` for `evaluate_modes` from a `jaxtalk.generators.pld.PLDParams` bundle.
 
   Args:
     params: the bundle. clips: dicts with "wav" (16 kHz float32 [N]) and "text" (str).
@@ -207,7 +207,7 @@ def pld_sample_fn(params, clips: Sequence[Mapping], guidance: float = 7.5):
     `(mode, i, seed) -> [T, 8]` normalised motion.
   """
   from jaxtalk import motion as motion_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk import sampling  # pylint: disable=g-import-not-at-top
+  from jaxtalk.generators import pld as pld_lib  # pylint: disable=g-import-not-at-top
   st = params.denoiser["stats"]
 
   def fn(mode, i, seed):
@@ -215,7 +215,7 @@ def pld_sample_fn(params, clips: Sequence[Mapping], guidance: float = 7.5):
     seconds = len(c["wav"]) / 16000.0
     use_audio = mode in ("text_audio", "audio")
     use_text = mode in ("text_audio", "text")
-    m = sampling.sample_motion(params, c["wav"] if use_audio else None,
+    m = pld_lib.sample_motion(params, c["wav"] if use_audio else None,
                                c.get("text") if use_text else None,
                                seconds=None if use_audio else seconds, guidance=guidance,
                                seed=seed)

@@ -189,8 +189,8 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
   import os  # pylint: disable=g-import-not-at-top
   import grain  # pylint: disable=g-import-not-at-top
   from data_pipelines import schema  # pylint: disable=g-import-not-at-top
-  from jaxtalk import audio as audio_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
 
   info = input_pipeline.load_dataset_info(data_dir)
   paths = [os.path.join(data_dir, s) for s in info["shards"]]

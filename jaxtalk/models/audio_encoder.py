@@ -3,7 +3,7 @@
 PoseTalk extracts audio features with wav2vec 2.0 (Baevski et al. 2020). Without a local
 wav2vec checkpoint the default is the per-frame log-mel window of the batch (`mel [B, T, 16, 80]`,
 Wav2Lip parameters, centred on each video frame) through `MelAudioEncoder`, trained with the
-denoiser. With precomputed wav2vec features (`jaxtalk.wav2vec`, `[B, T, C]` at 25 fps),
+denoiser. With precomputed wav2vec features (`jaxtalk.features.wav2vec`, `[B, T, C]` at 25 fps),
 `FeatureAudioEncoder` projects them instead.
 
 Both return `(tokens [B, T, D], pooled [B, D])` (one token per video frame; pooled = masked mean).

@@ -6,7 +6,7 @@ Conventions used throughout jaxtalk:
 * Images and feature maps are NHWC: `[N, H, W, C]`. Sequences are `[B, T, D]`.
 * Parameters are float32 (`param_dtype`), computation runs in `dtype` (float32 or bfloat16).
   Normalisation statistics, softmax, flow fields and sampling coordinates are always float32.
-* Parameters carry logical axis names from `jaxtalk.sharding.LOGICAL_AXES`.
+* Parameters carry logical axis names from `jaxtalk.core.sharding.LOGICAL_AXES`.
 
 Warping (PoseTalk eqs. 4-5, "differentiable backward warping"):
 

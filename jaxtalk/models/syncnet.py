@@ -263,7 +263,7 @@ def sync_loss(sim: jax.Array, mask=None) -> jax.Array:
 
 
 # The face box inside jaxtalk's aligned crops: the data pipeline's crop is 1.6x the face size,
-# centred on the face (`jaxtalk.face.smoothed_crop_boxes`), so the face is the central 1/1.6.
+# centred on the face (`jaxtalk.features.face.smoothed_crop_boxes`), so the face is the central 1/1.6.
 ALIGNED_FACE_BOX = (0.1875, 0.1875, 0.8125, 0.8125)
 
 

@@ -4,8 +4,8 @@ PoseTalk's multi-scale perceptual loss (eq. 6, after Siarohin et al. 2019, FOMM)
 ImageNet-trained VGG19 activations relu1_1, relu2_1, relu3_1, relu4_1 and relu5_1. jaxtalk cannot
 download weights, so this module loads them from a local converted file:
 
-  python -m jaxtalk.convert_vgg19 --src vgg19.pth --out vgg19.npz   # torchvision state_dict
-  python -m jaxtalk.convert_vgg19 --src vgg19.h5  --out vgg19.npz   # Keras VGG19 (notop or full)
+  python -m jaxtalk.pretrained.vgg19 --src vgg19.pth --out vgg19.npz   # torchvision state_dict
+  python -m jaxtalk.pretrained.vgg19 --src vgg19.h5  --out vgg19.npz   # Keras VGG19 (notop or full)
 
 The `.npz` holds `conv{b}_{i}/kernel` `[3, 3, C_in, C_out]` (HWIO, RGB input order), and
 `conv{b}_{i}/bias` `[C_out]` float32 for the 16 convolutions, plus `preprocess` ("torch" or
@@ -155,7 +155,7 @@ def load_vgg19(path: str) -> tuple[dict, str]:
   """Loads converted VGG19 weights.
 
   Args:
-    path: `.npz` written by `python -m jaxtalk.convert_vgg19` (or `save_vgg19_npz`).
+    path: `.npz` written by `python -m jaxtalk.pretrained.vgg19` (or `save_vgg19_npz`).
 
   Returns:
     (params, preprocess_mode): params `{conv_name: {"kernel": f32 [3,3,Ci,Co], "bias": [Co]}}`
@@ -167,7 +167,7 @@ def load_vgg19(path: str) -> tuple[dict, str]:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise ValueError(f"{path}: VGG19 weights file not found (convert with "
-                     "`python -m jaxtalk.convert_vgg19 --src vgg19.pth --out vgg19.npz`)")
+                     "`python -m jaxtalk.pretrained.vgg19 --src vgg19.pth --out vgg19.npz`)")
   try:
     with np.load(path, allow_pickle=False) as z:
       data = {k: z[k] for k in z.files}

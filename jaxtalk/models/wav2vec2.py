@@ -2,7 +2,7 @@
 Speech Representations") in Flax linen, inference only: PoseTalk's audio condition.
 
 Written for jaxtalk to run PyTorch checkpoints of transformers' `Wav2Vec2Model` (loaded by
-`jaxtalk.wav2vec.load_wav2vec`), including the wav2vec2-base family that transformers' own
+`jaxtalk.features.wav2vec.load_wav2vec`), including the wav2vec2-base family that transformers' own
 `FlaxWav2Vec2Model` does not implement. Both published variants:
 
 * `feat_extract_norm="group"`, `do_stable_layer_norm=False` (wav2vec2-base, base-960h): the first
@@ -490,7 +490,7 @@ class Wav2Vec2Model(nn.Module):
   """wav2vec 2.0 base model (transformers' `Wav2Vec2Model`), inference only.
 
   Attributes mirror transformers' `Wav2Vec2Config` fields of the same names (read from a
-  checkpoint's config.json by `jaxtalk.wav2vec.model_from_config`):
+  checkpoint's config.json by `jaxtalk.features.wav2vec.model_from_config`):
     conv_dim, conv_kernel, conv_stride: per conv layer channels, kernel, stride (equal lengths).
     conv_bias: conv layers have a bias. feat_extract_norm: "group" or "layer".
     feat_extract_activation: conv stack and positional conv activation.
@@ -505,7 +505,7 @@ class Wav2Vec2Model(nn.Module):
 
   Args (call):
     wav: `[B, N]` float 16 kHz samples, normalised as the checkpoint's feature extractor expects
-      (`jaxtalk.wav2vec.normalize_wav`). Needs N >= the receptive field (400) for one frame.
+      (`jaxtalk.features.wav2vec.normalize_wav`). Needs N >= the receptive field (400) for one frame.
     mask: optional `[B, N]` bool/int, 1 = real sample; each row's real samples must be a prefix.
     output_hidden_states: also return every layer's hidden state.
 

@@ -9,7 +9,7 @@
 #   launch/tpu/run_pod.sh --setup my-v5p-64 us-east5-a
 #   # train: the same command on all workers; jax.distributed.initialize() is called by jaxtalk
 #   launch/tpu/run_pod.sh my-v5p-64 us-east5-a -- \
-#     python -m jaxtalk.main --config=configs/pld.py:size=paper --workdir=/mnt/runs/pld
+#     python -m jaxtalk.main --config=configs/posetalk/pld.py:size=paper --workdir=/mnt/runs/pld
 #
 # Environment:
 #   PROJECT   GCP project (default: gcloud's configured project)

@@ -1,0 +1,1 @@
+"""Infrastructure shared by every stage: sharding, checkpointing, optimizers, the input pipeline, logging."""

@@ -1,0 +1,199 @@
+"""`jaxtalk demo`: the whole system on one machine, end to end, within a time budget.
+
+  jaxtalk demo --workdir runs/demo [--videos MANIFEST_OR_DIR] [--minutes 20] [--resolution 64]
+               [--seed 0]
+
+Steps (re-running the same command skips finished clips, preprocessing and trained stages, and
+resumes an interrupted stage from its checkpoint; export, generation and evaluation run again):
+  1. clips: with no `--videos`, a procedurally rendered talking-face set that needs no download
+     (`jaxtalk.demo.data`: the scikit-image astronaut photo, synthetic speech driving the lips,
+     head motion following each clip's text); otherwise the given manifest or folder of videos;
+  2. preprocess them with the Beam pipeline (DirectRunner) into ArrayRecord shards;
+  3. train every stage at `size=tiny` (syncnet, pose_vae, pld, coarse, refine, enhancer), each
+     given a share of the time budget, later stages loading the frozen params of earlier ones;
+  4. export the generation stages into one folder (`jaxtalk export`);
+  5. generate a talking video for a real portrait, a speech track and a text prompt;
+  6. evaluate on held-out clips (self-reenactment image/sync metrics; motion metrics);
+  7. write `report.md` (metrics table, video paths, a contact sheet PNG of generated vs real
+     frames, and what the tiny models can and cannot do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import pathlib
+import sys
+import time
+from typing import Optional
+
+from jaxtalk.core import logging_utils
+
+# Stages in training order, with their share of the training-time budget.
+STAGES = (
+    ("syncnet", 0.14),
+    ("pose_vae", 0.10),
+    ("pld", 0.16),
+    ("coarse", 0.22),
+    ("refine", 0.22),
+    ("enhancer", 0.16),
+)
+RESERVED_SECONDS = 240  # export, generation, evaluation and the report.
+# The generator stages learn more per second of CPU with small batches: batch 2 (per device) is
+# what tests/test_generator_stages.py measured learning with (tiny configs use 8).
+GENERATOR_STAGES = ("coarse", "refine", "enhancer")
+
+
+def _log(msg: str, *args) -> None:
+  logging_utils.log_info("demo: " + msg, *args)
+
+
+def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: float,
+                 trained: dict[str, str], holdout: tuple[str, ...] = (), seed: int = 0):
+  """The tiny config of `stage`, wired to the demo's shards and earlier stages' params; `seed`
+  sets the stage's initialisation/dropout seed and its data order (`input.shuffle_seed`)."""
+  module = importlib.import_module(f"configs.{stage}")
+  config = module.get_config("size=tiny")
+  with config.unlocked():
+    config.input.data_dir = data_dir
+    config.input.synthetic = False
+    config.input.holdout = tuple(holdout)
+    if "resolution" in config.input:
+      config.input.resolution = resolution
+    config.time_budget_s = float(time_budget_s)
+    config.progress = True
+    config.seed = int(seed)
+    config.input.shuffle_seed = int(seed)
+    if stage in GENERATOR_STAGES:
+      import jax  # pylint: disable=g-import-not-at-top
+      config.batch_size = 2 * jax.device_count()
+    # Frozen inputs from earlier stages; a stage's own entries (e.g. coarse's init_from.coarse,
+    # a warm start) and later stages' stay as the config has them.
+    order = [name for name, _ in STAGES]
+    for name in list(config.init_from.keys()):
+      if name in order and order.index(name) < order.index(stage):
+        config.init_from[name] = trained[name]
+  return config
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+  parser = argparse.ArgumentParser(prog=argv[0], description=__doc__.split("\n\n")[0],
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--workdir", required=True, help="output folder (re-run to resume)")
+  parser.add_argument("--videos", default=None,
+                      help="manifest.jsonl / csv / folder of videos (default: built-in set)")
+  parser.add_argument("--minutes", type=float, default=20.0,
+                      help="total time budget in minutes (default 20)")
+  parser.add_argument("--resolution", type=int, default=64, help="training crop size (px)")
+  parser.add_argument("--portrait", default=None, help="portrait to animate (default: chosen)")
+  parser.add_argument("--audio", default=None, help="speech to animate it with (default: chosen)")
+  parser.add_argument("--text", default=None, help="head-motion prompt (default: chosen)")
+  parser.add_argument("--seed", type=int, default=0,
+                      help="training seed of every stage (initialisation and data order; the "
+                      "built-in clips stay the same); default 0")
+  return parser.parse_args(argv[1:])
+
+
+def run(argv: Optional[list[str]] = None) -> int:
+  argv = list(sys.argv if argv is None else argv)
+  args = parse_args(argv)
+  _show_progress_logs()
+  t_start = time.time()
+  workdir = pathlib.Path(args.workdir).resolve()
+  workdir.mkdir(parents=True, exist_ok=True)
+  budget_s = args.minutes * 60.0
+  timings: dict[str, float] = {}
+
+  # ------------------------------------------------------------------ 1. clips
+  t0 = time.time()
+  if args.videos:
+    manifest = str(pathlib.Path(args.videos).resolve())
+  else:
+    from jaxtalk.demo import data as demo_data  # pylint: disable=g-import-not-at-top
+    _log("rendering the built-in talking-face clips (no download needed)")
+    manifest = str(demo_data.make_demo_clips(workdir / "clips"))
+  timings["clips"] = time.time() - t0
+
+  # ------------------------------------------------------------------ 2. preprocess
+  t0 = time.time()
+  data_dir = workdir / "shards"
+  if not (data_dir / "dataset_info.json").exists():
+    from data_pipelines import pipeline  # pylint: disable=g-import-not-at-top
+    _log("preprocessing %s -> %s", manifest, data_dir)
+    pipeline.preprocess(input_path=manifest, output_dir=str(data_dir),
+                        resolution=args.resolution)
+  info = json.loads((data_dir / "dataset_info.json").read_text())
+  _log("%s clips, %.1f minutes of video", info.get("num_clips"), 60 * info.get("hours", 0.0))
+  timings["preprocess"] = time.time() - t0
+
+  holdout = choose_holdout(info)
+  _log("held-out clips (evaluation only): %s", ", ".join(holdout))
+
+  # ------------------------------------------------------------------ 3. train every stage
+  from jaxtalk import train  # pylint: disable=g-import-not-at-top
+  train_budget = max(60.0, budget_s - (time.time() - t_start) - RESERVED_SECONDS)
+  trained: dict[str, str] = {}
+  results: dict[str, dict] = {}
+  train_end = time.time() + train_budget
+  for i, (stage, share) in enumerate(STAGES):
+    stage_dir = workdir / "train" / stage
+    # This stage's share of the time left, so time a stage does not use (it reached its
+    # total_steps early) goes to the later ones.
+    left = max(30.0, train_end - time.time())
+    stage_budget = left * share / sum(s for _, s in STAGES[i:])
+    config = stage_config(stage, str(data_dir), args.resolution, stage_budget, trained, holdout,
+                          seed=args.seed)
+    t0 = time.time()
+    if (stage_dir / "params").exists():
+      _log("%s: already trained (%s)", stage, stage_dir / "params")
+    else:
+      _log("%s: training for at most %.0f s (%d steps at most)", stage, stage_budget,
+           config.total_steps)
+      out = train.train_and_evaluate(config, str(stage_dir))
+      results[stage] = dict(_summarise_history(out["history"], out["step"]),
+                            budget=bool(out.get("budget_reached")))
+    trained[stage] = str(stage_dir / "params")
+    timings[f"train_{stage}"] = time.time() - t0
+
+  # ------------------------------------------------------------------ 4-7: export, generate, eval
+  from jaxtalk.demo import report as demo_report  # pylint: disable=g-import-not-at-top
+  return demo_report.finish(workdir=workdir, data_dir=data_dir, manifest=manifest,
+                            trained=trained, train_results=results, timings=timings, args=args,
+                            holdout=holdout)
+
+
+def choose_holdout(info: dict) -> tuple[str, ...]:
+  """Held-out clips: the default md5 split of `input_pipeline.split_clips`, or, when that leaves
+  no clip out (small sets), the last clip, so evaluation never sees training clips. With one
+  clip only, nothing can be held out and the report says so."""
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  clips = [c["clip_id"] for c in info["clips"]]
+  if len(clips) < 2:
+    return ()
+  _, ev = input_pipeline.split_clips(info, ())
+  if ev and len(ev) < len(clips):
+    return tuple(clips[i] for i in ev)
+  return (clips[-1],)
+
+
+def _show_progress_logs() -> None:
+  """absl INFO logs on stderr (each step's messages), without third-party library chatter."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  from jaxtalk import main  # pylint: disable=g-import-not-at-top
+  logging.use_absl_handler()
+  logging.set_verbosity(logging.INFO)
+  logging.get_absl_handler().addFilter(main._QuietLibraries())  # pylint: disable=protected-access
+
+
+def _summarise_history(history: list[dict], step: int) -> dict:
+  train_losses = [h["train/loss"] for h in history if "train/loss" in h]
+  evals = [h for h in history if any(k.startswith("eval/") for k in h)]
+  return {"steps": step,
+          "first_loss": train_losses[0] if train_losses else None,
+          "last_loss": train_losses[-1] if train_losses else None,
+          "last_eval": {k: v for k, v in (evals[-1] if evals else {}).items() if k != "step"}}
+
+
+if __name__ == "__main__":
+  sys.exit(run())

@@ -1,0 +1,1 @@
+"""Motion generators: audio (+ text) -> `jaxtalk.motion.Motion`."""

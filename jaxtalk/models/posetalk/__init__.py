@@ -1,0 +1,1 @@
+"""PoseTalk's networks (one model per file)."""

@@ -1,0 +1,1 @@
+"""Loaders and converters of pretrained networks the papers use."""

@@ -1,0 +1,1 @@
+"""Renderers: (source portrait, `Motion`, audio features) -> frames."""

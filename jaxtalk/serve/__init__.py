@@ -1,0 +1,1 @@
+"""Serving: export (StableHLO + params), the generation bundle, `jaxtalk generate`, video IO."""

@@ -1,0 +1,1 @@
+"""PoseTalk's training stages."""

@@ -1,0 +1,229 @@
+"""Stage `pld`: train PoseTalk's Pose Latent Diffusion denoiser (paper "Pose Generation", eq. 2).
+
+The pose VAE is frozen (`config.init_from.pose_vae` = `<pose_vae workdir>/params`; its
+architecture comes from `<pose_vae workdir>/config.json`). Each step:
+  z0 = (μ_E(x) - m) / s        posterior mean of the normalised pose+gaze window, scaled with the
+                               latent mean m and std s (frozen "stats" measured at init)
+  t ~ U{0..K-1}, ε ~ N(0, I), z_t = q_sample(z0, t, ε)
+  text and audio are each dropped with prob. `config.cond.p_drop_text` / `p_drop_audio`
+  (examples without text always drop it)
+  L = ||ε - ε_θ(z_t, t, c)||²   (eq. 2)
+Text: the trainable text encoder over `text_ids` (word vocabulary of dataset_info.json), or a
+frozen CLIP text encoder from `config.model.clip_path` (then `text_ids` must be CLIP token ids).
+Audio (`config.model.audio_input`): "mel" (default): the batch's per-frame log-mel windows
+`mel [B, T, 16, 80]` through the trainable `MelAudioEncoder` (the no-download fallback for
+wav2vec 2.0; announced once); "features" (configs/posetalk/pld.py `audio=wav2vec`, PoseTalk's condition):
+the stored wav2vec 2.0 features `wav2vec [B, T, C]` (`jaxtalk preprocess --wav2vec_path`) through
+`FeatureAudioEncoder`; `wav2vec_dim` checks that the shards have them.
+
+Eval: ε-loss at fixed noise/timesteps, and DDIM samples with guidance (text+audio) decoded by the
+VAE compared with the real windows: per-dimension variance ratio and Fréchet distance of the
+motion features of `jaxtalk.evaluators.motion`. The ratio pools the eval batch's windows: with
+one or two held-out clips the real side has only within-clip variance while every sample draws
+its own mean pose, so it reads high (measured on ../shared/data, tiny: 0.5x..69x here, while
+pooled samples over all nine clips' audio and text are 0.39x..1.81x of those clips' motion;
+`jaxtalk.evaluators.motion.evaluate_modes` is the Table-3 comparison to report).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtalk.core import checkpointing
+from jaxtalk import diffusion
+from jaxtalk.generators import pld as pld_lib
+from jaxtalk.evaluators import motion as motion_eval
+from jaxtalk.models import text_encoder as text_enc_lib
+from jaxtalk.tasks import Task
+from jaxtalk.tasks.posetalk import pose_vae as vae_task
+
+
+def load_vae(config):
+  """`(vae module, vae params (numpy), vae model dict)` from `config.init_from.pose_vae`.
+
+  Raises:
+    ValueError: when `init_from.pose_vae` is not set or its config.json is missing.
+  """
+  path = config.init_from.get("pose_vae", "") if "init_from" in config else ""
+  if not path:
+    raise ValueError("pld: set config.init_from.pose_vae to <pose_vae workdir>/params "
+                     "(configs/posetalk/pld.py arg vae=DIR)")
+  params = checkpointing.load_params(path)
+  vae_cfg = pld_lib.stage_config(path)
+  model = vae_task.build_model(vae_cfg["model"], config.dtype)
+  return model, params, dict(vae_cfg["model"])
+
+
+def feature_stats(config) -> tuple[np.ndarray, np.ndarray]:
+  """Raw-unit mean/std `[8]` of (pose, gaze) from dataset_info.json (identity if synthetic)."""
+  data_dir = config.input.get("data_dir", "")
+  if config.input.get("synthetic", False) or not data_dir:
+    return np.zeros(8, np.float32), np.ones(8, np.float32)
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  info = input_pipeline.load_dataset_info(data_dir)
+  mean = np.asarray(list(info["pose_mean"]) + list(info["gaze_mean"]), np.float32)
+  std = np.asarray(list(info["pose_std"]) + list(info["gaze_std"]), np.float32)
+  return mean, std
+
+
+def wav2vec_dim(config) -> int:
+  """C of the wav2vec 2.0 features a pld config with audio=wav2vec trains on.
+
+  Real data: `optional_feature_dims` of the data_dir's dataset_info.json; synthetic:
+  `config.input.synthetic_wav2vec_dim`.
+
+  Raises:
+    ValueError: `input.keys` lacks "wav2vec", no data_dir, or the shards of `input.data_dir` have
+      no wav2vec feature (naming the data_dir and how to make it).
+  """
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  m = config.model
+  if "wav2vec" not in tuple(config.input.get("keys", ()) or ()):
+    raise ValueError(f"pld: model.audio_input={m.get('audio_input')!r} needs 'wav2vec' in "
+                     f"config.input.keys, got {tuple(config.input.get('keys', ()))} (use "
+                     "configs/posetalk/pld.py arg audio=wav2vec)")
+  if config.input.get("synthetic", False):
+    return int(config.input.get("synthetic_wav2vec_dim", m.get("audio_dim", 1024)))
+  data_dir = config.input.get("data_dir", "")
+  if not data_dir:
+    raise ValueError("pld audio=wav2vec: config.input.data_dir is empty (set data_dir=DIR, or "
+                     "synthetic=true)")
+  info = input_pipeline.load_dataset_info(data_dir)
+  if "wav2vec" not in info.get("optional_features", []):
+    raise ValueError(
+        f"pld audio=wav2vec: the shards in {data_dir} have no wav2vec features; re-run "
+        f"`jaxtalk preprocess ... --output_dir={data_dir} --wav2vec_path=<wav2vec 2.0 folder>`, "
+        "or train with audio=mel")
+  return int(info["optional_feature_dims"]["wav2vec"])
+
+
+def get_task(config, *, mesh) -> Task:
+  """The pld stage (see module docstring)."""
+  del mesh
+  vae, vae_params, _ = load_vae(config)
+  clip_path = config.model.get("clip_path", "")
+  clip = None
+  frozen = {"vae": vae_params}
+  if clip_path:
+    clip = text_enc_lib.ClipTextEncoder(clip_path)
+    frozen["clip"] = clip.params
+  else:
+    text_enc_lib.announce_fallback(
+        "pld text condition: trainable text encoder over the word vocabulary (no CLIP folder "
+        "given; set config.model.clip_path)")
+  if config.model.get("audio_input", "mel") == "mel":
+    text_enc_lib.announce_fallback(
+        "pld audio condition: log-mel windows + trainable audio encoder instead of wav2vec 2.0")
+  audio_key = "mel"
+  audio_dim = None
+  if pld_lib.audio_feature(config.model) == "wav2vec":
+    audio_key, audio_dim = "wav2vec", wav2vec_dim(config)
+  den = pld_lib.build_denoiser(config.model, vae.latent_tokens, vae.latent_dim, config.dtype)
+  sched = pld_lib.make_schedule(config.diffusion)
+  k_steps = sched.num_steps
+  p_text = float(config.cond.p_drop_text)
+  p_audio = float(config.cond.p_drop_audio)
+  feat_mean, feat_std = feature_stats(config)
+  d = config.diffusion
+
+  def latents(vae_p, batch):
+    x, mask = vae_task.features(batch)
+    mu, _ = vae.apply({"params": vae_p}, x, mask, method=vae.encode)
+    return jax.lax.stop_gradient(mu), x, mask
+
+  def text_kwargs(frozen_, batch):
+    ids, tmask = batch["text_ids"], batch["text_mask"].astype(bool)
+    if clip is not None:
+      return {"text_tokens": clip(frozen_["clip"], ids, tmask)[0], "text_mask": tmask}
+    return {"text_ids": ids, "text_mask": tmask}
+
+  def init(rng, batch):
+    x, mask = vae_task.features(batch)
+    b = x.shape[0]
+    z = jnp.zeros((b, vae.latent_tokens, vae.latent_dim), jnp.float32)
+    kw = text_kwargs({"clip": clip.params} if clip is not None else {}, batch)
+    p = den.init({"params": rng}, z, jnp.zeros((b,), jnp.int32), audio=batch[audio_key],
+                 audio_mask=mask, **kw)["params"]
+    mu, _, _ = latents(jax.tree.map(jnp.asarray, vae_params), batch)
+    p = dict(p)
+    p["stats"] = {"latent_mean": jnp.mean(mu), "latent_std": jnp.maximum(jnp.std(mu), 1e-3),
+                  "feat_mean": jnp.asarray(feat_mean), "feat_std": jnp.asarray(feat_std)}
+    return p
+
+  def eps_pred(params, frozen_, batch, z_t, t, drop_text, drop_audio, *, train, rng=None):
+    net, _ = pld_lib.split_stats(params)
+    mask = vae_task.features(batch)[1]
+    rngs = {"dropout": rng} if rng is not None else {}
+    return den.apply({"params": net}, z_t, t, audio=batch[audio_key], audio_mask=mask,
+                     drop_text=drop_text, drop_audio=drop_audio, train=train, rngs=rngs,
+                     **text_kwargs(frozen_, batch))[0]
+
+  def scaled_latents(params, frozen_, batch):
+    st = params["stats"]
+    mu, x, mask = latents(frozen_["vae"], batch)
+    return (mu - jax.lax.stop_gradient(st["latent_mean"])) / jax.lax.stop_gradient(
+        st["latent_std"]), x, mask
+
+  def loss(params, batch, rng, frozen_, step):
+    del step
+    z0, _, _ = scaled_latents(params, frozen_, batch)
+    b = z0.shape[0]
+    r_t, r_n, r_dt, r_da, r_drop = jax.random.split(rng, 5)
+    t = jax.random.randint(r_t, (b,), 0, k_steps)
+    noise = jax.random.normal(r_n, z0.shape, jnp.float32)
+    z_t = diffusion.q_sample(sched, z0, t, noise)
+    has_text = jnp.any(batch["text_mask"].astype(bool), axis=1)
+    drop_text = jax.random.bernoulli(r_dt, p_text, (b,)) | ~has_text
+    drop_audio = jax.random.bernoulli(r_da, p_audio, (b,))
+    eps = eps_pred(params, frozen_, batch, z_t, t, drop_text, drop_audio, train=True, rng=r_drop)
+    l = diffusion.eps_loss(eps, noise)
+    return l, {"loss_eps": l, "latent_abs": jnp.mean(jnp.abs(z0))}
+
+  def evaluate(params, batch, frozen_):
+    z0, x, mask = scaled_latents(params, frozen_, batch)
+    b = z0.shape[0]
+    rng = jax.random.PRNGKey(int(config.seed) + 101)
+    r_t, r_n, r_s, r_e = jax.random.split(rng, 4)
+    t = jax.random.randint(r_t, (b,), 0, k_steps)
+    noise = jax.random.normal(r_n, z0.shape, jnp.float32)
+    z_t = diffusion.q_sample(sched, z0, t, noise)
+    no = jnp.zeros((b,), bool)
+    out = {"loss_eps": diffusion.eps_loss(
+        eps_pred(params, frozen_, batch, z_t, t, no, no, train=False), noise)}
+    # Guided DDIM samples (text + audio) vs the real windows.
+    kw = text_kwargs(frozen_, batch)
+    has_text = jnp.any(kw["text_mask"], axis=1)
+    gen, _ = pld_lib.sample_window(
+        vae, den, sched, frozen_["vae"], params,
+        jax.random.normal(r_s, z0.shape, jnp.float32), audio=batch[audio_key], audio_mask=mask,
+        use_text=has_text, use_audio=jnp.ones((b,), bool), guidance=float(d.guidance),
+        steps=int(d.sample_steps), eta=float(d.eta), rng=r_e, num_frames=x.shape[1], **kw)
+    ratio = motion_eval.variance_ratio(gen, x, mask)
+    out["var_ratio_mean"] = jnp.mean(ratio)
+    out["var_ratio_min"] = jnp.min(ratio)
+    out["var_ratio_max"] = jnp.max(ratio)
+    return out
+
+  def infer(params, frozen_, inputs):
+    """One guided DDIM window: inputs mel [B, W, 16, 80] (audio=wav2vec: wav2vec [B, W, C]),
+    text_ids/text_mask [B, L], noise [B, N, D] -> normalised pose [B, W, 6] and gaze [B, W, 2]."""
+    b, w = inputs[audio_key].shape[:2]
+    kw = text_kwargs(frozen_, inputs)
+    gen, _ = pld_lib.sample_window(
+        vae, den, sched, frozen_["vae"], params, inputs["noise"], audio=inputs[audio_key],
+        use_text=jnp.any(kw["text_mask"], axis=1), use_audio=jnp.ones((b,), bool),
+        guidance=float(d.guidance), steps=int(d.sample_steps), eta=0.0, num_frames=w, **kw)
+    return {"pose": gen[..., :6], "gaze": gen[..., 6:]}
+
+  def infer_example():
+    w, lt = int(config.input.window), int(config.input.get("text_len", 32))
+    audio = (np.zeros([1, w, 16, 80], np.float32) if audio_dim is None
+             else np.zeros([1, w, audio_dim], np.float32))
+    return {audio_key: audio,
+            "text_ids": np.zeros([1, lt], np.int32), "text_mask": np.zeros([1, lt], bool),
+            "noise": np.zeros([1, vae.latent_tokens, vae.latent_dim], np.float32)}
+
+  return Task(init=init, loss=loss, frozen=frozen, evaluate=evaluate, infer=infer,
+              infer_example=infer_example)
