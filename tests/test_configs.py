@@ -1,4 +1,4 @@
-"""Every `configs/*.py` loads with each of its `DOCUMENTED_ARGS` (globbed: new stages are covered).
+"""Every `configs/**/*.py` loads with each of its `DOCUMENTED_ARGS` (globbed: new stages are covered).
 
 Also checks what the trainer relies on: a docstring starting with the command that runs it, a
 `config.task` module that exists, a valid mesh/batch/accumulation combination, JSON-able
@@ -16,7 +16,7 @@ from configs import common
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_FILES = sorted(
-    p for p in glob.glob(os.path.join(REPO, "configs", "*.py"))
+    p for p in glob.glob(os.path.join(REPO, "configs", "**", "*.py"), recursive=True)
     if os.path.basename(p) not in ("__init__.py", "common.py"))
 
 
@@ -71,9 +71,11 @@ def test_config_loads_with_documented_args(path, args):
         assert _has(base, key), f"{path}: get_sweep() overrides unknown field {key}"
 
 
-def test_config_glob_looks_in_the_right_folder():
-  assert os.path.isfile(os.path.join(REPO, "configs", "common.py"))
-  assert all(p.startswith(os.path.join(REPO, "configs")) for p in CONFIG_FILES)
+def test_config_glob_finds_every_stage():
+  from jaxtalk.demo import run as demo  # pylint: disable=g-import-not-at-top
+  found = {os.path.relpath(p, REPO) for p in CONFIG_FILES}
+  want = {module.replace(".", "/") + ".py" for module in demo.CONFIGS.values()}
+  assert want <= found, want - found
 
 
 def test_parse_arg_types_and_typos():

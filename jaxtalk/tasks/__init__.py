@@ -76,7 +76,19 @@ class Task:
   disc_loss: Optional[Callable[..., tuple[jax.Array, Metrics]]] = None
 
 
+# Module paths of stages before the per-paper layout (jaxtalk/tasks/posetalk/): the `task` of
+# config.json files written by older versions, so their runs still resume and export.
+MOVED_TASKS = {f"jaxtalk.tasks.{name}": f"jaxtalk.tasks.posetalk.{name}"
+               for name in ("coarse", "refine", "enhancer", "pld", "pose_vae")}
+
+
+def task_module(name: str) -> str:
+  """The module path of the stage `name` (a `config.task`), following `MOVED_TASKS`."""
+  return MOVED_TASKS.get(name, name)
+
+
 def get_task(config, *, mesh) -> Task:
-  """Imports `config.task` (a module path) and calls its `get_task(config, mesh=mesh)`."""
-  module = importlib.import_module(config.task)
+  """Imports `config.task` (a module path, see `task_module`) and calls its
+  `get_task(config, mesh=mesh)`."""
+  module = importlib.import_module(task_module(config.task))
   return module.get_task(config, mesh=mesh)
