@@ -94,6 +94,8 @@ def main(argv=None) -> dict:
     p.error("give --image and --audio (../shared/data not found)")
 
   from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.motion import windows as windows_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.renderers import posetalk as posetalk_renderer  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import generate  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
 
@@ -131,8 +133,8 @@ def main(argv=None) -> dict:
   t0 = time.perf_counter()
   frames = pipe.render(portrait, motion, wav, progress=False)
   timings["render"] = time.perf_counter() - t0
-  overlap = generate.render_overlap(pipe.bundle.window)
-  windows = len(generate.windows_lib.window_starts(frames_n + 2 * overlap, pipe.bundle.window,
+  overlap = posetalk_renderer.render_overlap(pipe.bundle.window)
+  windows = len(windows_lib.window_starts(frames_n + 2 * overlap, pipe.bundle.window,
                                                    overlap))
   per_window = _network_times(pipe.bundle, source, motion, mel)
   for name, s in per_window.items():

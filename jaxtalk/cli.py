@@ -11,7 +11,7 @@ SUBCOMMANDS = {
   "train": ("jaxtalk.main", "run", "train a stage: --config=configs/<stage>.py --workdir=DIR"),
   "preprocess": ("data_pipelines.pipeline", "run", "videos -> ArrayRecord shards (Apache Beam)"),
   "generate": ("jaxtalk.serve.generate", "run", "portrait + speech (+ text) -> talking video"),
-  "export": ("jaxtalk.serve.export", "run", "params-only and StableHLO export of a trained stage"),
+  "export": ("jaxtalk.serve.export_cli", "run", "params-only and StableHLO export of a trained stage"),
   "demo": ("jaxtalk.demo.run", "run", "preprocess -> train every stage -> export -> generate -> eval"),
   "eval": ("jaxtalk.eval", "run", "run a stage's evaluators on held-out clips"),
 }

@@ -74,7 +74,7 @@ def test_config_loads_with_documented_args(path, args):
 def test_config_glob_finds_every_stage():
   from jaxtalk.demo import run as demo  # pylint: disable=g-import-not-at-top
   found = {os.path.relpath(p, REPO) for p in CONFIG_FILES}
-  want = {module.replace(".", "/") + ".py" for module in demo.CONFIGS.values()}
+  want = {module.replace(".", "/") + ".py" for module in demo.config_modules().values()}
   assert want <= found, want - found
 
 

@@ -14,6 +14,7 @@ import sys
 import numpy as np
 import pytest
 
+from jaxtalk.renderers import posetalk as posetalk_renderer
 from jaxtalk.serve import generate
 from jaxtalk.serve import video_io
 
@@ -116,7 +117,7 @@ def test_long_audio_has_no_seams(demo, shared_data, tmp_path):
   assert len(frames) == info["frames"] > 1400
   diff = np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))        # diff[k]: frame k -> k+1
   w = pipe.bundle.window
-  overlap = generate.render_overlap(w)
+  overlap = posetalk_renderer.render_overlap(w)
   stride = w - overlap
   k = np.arange(len(diff))
   # Window starts sit at multiples of the stride in the padded sequence (pad = overlap frames);

@@ -13,6 +13,7 @@ import pytest
 import regression_stage
 from jaxtalk.core import checkpointing
 from jaxtalk.serve import export
+from jaxtalk.serve import export_cli
 from jaxtalk.core import sharding
 from jaxtalk import tasks
 from jaxtalk import train
@@ -53,7 +54,7 @@ def test_export_reloads_without_jaxtalk(trained, tmp_path, bf16):
   c, wd, result = trained
   out = tmp_path / "export"
   argv = ["jaxtalk export", "--workdir", str(wd), "--out", str(out)] + (["--bf16"] if bf16 else [])
-  assert export.run(argv) == 0
+  assert export_cli.run(argv) == 0
   sig = json.load(open(out / "signature.json"))
   assert sig["inputs"]["pose"]["shape"] == ["b", c.input.window, 6]
   assert sig["outputs"]["next_motion"]["shape"] == ["b", c.input.window - 1, 8]
@@ -94,6 +95,6 @@ def test_export_reloads_without_jaxtalk(trained, tmp_path, bf16):
 
 
 def test_export_of_unfinished_workdir_fails_clearly(tmp_path, capsys):
-  assert export.run(["jaxtalk export", "--workdir", str(tmp_path), "--out",
+  assert export_cli.run(["jaxtalk export", "--workdir", str(tmp_path), "--out",
                      str(tmp_path / "x")]) == 2
   assert "config.json not found" in capsys.readouterr().err

@@ -516,9 +516,9 @@ def test_long_audio_renders_whole(pipeline, shared_data, tmp_path):
 
 
 def test_export_cli_writes_bundle(runs_dir, tmp_path):
-  from jaxtalk.serve import export as export_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import export_cli  # pylint: disable=g-import-not-at-top
   out = tmp_path / "cli_bundle"
-  assert export_lib.run(["jaxtalk export", "--workdir", str(runs_dir), "--out", str(out)]) == 0
+  assert export_cli.run(["jaxtalk export", "--workdir", str(runs_dir), "--out", str(out)]) == 0
   assert (out / "bundle.json").is_file() and (out / "renderer" / "infer.stablehlo").is_file()
   assert not (tmp_path / "cli_bundle.tmp").exists()
 

@@ -307,7 +307,6 @@ def test_sample_motion_passes_the_features_to_the_denoiser(data, bundle):
 
 
 def test_missing_wav2vec_folder_errors(data, bundle, tmp_path):
-  from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve.video_io import InputError  # pylint: disable=g-import-not-at-top
   root, _, w2v_dir, records = data
   params = os.path.join(root, "pld", "params")
@@ -337,7 +336,7 @@ def test_missing_wav2vec_folder_errors(data, bundle, tmp_path):
   with pytest.raises(ValueError, match="gives 24-dim features, the PLD was trained on 12-dim"):
     pld_lib.sample_motion(b, wav)
   # The generation bundle's sampler: an input error naming the folder.
-  sample = bundle_lib._pose_sampler(  # pylint: disable=protected-access
+  sample = pld_lib.lazy_sampler(
       params, os.path.join(root, "vae", "params"), None, wav2vec=str(tmp_path / "nowhere"))
   with pytest.raises(InputError, match="nowhere"):
     sample(wav)

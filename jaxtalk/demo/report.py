@@ -124,7 +124,7 @@ def evaluate(bundle, clips: list[dict], *, syncnet_params: Optional[str],
   """Self-reenactment metrics (PoseTalk Tables 1-2 columns) of the bundle, a source-repeated
   baseline and the real frames, on `clips` (from `reenactment.read_clips`). Writes one
   reenactment video per clip. Returns `(rows, renders)`."""
-  from jaxtalk.serve import generate as generate_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk import motion as motion_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
@@ -137,9 +137,9 @@ def evaluate(bundle, clips: list[dict], *, syncnet_params: Optional[str],
   def render_fn(source, batch):
     out = []
     for b in range(source.shape[0]):
-      out.append(generate_lib.render_windows(
-          bundle, source[b], batch["pose"][b], batch["gaze"][b], batch["mel"][b],
-          batch["source_pose"][b]))
+      motion = motion_lib.Motion(pose=batch["pose"][b:b + 1], gaze=batch["gaze"][b:b + 1])
+      out.append(bundle.render_motion(source[b], motion, mel=batch["mel"][b],
+                                      source_pose=batch["source_pose"][b]))
     return np.stack(out)
 
   def batches():

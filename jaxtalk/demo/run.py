@@ -39,8 +39,13 @@ STAGES = (
     ("refine", 0.22),
     ("enhancer", 0.16),
 )
-# The config module of each stage.
-CONFIGS = {"syncnet": "configs.syncnet", **{s: f"configs.posetalk.{s}" for s, _ in STAGES[1:]}}
+METHOD = "posetalk"  # the method the demo trains and exports (jaxtalk.methods)
+
+
+def config_modules() -> dict[str, str]:
+  """`{stage: config module}` of the demo's method, in training order."""
+  from jaxtalk import methods  # pylint: disable=g-import-not-at-top
+  return dict(methods.get(METHOD).train_stages)
 RESERVED_SECONDS = 240  # export, generation, evaluation and the report.
 # The generator stages learn more per second of CPU with small batches: batch 2 (per device) is
 # what tests/test_generator_stages.py measured learning with (tiny configs use 8).
@@ -55,7 +60,7 @@ def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: floa
                  trained: dict[str, str], holdout: tuple[str, ...] = (), seed: int = 0):
   """The tiny config of `stage`, wired to the demo's shards and earlier stages' params; `seed`
   sets the stage's initialisation/dropout seed and its data order (`input.shuffle_seed`)."""
-  module = importlib.import_module(CONFIGS[stage])
+  module = importlib.import_module(config_modules()[stage])
   config = module.get_config("size=tiny")
   with config.unlocked():
     config.input.data_dir = data_dir

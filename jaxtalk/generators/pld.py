@@ -473,3 +473,29 @@ def sample_motion(params: PLDParams, audio=None, text: Optional[str] = None,
   raw = motion_lib.denormalize(out[edge:edge + total], np.asarray(stats["feat_mean"]),
                                np.asarray(stats["feat_std"]))
   return motion_lib.Motion.from_features(jnp.asarray(raw[None], jnp.float32))
+
+
+def lazy_sampler(pld_dir: str, vae_dir: str, vocab, wav2vec: Optional[str] = None):
+  """`sample_motion(wav, text=None, guidance=7.5, seed=0, num_frames=None) -> Motion` over an
+  exported PLD, loaded on first use (a bundle without text or audio use never pays for it).
+
+  Errors loading or sampling raise `video_io.InputError` naming the folder or the problem.
+  """
+  from jaxtalk.serve.video_io import InputError  # pylint: disable=g-import-not-at-top
+  state = {}
+
+  def sample(wav, text=None, guidance: float = 7.5, seed: int = 0,
+             num_frames: Optional[int] = None) -> motion_lib.Motion:
+    if "params" not in state:
+      try:
+        state["params"] = load_pld(pld_dir, vae_dir=vae_dir, vocab=vocab, wav2vec=wav2vec)
+      except (ValueError, OSError) as e:
+        raise InputError(f"{pld_dir}: cannot load the pose model ({e})") from e
+    try:
+      return sample_motion(
+          state["params"], np.asarray(wav, np.float32), text=text, guidance=guidance, seed=seed,
+          seconds=None if num_frames is None else num_frames / motion_lib.FPS)
+    except ValueError as e:
+      raise InputError(f"pose model: {e}") from e
+
+  return sample

@@ -1,9 +1,10 @@
 """The `Motion` pytree: per-frame motion descriptors joining motion generators and renderers.
 
 A motion generator (PLD, GoHD's pose diffusion, PC-Talk's lip transformer) produces a `Motion`;
-a renderer (PoseTalk's CoarseNet/RefineNet/Enhancer, ...) consumes one. Controls (pose templates,
-poses from a reference video, gaze override, smoothing) act on `Motion` in between, so every
-control works with every renderer that reads that descriptor (see ../shared/DESIGN.md).
+a renderer (PoseTalk's CoarseNet/RefineNet/Enhancer, ...) consumes one. Controls
+(`jaxtalk.motion.controls`: pose templates, poses from a reference video re-framed to the
+portrait, gaze override, smoothing) are functions `Motion -> Motion` in between, so every control
+works with every renderer that reads that descriptor (see ../shared/DESIGN.md).
 
 All fields are at 25 fps with shape `[B, T, ...]`:
   pose        [B, T, 6] float32: yaw, pitch, roll (radians), tx, ty (crop-relative offset of the
@@ -63,67 +64,3 @@ def normalize(x, mean, std):
 def denormalize(x, mean, std):
   """Inverse of `normalize`."""
   return x * np.maximum(np.asarray(std), 1e-6) + mean
-
-
-def override_gaze(motion: Motion, pitch: float, yaw: float) -> Motion:
-  """Returns `motion` with gaze fixed to (pitch, yaw) radians on every frame."""
-  gaze = jnp.broadcast_to(jnp.asarray([pitch, yaw], motion.gaze.dtype), motion.gaze.shape)
-  return motion.replace(gaze=gaze)
-
-
-# ----------------------------------------------------------------------------------------------
-# Pose templates: named, procedurally defined head-motion patterns (PoseTalk Fig. 9: the renderer
-# can be driven by "poses ... sampled from templates").
-# ----------------------------------------------------------------------------------------------
-
-POSE_TEMPLATES = ("still", "nod", "shake", "turn_left", "turn_right", "tilt")
-
-
-def pose_template(name: str, num_frames: int, base_pose=None, *, amplitude: float = 1.0):
-  """Raw pose sequence `[T, 6]` float32 for a named head-motion template at 25 fps.
-
-  Args:
-    name: one of `POSE_TEMPLATES`. "nod": pitch oscillation 0.6 Hz, 0.12 rad; "shake": yaw
-      oscillation 0.6 Hz, 0.2 rad; "turn_left"/"turn_right": yaw ramps to +/-0.35 rad over the
-      first 3 s and holds; "tilt": roll oscillation 0.4 Hz, 0.1 rad; "still": the base pose.
-      Positive yaw turns the head to the subject's left (the convention of the preprocessing PnP).
-    num_frames: T.
-    base_pose: `[6]` raw pose the motion is added to (default zeros: frontal, centred; tx, ty and
-      scale of the source portrait should be passed so the face stays where it is).
-    amplitude: multiplies the angles.
-
-  Raises:
-    ValueError: unknown template name.
-  """
-  if name not in POSE_TEMPLATES:
-    raise ValueError(f"unknown pose template {name!r}; available: {', '.join(POSE_TEMPLATES)}")
-  t = np.arange(num_frames, dtype=np.float32) / FPS
-  d = np.zeros((num_frames, POSE_DIM), np.float32)
-  if name == "nod":
-    d[:, 1] = 0.12 * np.sin(2 * np.pi * 0.6 * t)
-  elif name == "shake":
-    d[:, 0] = 0.2 * np.sin(2 * np.pi * 0.6 * t)
-  elif name in ("turn_left", "turn_right"):
-    d[:, 0] = (0.35 if name == "turn_left" else -0.35) * np.clip(t / 3.0, 0, 1)
-  elif name == "tilt":
-    d[:, 2] = 0.1 * np.sin(2 * np.pi * 0.4 * t)
-  d[:, :3] *= amplitude
-  base = np.zeros(POSE_DIM, np.float32) if base_pose is None else np.asarray(base_pose, np.float32)
-  return base[None] + d
-
-
-def smooth(x, sigma_frames: float = 1.5):
-  """Gaussian temporal smoothing of `[..., T, D]` sequences along T (edge-replicated), numpy."""
-  x = np.asarray(x, np.float32)
-  if sigma_frames <= 0 or x.shape[-2] < 2:
-    return x
-  radius = int(np.ceil(3 * sigma_frames))
-  k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma_frames) ** 2)
-  k /= k.sum()
-  pad = [(0, 0)] * x.ndim
-  pad[-2] = (radius, radius)
-  xp = np.pad(x, pad, mode="edge")
-  out = np.zeros_like(x)
-  for i, w in enumerate(k):
-    out += w * np.take(xp, np.arange(i, i + x.shape[-2]), axis=-2)
-  return out

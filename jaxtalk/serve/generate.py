@@ -17,8 +17,9 @@ Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
      audio, or audio only), from a reference video's poses (`--pose-from`, mouth re-talking), or
      from a named template (`--pose-template`; a still image given to `--pose-from` is an
      error that points here); gaze fixed (`--gaze`), from PLD, or the source's;
-  4. renderer (CoarseNet -> RefineNet -> Portrait Enhancer) over overlapping windows of its
-     training length, cross-faded (`jaxtalk.motion.windows`) so there are no seams;
+  4. the bundle's method renders the Motion (`jaxtalk.methods`; PoseTalk: CoarseNet ->
+     RefineNet -> Portrait Enhancer over overlapping windows of its training length,
+     cross-faded so there are no seams, `jaxtalk.renderers.posetalk.render_windows`);
   5. H.264 at 25 fps with the input audio muxed as AAC (`video_io.write_video`), written
      atomically: on any error no output file is left behind.
 
@@ -40,7 +41,7 @@ import numpy as np
 
 from jaxtalk import motion as motion_lib
 from jaxtalk.serve import video_io
-from jaxtalk.motion import windows as windows_lib
+from jaxtalk.motion import controls
 from jaxtalk.serve.video_io import InputError
 
 FPS = 25
@@ -214,45 +215,45 @@ class TalkingHeadPipeline:
 
   def __init__(self, model_dir, wav2vec: Optional[str] = None):
     from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
-    self.bundle = bundle_lib.load_bundle(model_dir, wav2vec=wav2vec)
+    options = {} if wav2vec is None else {"wav2vec": wav2vec}
+    self.bundle = bundle_lib.load_bundle(model_dir, **options)
     self.resolution = self.bundle.resolution
 
   def motion(self, wav: np.ndarray, portrait: AlignedPortrait, *, text: Optional[str] = None,
              pose_from=None, pose_template: Optional[str] = None, gaze=None,
              guidance: float = 7.5, seed: int = 0) -> motion_lib.Motion:
-    """Raw per-frame Motion `[1, T, ...]` for the chosen motion source (see module docstring)."""
+    """Raw per-frame Motion `[1, T, ...]` for the chosen motion source (see module docstring):
+    a reference video re-framed to the portrait, a pose template, or the method's generator;
+    then the gaze control."""
     t = num_frames_for(wav)
     if pose_from is not None:
       pose, gz = poses_from_video(pose_from, t)
-      # Mouth re-talking keeps the reference's head motion but the portrait's framing.
-      pose = pose.copy()
-      pose[:, 3:] = pose[:, 3:] - pose[:1, 3:] + portrait.pose[None, 3:]
+      motion = controls.reframe(motion_lib.Motion(pose=pose[None], gaze=gz[None]), portrait.pose)
     elif pose_template is not None:
       try:
-        pose = motion_lib.pose_template(pose_template, t, portrait.pose)
+        pose = controls.pose_template(pose_template, t, portrait.pose)
       except ValueError as e:
         raise InputError(str(e)) from e
-      gz = np.broadcast_to(portrait.gaze, (t, 2))
+      motion = motion_lib.Motion(pose=pose[None], gaze=np.broadcast_to(portrait.gaze, (1, t, 2)))
     else:
       if self.bundle.sample_motion is None:
-        raise InputError(f"{self.bundle.path}: has no pose model (pld); use --pose-from or "
-                         "--pose-template")
+        raise InputError(f"{self.bundle.path}: has no motion generator (pose model); use "
+                         "--pose-from or --pose-template")
       m = self.bundle.sample_motion(wav, text=text, guidance=guidance, seed=seed, num_frames=t)
-      pose, gz = np.asarray(m.pose[0])[:t], np.asarray(m.gaze[0])[:t]
+      motion = motion_lib.Motion(pose=np.asarray(m.pose)[:, :t], gaze=np.asarray(m.gaze)[:, :t])
     if gaze is not None:
-      gz = np.broadcast_to(np.asarray(gaze, np.float32), (t, 2))
-    return motion_lib.Motion(pose=np.asarray(pose, np.float32)[None],
-                             gaze=np.array(gz, np.float32)[None])
+      motion = controls.override_gaze(motion, *gaze)
+    return motion_lib.Motion(pose=np.asarray(motion.pose, np.float32),
+                             gaze=np.array(motion.gaze, np.float32))
 
   def render(self, portrait: AlignedPortrait, motion: motion_lib.Motion, wav: np.ndarray,
              progress: bool = True) -> np.ndarray:
-    """uint8 frames `[T, R, R, 3]` of the aligned face, rendered window by window."""
+    """uint8 frames `[T, R, R, 3]` of the aligned face, by the method's renderer."""
     from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
-    t = motion.num_frames
-    mel = audio_lib.mel_windows(audio_lib.log_mel(wav), t)
+    mel = audio_lib.mel_windows(audio_lib.log_mel(wav), motion.num_frames)
     source = portrait.crop.astype(np.float32) / 127.5 - 1.0
-    out = render_windows(self.bundle, source, motion.pose[0], motion.gaze[0], mel,
-                         portrait.pose, progress=progress)
+    out = self.bundle.render_motion(source, motion, mel=mel, source_pose=portrait.pose,
+                                    progress=progress)
     return np.clip((out + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
   def generate(self, image, audio, out, *, text=None, pose_from=None, pose_template=None,
@@ -289,56 +290,6 @@ class TalkingHeadPipeline:
             "motion": motion}
 
 
-def render_windows(bundle, source, pose, gaze, mel, source_pose, *,
-                   progress: bool = False) -> np.ndarray:
-  """Renders a sequence of any length with the bundle's renderer in cross-faded windows.
-
-  Args:
-    bundle: a loaded `jaxtalk.serve.bundle.Bundle`.
-    source: float32 `[R, R, 3]` aligned source frame in [-1, 1].
-    pose / gaze: float32 `[T, 6]` / `[T, 2]` raw motion (radians; crop-relative tx, ty, scale).
-    mel: float32 `[T, 16, 80]` log-mel windows (`jaxtalk.features.audio.mel_windows`).
-    source_pose: float32 `[6]` raw pose of the source frame.
-    progress: show a progress bar over windows.
-
-  Returns:
-    float32 `[T, R, R, 3]` in [-1, 1]: windows of `bundle.window` frames overlapping by half a
-    window (at least one frame), cross-faded linearly (`jaxtalk.motion.windows.run_windowed`). Measured
-    on a trained tiny renderer (window 5): with a one-frame overlap the frame-to-frame change
-    was 1.9x larger at window borders than inside windows (a visible flicker); with half a
-    window it is within 1.1x. The sequence is padded by one overlap at both ends (first/last
-    frame's conditions repeated) so its first and last frames are also cross-faded: a window's
-    edge frames are its least accurate (the temporal convolutions see padding there).
-  """
-  t = int(np.shape(pose)[0])
-  window = bundle.window
-  overlap = render_overlap(window)
-  pad = overlap
-
-  def edge_pad(x):
-    x = np.asarray(x, np.float32)
-    return np.concatenate([np.repeat(x[:1], pad, 0), x, np.repeat(x[-1:], pad, 0)])
-
-  pose, gaze, mel = edge_pad(pose), edge_pad(gaze), edge_pad(mel)
-  total = t + 2 * pad
-  bar = _progress(len(windows_lib.window_starts(total, window, overlap)), "render", progress)
-
-  def one(s, e):
-    frames = bundle.render(source, pose[s:e], gaze[s:e], mel[s:e], source_pose)
-    bar.update(1)
-    return frames
-
-  try:
-    return windows_lib.run_windowed(one, total, window, overlap)[pad:pad + t]
-  finally:
-    bar.close()
-
-
-def render_overlap(window: int) -> int:
-  """Frames shared by consecutive renderer windows: half a window, at least 1, below `window`."""
-  return min(window - 1, max(1, window // 2))
-
-
 def paste(image: np.ndarray, crop: np.ndarray, box, feather: float = 0.12) -> np.ndarray:
   """Blends a generated face crop back into the original image.
 
@@ -370,11 +321,6 @@ def paste(image: np.ndarray, crop: np.ndarray, box, feather: float = 0.12) -> np
   return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
 
-def _progress(total: int, desc: str, enabled: bool):
-  from tqdm import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm(total=total, desc=desc, unit="window", disable=not enabled, leave=False)
-
-
 # ----------------------------------------------------------------------------------------------
 # Command line.
 # ----------------------------------------------------------------------------------------------
@@ -400,7 +346,7 @@ def parse_args(argv):
                         "at least half of its frames). An image is rejected (exit status 2): "
                         "for a fixed motion use --pose-template, e.g. --pose-template still")
   src.add_argument("--pose-template", default=None,
-                   help=f"named head motion: {', '.join(motion_lib.POSE_TEMPLATES)}")
+                   help=f"named head motion: {', '.join(controls.POSE_TEMPLATES)}")
   p.add_argument("--gaze", default=None, help="fixed gaze PITCH,YAW in radians")
   p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
   p.add_argument("--seed", type=int, default=0)

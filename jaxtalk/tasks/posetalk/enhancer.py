@@ -5,19 +5,19 @@ of its stage; architectures from the stages' config.json). The enhancer maps (so
 stage-2 frame) to the final frame and is trained with the multi-scale perceptual loss only
 (PoseTalk supplementary A.3, stage 3), plus L1 terms in the tiny config.
 
-`render(...)` here is the whole trained generator (used by `jaxtalk generate`, export and the
-benchmark): (source, pose, gaze, mel, source_pose) -> frames.
+The whole trained generator (CoarseNet -> RefineNet -> Enhancer) used by this stage, export,
+`jaxtalk generate` and the benchmark is `jaxtalk.renderers.posetalk.make_render`.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 
 from jaxtalk.tasks import Task
 from jaxtalk.tasks.posetalk import coarse as coarse_task
 from jaxtalk.tasks.posetalk import refine as refine_task
+from jaxtalk.renderers import posetalk as posetalk_renderer
 
 
 def load_refine(config):
@@ -29,54 +29,6 @@ def load_refine(config):
   return coarse_task.build("refine", kwargs, config.dtype), params
 
 
-def make_render(coarse_model, refine_model, enhancer_model):
-  """Returns `render(params, inputs, mask=None) -> (frames, aux)` of the three-stage generator.
-
-  `params` = {"coarse": ..., "refine": ..., "enhancer": ...} (enhancer may be None: stage 2
-  output). `inputs` holds source `[B, H, W, 3]`, pose `[B, T, 6]`, gaze `[B, T, 2]`,
-  mel `[B, T, 16, 80]`, source_pose `[B, 6]`. Frames are float32 `[B, T, H, W, 3]` in [-1, 1].
-  """
-
-  def render(params, inputs, mask=None):
-    args = coarse_task.render_inputs(inputs)
-    coarse, caux = coarse_model.apply({"params": params["coarse"]}, *args, mask=mask)
-    refined, raux = refine_model.apply({"params": params["refine"]}, coarse, caux["flow"],
-                                       *args[1:], mask=mask)
-    aux = dict(coarse=coarse, refined=refined, flow=raux["flow"], coarse_flow=caux["flow"])
-    if enhancer_model is None or params.get("enhancer") is None:
-      return refined, aux
-    out, _ = enhancer_model.apply({"params": params["enhancer"]}, inputs["source"], refined)
-    return out, aux
-
-  return render
-
-
-def load_generator(coarse_params: str, refine_params: str, enhancer_params: str = "", *,
-                   dtype="float32"):
-  """Loads the trained generator for inference: returns `(render, params)`.
-
-  Args:
-    coarse_params / refine_params / enhancer_params: the stages' `<workdir>/params` (each
-      next to the `config.json` train.py wrote); enhancer may be "" (stage-2 output).
-    dtype: compute dtype.
-
-  Returns:
-    `render(params, inputs, mask=None) -> (frames, aux)` (see `make_render`) and its params.
-  """
-  empty = ml_collections.ConfigDict({"model": {"coarse": {}, "refine": {}, "enhancer": {}}})
-  models, params = {}, {}
-  for name, path in (("coarse", coarse_params), ("refine", refine_params),
-                     ("enhancer", enhancer_params)):
-    if not path:
-      models[name], params[name] = None, None
-      continue
-    params[name], kwargs = coarse_task.load_frozen_stage(path, name, empty)
-    models[name] = coarse_task.build(name, kwargs, dtype)
-  if models["coarse"] is None or models["refine"] is None:
-    raise ValueError("load_generator: coarse and refine params are required")
-  return make_render(models["coarse"], models["refine"], models["enhancer"]), params
-
-
 def get_task(config, *, mesh) -> Task:
   """The enhancer stage (see module docstring)."""
   del mesh
@@ -86,7 +38,7 @@ def get_task(config, *, mesh) -> Task:
                             config.dtype)
   frozen, loss_kw = coarse_task.common_frozen(config)
   frozen.update(coarse=coarse_params, refine=refine_params)
-  stage2 = make_render(coarse_model, refine_model, None)
+  stage2 = posetalk_renderer.make_render(coarse_model, refine_model, None)
 
   def forward(params, frozen_, inputs, mask):
     refined, aux = stage2({"coarse": frozen_["coarse"], "refine": frozen_["refine"]}, inputs,
