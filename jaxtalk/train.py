@@ -100,29 +100,6 @@ def _strip_boxes(tree: PyTree) -> PyTree:
   return jax.tree.map(lambda x: strip(x) if is_box(x) else x, tree, is_leaf=is_box)
 
 
-def _logical_shardings(boxed: PyTree, mesh: Mesh, rules) -> PyTree:
-  """NamedShardings from the logical names of boxed (abstract) params.
-
-  A logical name repeated within one array (e.g. a 2-D conv kernel annotated
-  ("kernel", "kernel", "conv_in", "conv_out")) keeps its mapping on the first dimension only;
-  later repeats are replicated (flax refuses repeated names, and a mesh axis can shard only
-  one dimension anyway).
-  """
-  def dedupe(spec):
-    seen, out = set(), []
-    for name in spec:
-      if isinstance(name, str) and name in seen:
-        out.append(None)
-      else:
-        out.append(name)
-        if isinstance(name, str):
-          seen.add(name)
-    return P(*out)
-  specs = jax.tree.map(dedupe, nn.get_partition_spec(boxed),
-                       is_leaf=lambda x: isinstance(x, P))
-  return nn.logical_to_mesh_sharding(specs, mesh, rules)
-
-
 def _fit_shardings(shardings: PyTree, abstract: PyTree, mesh: Mesh) -> PyTree:
   """Replicates dimensions whose size the mesh axes assigned to them do not divide.
 
@@ -263,14 +240,14 @@ class Trainer:
       boxed = jax.eval_shape(task.init, self.init_rng, abstract_batch)
       self.abstract_params = _strip_boxes(boxed)
       self.param_shardings = _fit_shardings(
-          _logical_shardings(boxed, mesh, self.rules), self.abstract_params, mesh)
+          sharding_lib.logical_to_sharding(boxed, mesh, self.rules), self.abstract_params, mesh)
       self.tx = optimizers.make_optimizer(config.optax, config.total_steps, self.abstract_params)
       self.schedule = optimizers.make_schedule(config.optax, config.total_steps)
       if self.has_disc:
         dboxed = jax.eval_shape(task.disc_init, self.init_rng, abstract_batch)
         self.abstract_disc = _strip_boxes(dboxed)
         self.disc_shardings = _fit_shardings(
-            _logical_shardings(dboxed, mesh, self.rules), self.abstract_disc, mesh)
+            sharding_lib.logical_to_sharding(dboxed, mesh, self.rules), self.abstract_disc, mesh)
         disc_cfg = config.get("disc_optax", None) or config.optax
         self.disc_tx = optimizers.make_optimizer(disc_cfg, config.total_steps, self.abstract_disc)
       abstract_state = jax.eval_shape(self._init_fn, self.init_rng, abstract_batch)

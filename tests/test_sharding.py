@@ -85,5 +85,5 @@ def test_repeated_logical_names_shard_first_dim_only():
       nn.initializers.lecun_normal(), ("kernel", "kernel", "conv_in", "conv_out")))
   rules = (("kernel", "data"),) + tuple(r for r in sharding.get_rules() if r[0] != "kernel")
   boxed = jax.eval_shape(conv.init, jax.random.PRNGKey(0), jnp.zeros((2, 8, 8, 4)))
-  shard = train._logical_shardings(boxed, mesh, rules)  # pylint: disable=protected-access
+  shard = sharding.logical_to_sharding(boxed, mesh, rules)
   assert shard["params"]["kernel"].spec == P("data", None, "fsdp", "tensor")

@@ -130,9 +130,36 @@ def make_mesh(mesh_config=None, devices: Sequence[jax.Device] | None = None) -> 
   return Mesh(dev, MESH_AXES, axis_types=axis_types)
 
 
-def logical_to_sharding(logical_specs, mesh: Mesh, rules) -> Any:
-  """Maps a pytree of logical PartitionSpecs to NamedShardings on `mesh`."""
-  return nn.logical_to_mesh_sharding(logical_specs, mesh, rules)
+def logical_to_sharding(boxed: Any, mesh: Mesh, rules) -> Any:
+  """NamedShardings on `mesh` from the logical axis names of boxed (abstract) params.
+
+  Args:
+    boxed: a pytree of flax `nn.LogicallyPartitioned` boxes (e.g. `jax.eval_shape(model.init,
+      ...)`) or of logical PartitionSpecs (`nn.get_partition_spec`).
+    mesh: the device mesh.
+    rules: logical -> mesh axis rules (`get_rules`).
+
+  Returns:
+    The same tree of `NamedSharding`s. A logical name repeated within one array (e.g. a 2-D conv
+    kernel annotated ("kernel", "kernel", "conv_in", "conv_out")) keeps its mapping on the first
+    dimension only; later repeats are replicated (flax refuses repeated names, and a mesh axis
+    can shard only one dimension anyway).
+  """
+  def dedupe(spec):
+    seen, out = set(), []
+    for name in spec:
+      if isinstance(name, str) and name in seen:
+        out.append(None)
+      else:
+        out.append(name)
+        if isinstance(name, str):
+          seen.add(name)
+    return P(*out)
+  is_spec = lambda x: isinstance(x, P)
+  leaves = jax.tree.leaves(boxed, is_leaf=is_spec)
+  specs = boxed if leaves and all(map(is_spec, leaves)) else nn.get_partition_spec(boxed)
+  specs = jax.tree.map(dedupe, specs, is_leaf=is_spec)
+  return nn.logical_to_mesh_sharding(specs, mesh, rules)
 
 
 def batch_sharding(mesh: Mesh, ndim: int) -> NamedSharding:
