@@ -1,4 +1,4 @@
-"""Shared building blocks: convolutions, residual/down/up blocks, AdaIN, attention, Conformer,
+"""Shared building blocks: convolutions, residual/up blocks, AdaIN, attention, Conformer,
 warping.
 
 Conventions used throughout jaxtalk:
@@ -240,19 +240,6 @@ class ResBlock(nn.Module):
     return x + h
 
 
-class DownBlock(nn.Module):
-  """Conv(3x3) -> GN -> LReLU -> 2x2 average pool: halves H and W (ceil for odd sizes)."""
-  features: int
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x):
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = _act(GroupNorm(name="gn", **kw)(Conv(self.features, 3, name="conv", **kw)(x)))
-    return nn.avg_pool(x, (2, 2), (2, 2), padding="SAME")
-
-
 class UpBlock(nn.Module):
   """2x nearest upsampling -> Conv(3x3) -> GN -> LReLU."""
   features: int
@@ -372,45 +359,6 @@ def resize_flow(flow, height: int, width: int):
   f = jax.image.resize(flow.astype(jnp.float32), (n, height, width, 2), method="linear")
   scale = jnp.asarray([width / w, height / h], jnp.float32)
   return f * scale
-
-
-def box_sampling_coords(boxes, out_h: int, out_w: int, in_h: int, in_w: int):
-  """Sampling coordinates that crop `boxes` out of an `[in_h, in_w]` image to `[out_h, out_w]`.
-
-  Args:
-    boxes: `[N, 4]` float `(x0, y0, x1, y1)` in [0, 1] relative to the image (edges, not
-      centres: 0 is the left edge of the first pixel, 1 the right edge of the last).
-    out_h, out_w: output size. in_h, in_w: input image size.
-
-  Returns:
-    `[N, out_h, out_w, 2]` float32 absolute pixel coordinates for `bilinear_sample`.
-  """
-  boxes = boxes.astype(jnp.float32)
-  u = (jnp.arange(out_w, dtype=jnp.float32) + 0.5) / out_w
-  v = (jnp.arange(out_h, dtype=jnp.float32) + 0.5) / out_h
-  x0, y0, x1, y1 = [boxes[:, i][:, None] for i in range(4)]
-  xs = (x0 + (x1 - x0) * u[None]) * in_w - 0.5        # [N, out_w]
-  ys = (y0 + (y1 - y0) * v[None]) * in_h - 0.5        # [N, out_h]
-  xs = jnp.broadcast_to(xs[:, None, :], (boxes.shape[0], out_h, out_w))
-  ys = jnp.broadcast_to(ys[:, :, None], (boxes.shape[0], out_h, out_w))
-  return jnp.stack([xs, ys], axis=-1)
-
-
-def crop_boxes(images, boxes, out_h: int, out_w: int, *, padding: str = "border"):
-  """Differentiable crop-and-resize of `boxes` from `images` by bilinear sampling (a warp).
-
-  Used to align mouth regions for the lip-sync and mouth perceptual losses (PoseTalk eqs. 9-10).
-
-  Args:
-    images: `[N, H, W, C]`.
-    boxes: `[N, 4]` `(x0, y0, x1, y1)` in [0, 1].
-    out_h, out_w: crop size.
-
-  Returns:
-    `[N, out_h, out_w, C]`, dtype of `images`.
-  """
-  coords = box_sampling_coords(boxes, out_h, out_w, images.shape[1], images.shape[2])
-  return bilinear_sample(images, coords, padding=padding)
 
 
 # ---------------------------------------------------------------------------------------------
