@@ -13,7 +13,6 @@ SUBCOMMANDS = {
   "generate": ("jaxtalk.serve.generate", "run", "portrait + speech (+ text) -> talking video"),
   "export": ("jaxtalk.serve.export_cli", "run", "params-only and StableHLO export of a trained stage"),
   "demo": ("jaxtalk.demo.run", "run", "preprocess -> train every stage -> export -> generate -> eval"),
-  "eval": ("jaxtalk.eval", "run", "run a stage's evaluators on held-out clips"),
 }
 
 
