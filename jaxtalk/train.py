@@ -444,12 +444,154 @@ def _run_eval(trainer: Trainer, config, mesh, params, frozen, input_pipeline) ->
   return {f"eval/{k}": v / max(count, 1) for k, v in sums.items()}, images
 
 
+def itstime(step: int, every: int, *, last: bool = False) -> bool:
+  """Periodic work at `step` (big_vision's `itstime`): every `every` steps (0: never) and at the
+  last step."""
+  return last or (every > 0 and step % every == 0)
+
+
+class _MetricLog:
+  """Train-metric averaging (one step late, so dispatch stays asynchronous) and the log sinks:
+  absl log, TensorBoard, `metrics.jsonl` and the returned history."""
+
+  def __init__(self, workdir: str, progress):
+    self.writer = logging_utils.MetricWriter(os.path.join(workdir, "tensorboard"))
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self.progress = progress
+    self.history: list[dict] = []
+    self.sums: dict[str, float] = {}
+    self.count = 0
+    self.pending = None
+    self.t_last = time.time()
+
+  def add(self, step: int, metrics) -> None:
+    """Queues this step's device metrics and absorbs the previous step's."""
+    self.flush()
+    self.pending = (step, metrics)
+
+  def flush(self) -> None:
+    """Fetches the queued step's metrics (raising on a non-finite loss term)."""
+    if self.pending is None:
+      return
+    s, m = self.pending
+    self.pending = None
+    m = {k: float(np.mean(v)) for k, v in jax.device_get(m).items()}
+    _check_finite(s, m)
+    for k, v in m.items():
+      self.sums[k] = self.sums.get(k, 0.0) + v
+    self.count += 1
+    self.progress.update(1, loss=m["loss"])
+
+  def write_train(self, step: int) -> None:
+    now = time.time()
+    self.record({"step": step, **{f"train/{k}": v / self.count for k, v in self.sums.items()},
+                 "train/steps_per_sec": self.count / max(now - self.t_last, 1e-9)})
+    self.sums, self.count, self.t_last = {}, 0, now
+
+  def record(self, entry: dict) -> None:
+    self.history.append(entry)
+    logging_utils.log_info("step %d: %s", entry["step"], ", ".join(
+        f"{k}={v:.4g}" for k, v in entry.items()
+        if k != "step" and (k.startswith("eval/") or _is_loss_term(k.split("/", 1)[-1])
+                            or k.endswith("steps_per_sec"))))
+    self.writer.write_scalars(entry["step"], {k: v for k, v in entry.items() if k != "step"})
+    if jax.process_index() == 0:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(entry) + "\n")
+
+
+def _check_batching(config, mesh: Mesh) -> None:
+  accum = int(config.get("grad_accum_steps", 1) or 1)
+  n_batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
+  if config.batch_size % accum or (config.batch_size // accum) % n_batch_shards:
+    raise ValueError(
+        f"batch_size={config.batch_size} must split into grad_accum_steps={accum} micro-batches "
+        f"each divisible by data*fsdp={n_batch_shards}")
+
+
+def _train_iterator_and_example(config, mesh, input_pipeline):
+  """The train iterator and one global batch for shapes (the iterator is rewound to it)."""
+  train_iter = input_pipeline.create_iterator(config, mesh=mesh, split="train")
+  rewind = train_iter.get_state() if hasattr(train_iter, "get_state") else None
+  example = input_pipeline.to_global(next(train_iter), mesh)
+  if rewind is not None:
+    train_iter.set_state(rewind)
+  else:
+    train_iter = input_pipeline.create_iterator(config, mesh=mesh, split="train")
+  return train_iter, example
+
+
+def _init_or_resume(trainer: "Trainer", manager, example, train_iter):
+  latest = manager.latest_step()
+  if latest is None:
+    return trainer.init_state(example)
+  state = checkpointing.restore_train_state(manager, latest, trainer.abstract_state, train_iter)
+  logging_utils.log_info("resumed from step %d", latest)
+  return state
+
+
+def _close(obj) -> None:
+  close = getattr(obj, "close", None)
+  if callable(close):
+    close()
+
+
+def _run_steps(config, trainer, state, step, train_iter, frozen, mesh, manager, log,
+               stop_after, input_pipeline):
+  """The training loop: step, log, eval, checkpoint; stops at `total_steps`, at the time budget,
+  on SIGTERM or at `stop_after`. Returns `(state, step, preempted, budget_reached)`."""
+  total_steps = int(config.total_steps)
+  log_every = max(1, int(config.get("log_every", 50)))
+  eval_every = int(config.get("eval_every", 0) or 0) if trainer.task.evaluate is not None else 0
+  ckpt_every = max(1, int(config.get("checkpoint_every", 1000)))
+  budget_s = float(config.get("time_budget_s", 0.0) or 0.0)
+  t_start = time.time()
+  with _StopSignal() as stop:
+    while step < total_steps:
+      batch = input_pipeline.to_global(next(train_iter), mesh)
+      state, metrics = trainer.train_step(state, batch, frozen)
+      step += 1
+      log.add(step, metrics)
+      stopping = stop.should_stop(step) or (stop_after is not None and step >= stop_after)
+      budget_reached = budget_s > 0 and step < total_steps and time.time() - t_start >= budget_s
+      if budget_reached:
+        logging_utils.log_info("time budget of %.0f s reached at step %d of %d; finishing",
+                               budget_s, step, total_steps)
+      last = step == total_steps or budget_reached
+      do_eval = eval_every > 0 and itstime(step, eval_every, last=last)
+      do_ckpt = itstime(step, ckpt_every, last=last or stopping)
+      if itstime(step, log_every, last=last) or do_eval or do_ckpt:
+        log.flush()
+      if itstime(step, log_every, last=last) or (stopping and log.count):
+        log.write_train(step)
+      if do_eval:
+        _eval_and_log(config, trainer, state, frozen, mesh, log, step, input_pipeline)
+      if do_ckpt:
+        checkpointing.save_train_state(manager, step, state, train_iter, force=True)
+      if budget_reached:
+        return state, step, False, True
+      if stopping and step < total_steps:
+        logging_utils.log_info("stopping at step %d (checkpoint saved)", step)
+        return state, step, True, False
+    log.flush()
+  return state, step, False, False
+
+
+def _eval_and_log(config, trainer, state, frozen, mesh, log, step, input_pipeline) -> None:
+  eval_params = state["ema_params"] if trainer.ema_decay > 0 else state["params"]
+  eval_frozen = dict(frozen, disc=state["disc_params"]) if trainer.has_disc else frozen
+  scalars, images = _run_eval(trainer, config, mesh, eval_params, eval_frozen, input_pipeline)
+  log.record({"step": step, **scalars})
+  log.writer.write_images(step, images)
+  log.t_last = time.time()
+
+
 def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
                        stop_after: Optional[int] = None) -> dict:
   """Trains the stage `config.task` in `workdir`; resumes from its latest checkpoint if any.
 
   Args:
-    config: a stage's resolved ConfigDict (`configs/<stage>.py`).
+    config: a stage's resolved ConfigDict (`configs/[<paper>/]<stage>.py`).
     workdir: output directory (created). Re-running with the same workdir resumes.
     mesh: device mesh (default: `jaxtalk.core.sharding.make_mesh(config.mesh)` over all devices).
     stop_after: stop (with a checkpoint, as on SIGTERM) once this many steps are done; for
@@ -476,42 +618,20 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh if mesh is not None else sharding_lib.make_mesh(config.mesh)
-  total_steps = int(config.total_steps)
-  accum = int(config.get("grad_accum_steps", 1) or 1)
-  n_batch_shards = mesh.shape["data"] * mesh.shape["fsdp"]
-  if config.batch_size % accum or (config.batch_size // accum) % n_batch_shards:
-    raise ValueError(
-        f"batch_size={config.batch_size} must split into grad_accum_steps={accum} micro-batches "
-        f"each divisible by data*fsdp={n_batch_shards}")
+  _check_batching(config, mesh)
   _write_config(config, workdir)
   logging_utils.log_info("mesh %s on %d devices; workdir %s", dict(mesh.shape),
                          mesh.devices.size, workdir)
-
   task = tasks_lib.get_task(config, mesh=mesh)
   frozen = jax.tree.map(
       lambda x: jax.device_put(x, NamedSharding(mesh, P())), task.frozen or {})
-
-  # ------------------------------------------------------------------ data
-  train_iter = input_pipeline.create_iterator(config, mesh=mesh, split="train")
-  # Peek at one batch for shapes, then rewind so that step 1 still reads it.
-  rewind = train_iter.get_state() if hasattr(train_iter, "get_state") else None
-  example = input_pipeline.to_global(next(train_iter), mesh)
-  if rewind is not None:
-    train_iter.set_state(rewind)
-  else:
-    train_iter = input_pipeline.create_iterator(config, mesh=mesh, split="train")
+  train_iter, example = _train_iterator_and_example(config, mesh, input_pipeline)
 
   # ------------------------------------------------------------------ state (init or resume)
   trainer = Trainer(config, task, mesh, example)
   manager = checkpointing.make_manager(os.path.join(workdir, "checkpoints"),
                                        keep=config.get("keep_checkpoints", 3))
-  latest = manager.latest_step()
-  if latest is not None:
-    state = checkpointing.restore_train_state(manager, latest, trainer.abstract_state,
-                                              train_iter)
-    logging_utils.log_info("resumed from step %d", latest)
-  else:
-    state = trainer.init_state(example)
+  state = _init_or_resume(trainer, manager, example, train_iter)
   del example
   step = int(jax.device_get(state["step"]))
   logging_utils.log_info("params:\n%s", logging_utils.param_overview(
@@ -521,102 +641,24 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
         trainer.abstract_disc, trainer.disc_shardings))
 
   # ------------------------------------------------------------------ loop
-  writer = logging_utils.MetricWriter(os.path.join(workdir, "tensorboard"))
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  history: list[dict] = []
-
-  def record(entry: dict):
-    history.append(entry)
-    logging_utils.log_info("step %d: %s", entry["step"], ", ".join(
-        f"{k}={v:.4g}" for k, v in entry.items()
-        if k != "step" and (k.startswith("eval/") or _is_loss_term(k.split("/", 1)[-1])
-                            or k.endswith("steps_per_sec"))))
-    writer.write_scalars(entry["step"], {k: v for k, v in entry.items() if k != "step"})
-    if jax.process_index() == 0:
-      with open(metrics_path, "a") as f:
-        f.write(json.dumps(entry) + "\n")
-
-  log_every = max(1, int(config.get("log_every", 50)))
-  eval_every = int(config.get("eval_every", 0) or 0)
-  ckpt_every = max(1, int(config.get("checkpoint_every", 1000)))
-  progress = logging_utils.Progress(total_steps, step, bool(config.get("progress", True)))
-  sums: dict[str, float] = {}
-  n_summed, t_last, pending = 0, time.time(), None
-  preempted = False
-  budget_s = float(config.get("time_budget_s", 0.0) or 0.0)
-  t_start = time.time()
-  budget_reached = False
-
-  def absorb(item):
-    """Fetches one step's metrics (one step late, to keep dispatch asynchronous)."""
-    nonlocal n_summed
-    s, m = item
-    m = {k: float(np.mean(v)) for k, v in jax.device_get(m).items()}
-    _check_finite(s, m)
-    for k, v in m.items():
-      sums[k] = sums.get(k, 0.0) + v
-    n_summed += 1
-    progress.update(1, loss=m["loss"])
-
+  log = _MetricLog(workdir, logging_utils.Progress(int(config.total_steps), step,
+                                                   bool(config.get("progress", True))))
   try:
-    with _StopSignal() as stop:
-      while step < total_steps:
-        batch = input_pipeline.to_global(next(train_iter), mesh)
-        state, metrics = trainer.train_step(state, batch, frozen)
-        step += 1
-        if pending is not None:
-          absorb(pending)
-        pending = (step, metrics)
-        stopping = stop.should_stop(step) or (stop_after is not None and step >= stop_after)
-        if budget_s > 0 and step < total_steps and time.time() - t_start >= budget_s:
-          budget_reached = True
-          logging_utils.log_info("time budget of %.0f s reached at step %d of %d; finishing",
-                                 budget_s, step, total_steps)
-        last = step == total_steps or budget_reached
-        do_eval = (trainer._eval_step is not None and eval_every > 0  # pylint: disable=protected-access
-                   and (step % eval_every == 0 or last))
-        do_ckpt = step % ckpt_every == 0 or last or stopping
-        if step % log_every == 0 or last or do_eval or do_ckpt:
-          absorb(pending)
-          pending = None
-        if step % log_every == 0 or last or (stopping and n_summed):
-          now = time.time()
-          entry = {"step": step, **{f"train/{k}": v / n_summed for k, v in sums.items()},
-                   "train/steps_per_sec": n_summed / max(now - t_last, 1e-9)}
-          record(entry)
-          sums, n_summed, t_last = {}, 0, now
-        if do_eval:
-          eval_params = state["ema_params"] if trainer.ema_decay > 0 else state["params"]
-          eval_frozen = dict(frozen, disc=state["disc_params"]) if trainer.has_disc else frozen
-          scalars, images = _run_eval(trainer, config, mesh, eval_params, eval_frozen,
-                                      input_pipeline)
-          record({"step": step, **scalars})
-          writer.write_images(step, images)
-          t_last = time.time()
-        if do_ckpt:
-          checkpointing.save_train_state(manager, step, state, train_iter, force=True)
-        if budget_reached:
-          break
-        if stopping and step < total_steps:
-          preempted = True
-          logging_utils.log_info("stopping at step %d (checkpoint saved)", step)
-          break
-      if pending is not None:
-        absorb(pending)
+    state, step, preempted, budget_reached = _run_steps(
+        config, trainer, state, step, train_iter, frozen, mesh, manager, log, stop_after,
+        input_pipeline)
   finally:
-    progress.close()
+    log.progress.close()
     manager.wait_until_finished()
-    writer.flush()
+    log.writer.flush()
 
   # ------------------------------------------------------------------ final params
   final = state["ema_params"] if trainer.ema_decay > 0 else state["params"]
   if not preempted:
     checkpointing.save_params(os.path.join(workdir, "params"), final)
     logging_utils.log_info("final params written to %s", os.path.join(workdir, "params"))
-  writer.close()
+  log.writer.close()
   manager.close()
-  close = getattr(train_iter, "close", None)
-  if callable(close):
-    close()
-  return {"step": step, "params": _to_host(final), "history": history,
+  _close(train_iter)
+  return {"step": step, "params": _to_host(final), "history": log.history,
           "preempted": preempted, "budget_reached": budget_reached}
