@@ -49,10 +49,10 @@ def _has(config, dotted):
 @pytest.mark.parametrize("path,args", _cases())
 def test_config_loads_with_documented_args(path, args):
   module = _load(path)
-  stage = os.path.splitext(os.path.basename(path))[0]
+  rel = os.path.relpath(path, REPO)
   assert isinstance(args, tuple) and args, f"{path}: needs a non-empty DOCUMENTED_ARGS tuple"
   doc = (module.__doc__ or "").strip()
-  assert f"configs/{stage}.py" in doc.splitlines()[0], (
+  assert rel in doc.splitlines()[0], (
       f"{path}: docstring must start with the command that runs it, got {doc[:80]!r}")
   for arg in args:
     c = module.get_config(arg)

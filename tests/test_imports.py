@@ -93,3 +93,13 @@ def test_every_module_imports_in_a_fresh_interpreter_in_dependency_order():
   proc = subprocess.run([sys.executable, "-c", script] + order, cwd=REPO, capture_output=True,
                         text=True, timeout=600, check=False)
   assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+
+
+def test_old_task_paths_still_resolve():
+  """config.json files written before the per-paper layout name `jaxtalk.tasks.<stage>`."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from jaxtalk import tasks  # pylint: disable=g-import-not-at-top
+  for stage in ("coarse", "refine", "enhancer", "pld", "pose_vae"):
+    module = importlib.import_module(tasks.task_module(f"jaxtalk.tasks.{stage}"))
+    assert module.__name__ == f"jaxtalk.tasks.posetalk.{stage}" and module.get_task
+  assert tasks.task_module("jaxtalk.tasks.syncnet") == "jaxtalk.tasks.syncnet"

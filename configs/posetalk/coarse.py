@@ -32,7 +32,7 @@ def generator_config(stage: str, arg=None):
   """The shared config of the three generator stages (`coarse`, `refine`, `enhancer`)."""
   args = common.parse_arg(arg, **ARG_DEFAULTS)
   c = common.base_config()
-  c.task = f"jaxtalk.tasks.{stage}"
+  c.task = f"jaxtalk.tasks.posetalk.{stage}"
   c.input.keys = ("frames", "source", "source_pose", "pose", "gaze", "mel", "mouth_box", "mask")
   c.input.synthetic = args.synthetic
   c.input.data_dir = args.data_dir
