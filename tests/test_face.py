@@ -1,4 +1,4 @@
-"""Tests of jaxtalk/features/face.py: PnP pose, gaze geometry, crop box smoothing, crops, detection."""
+"""Tests of jaxtalk/features/face.py: PnP pose, gaze geometry, crop boxes, crops, detection."""
 
 import pathlib
 
@@ -8,9 +8,19 @@ import pytest
 from jaxtalk.features import face
 
 
+def euler_to_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+  """Inverse of `face.rotation_to_euler`: Rz(roll) Ry(yaw) Rx(pitch), the tests' ground truth."""
+  cy, sy, cp, sp, cr, sr = (np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch),
+                            np.cos(roll), np.sin(roll))
+  rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+  ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+  rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+  return rz @ ry @ rx
+
+
 def _project(yaw, pitch, roll, w=512, h=512, dist=3000.0, shift=(0.0, 0.0)):
   """Pixel landmarks [478, 3] whose PnP points are the 3D model under a known rotation."""
-  rot = face.euler_to_rotation(yaw, pitch, roll)
+  rot = euler_to_rotation(yaw, pitch, roll)
   pts = face.MODEL_POINTS_3D @ rot.T + np.array([shift[0], shift[1], dist])
   cam = face.camera_matrix(w, h)
   uv = (pts[:, :2] / pts[:, 2:]) * cam[0, 0] + cam[:2, 2]
@@ -28,7 +38,7 @@ def test_pnp_recovers_known_rotation(angles):
 
 def test_euler_round_trip_and_sign_conventions():
   for angles in [(0.3, -0.2, 0.1), (-1.0, 0.5, -0.4)]:
-    np.testing.assert_allclose(face.rotation_to_euler(face.euler_to_rotation(*angles)), angles,
+    np.testing.assert_allclose(face.rotation_to_euler(euler_to_rotation(*angles)), angles,
                                atol=1e-9)
   # yaw > 0: the face turns towards the image's left (the nose tip, in front of the eye corners,
   # ends up left of their midpoint), e.g. vox2_00373 whose nose points to the image's left.

@@ -408,16 +408,6 @@ def rotation_to_euler(r: np.ndarray) -> np.ndarray:
   return np.array([yaw, pitch, roll])
 
 
-def euler_to_rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
-  """Inverse of `rotation_to_euler`."""
-  cy, sy, cp, sp, cr, sr = (np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch),
-                            np.cos(roll), np.sin(roll))
-  rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-  ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-  rz = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-  return rz @ ry @ rx
-
-
 def camera_matrix(width: int, height: int) -> np.ndarray:
   return np.array([[width, 0, width / 2], [0, width, height / 2], [0, 0, 1]], np.float64)
 
