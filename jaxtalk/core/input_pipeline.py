@@ -286,16 +286,10 @@ def load_dataset_info(data_dir: str) -> dict:
   Raises:
     ValueError: naming the file if it is missing or not valid JSON.
   """
-  import json  # pylint: disable=g-import-not-at-top
   import os  # pylint: disable=g-import-not-at-top
-  path = os.path.join(data_dir, "dataset_info.json")
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except FileNotFoundError as e:
-    raise ValueError(f"{path}: not found; run `jaxtalk preprocess` first") from e
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  from jaxtalk.core import files  # pylint: disable=g-import-not-at-top
+  return files.read_json(os.path.join(data_dir, "dataset_info.json"),
+                         hint="; run `jaxtalk preprocess` first")
 
 
 # ----------------------------------------------------------------------------------------------

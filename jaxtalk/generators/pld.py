@@ -35,6 +35,7 @@ import numpy as np
 
 from jaxtalk.features import audio as audio_lib
 from jaxtalk import diffusion
+from jaxtalk.core import files
 from jaxtalk import motion as motion_lib
 from jaxtalk.features import text as text_lib
 from jaxtalk.motion import windows as windows_lib
@@ -248,14 +249,8 @@ class PLDParams:
 
 
 def _read_json(path: str) -> dict:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except FileNotFoundError as e:
-    raise ValueError(f"{path}: not found (expected the config.json that train.py writes beside "
-                     "params/)") from e
-  except json.JSONDecodeError as e:
-    raise ValueError(f"{path}: not valid JSON ({e})") from e
+  return files.read_json(path, hint=" (expected the config.json that train.py writes beside "
+                         "params/)")
 
 
 def stage_config(params_dir: str) -> dict:

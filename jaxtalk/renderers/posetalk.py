@@ -34,7 +34,6 @@ uses jaxtalk's model code.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import shutil
 from typing import Any, Callable, Optional
@@ -44,6 +43,7 @@ import numpy as np
 
 from jaxtalk import methods
 from jaxtalk import motion as motion_lib
+from jaxtalk.core import files
 from jaxtalk.motion import controls
 from jaxtalk.motion import windows as windows_lib
 from jaxtalk.serve.video_io import InputError
@@ -166,13 +166,7 @@ def _floats(x) -> list[float]:
 
 
 def _read_json(path: str) -> dict:
-  try:
-    with open(path) as f:
-      return json.load(f)
-  except FileNotFoundError as e:
-    raise InputError(f"{path}: not found") from e
-  except json.JSONDecodeError as e:
-    raise InputError(f"{path}: not valid JSON ({e})") from e
+  return files.read_json(path, error=InputError)
 
 
 def _with_pose_vae(stages: dict[str, str]) -> dict[str, str]:

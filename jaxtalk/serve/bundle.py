@@ -24,6 +24,7 @@ import shutil
 from typing import Any, Optional
 
 from jaxtalk import methods
+from jaxtalk.core import files
 from jaxtalk.serve.video_io import InputError
 
 BUNDLE_FILE = "bundle.json"
@@ -109,13 +110,7 @@ def read_manifest(path: str) -> dict:
   if not os.path.isdir(path):
     raise InputError(f"{path}: model folder not found (write one with `jaxtalk export`)")
   file = os.path.join(path, BUNDLE_FILE)
-  try:
-    with open(file) as f:
-      manifest = json.load(f)
-  except FileNotFoundError as e:
-    raise InputError(f"{file}: not found") from e
-  except json.JSONDecodeError as e:
-    raise InputError(f"{file}: not valid JSON ({e})") from e
+  manifest = files.read_json(file, error=InputError)
   if manifest.get("format") != FORMAT:
     raise InputError(f"{file}: not a jaxtalk bundle (format {manifest.get('format')!r})")
   return manifest
