@@ -265,42 +265,10 @@ def _clip_text_embedding(path: str, text: str) -> np.ndarray:
   return np.asarray(fn(params, ids, mask)[0], np.float32)
 
 
-def process_video(item: readers.VideoItem, opts: Options,
-                  timings: Optional[dict] = None) -> tuple[list[dict], list[str]]:
-  """Turns one input video into clip records (dicts as in `schema.py`).
-
-  Args:
-    item: the video and its metadata.
-    opts: preprocessing options.
-    timings: if given, CPU seconds per stage are added under "decode", "face",
-      "landmarks_pose", "audio", "encode".
-
-  Returns:
-    (records, warnings): records are unencoded dicts, warnings human-readable strings.
-
-  Raises:
-    StageError: for inputs that go to the dead-letter output.
-  """
+def _checked_audio(item, info, opts: Options, min_frames: int, warnings: list, timings):
+  """The video's 16 kHz audio, padded by up to `audio_pad_seconds` of silence; returns
+  `(wav, usable frames)`. Raises StageError for silent or too-short audio."""
   from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
-
-  warnings = []
-  try:
-    emotion = schema.emotion_name(item.emotion)
-  except ValueError as e:
-    raise StageError("metadata", str(e)) from e
-  with _Timer(timings, "decode"):
-    try:
-      info = decode.probe(item.video)
-    except decode.DecodeError as e:
-      raise StageError("decode", str(e)) from e
-  min_frames = max(1, int(round(opts.min_clip_seconds * decode.FPS)))
-  if info.num_frames < min_frames:
-    raise StageError("decode", f"too short: {info.duration:.2f} s of video, need at least "
-                               f"{opts.min_clip_seconds} s")
-
-  # Audio first (cheap; a video without audio is rejected before face tracking).
   with _Timer(timings, "audio"):
     wav = _audio_for_video(item, info)
   short = info.num_frames * audio_lib.SAMPLES_PER_FRAME - wav.size
@@ -320,8 +288,13 @@ def process_video(item: readers.VideoItem, opts: Options,
   if usable < info.num_frames:
     warnings.append(f"audio ends {(info.num_frames - usable) / decode.FPS:.2f} s before the "
                     "video; the video was cut to the audio")
+  return wav, usable
 
-  # Pass 1: landmarks of every frame.
+
+def _track_faces(item, info, usable: int, warnings: list, timings):
+  """Pass 1: FaceMesh landmarks of every frame; returns `(landmarks [T, 478, 3] px, found [T],
+  num_faces [T])`. Raises StageError when no frame has a face."""
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
   landmarks = np.zeros([usable, face_lib.NUM_LANDMARKS, 3], np.float32)
   found = np.zeros([usable], bool)
   num_faces = np.zeros([usable], np.int32)
@@ -348,34 +321,43 @@ def process_video(item: readers.VideoItem, opts: Options,
   if multi:
     warnings.append(f"several faces (up to {int(num_faces.max())}) in {multi} of {usable} "
                     "frames; kept the largest")
+  return landmarks, found, num_faces
 
-  with _Timer(timings, "landmarks_pose"):
-    segments = [(a, b) for a, b in _segments(found, opts.max_gap_frames) if b - a >= min_frames]
-    if not segments:
-      raise StageError("face", f"face found in only {int(found.sum())} of {usable} frames, no "
-                               f"run of {opts.min_clip_seconds} s")
-    dropped = usable - sum(b - a for a, b in segments)
-    if dropped:
-      warnings.append(f"{dropped} of {usable} frames dropped (no face)")
-    max_len = max(min_frames, int(round(opts.max_clip_seconds * decode.FPS)))
-    clips = []  # (start, stop, crop boxes, landmarks px, pose, gaze, face_found)
-    for a, b in segments:
-      lm = face_lib.fill_gaps(landmarks[a:b], found[a:b]).astype(np.float32)
-      boxes = face_lib.smoothed_crop_boxes(lm, crop_scale=opts.crop_scale,
-                                           sigma_frames=opts.crop_sigma)
-      pose = face_lib.head_pose(lm, (info.width, info.height), boxes,
-                                sigma_frames=opts.pose_sigma)
-      gz = face_lib.gaze(lm)
-      for s, e in _split(a, b, max_len):
-        sl = slice(s - a, e - a)
-        clips.append((s, e, boxes[sl], lm[sl], pose[sl], gz[sl], found[s:e]))
-  video_id = item.id
-  n_clips = len(clips)
+
+def _clips_with_faces(landmarks, found, info, opts: Options, min_frames: int, warnings: list):
+  """Runs of face frames (gaps of up to `max_gap_frames` filled), split at `max_clip_seconds`;
+  returns `[(start, stop, crop boxes, landmarks px, pose, gaze, face_found)]`."""
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
+  usable = len(found)
+  segments = [(a, b) for a, b in _segments(found, opts.max_gap_frames) if b - a >= min_frames]
+  if not segments:
+    raise StageError("face", f"face found in only {int(found.sum())} of {usable} frames, no "
+                             f"run of {opts.min_clip_seconds} s")
+  dropped = usable - sum(b - a for a, b in segments)
+  if dropped:
+    warnings.append(f"{dropped} of {usable} frames dropped (no face)")
+  max_len = max(min_frames, int(round(opts.max_clip_seconds * decode.FPS)))
+  clips = []
+  for a, b in segments:
+    lm = face_lib.fill_gaps(landmarks[a:b], found[a:b]).astype(np.float32)
+    boxes = face_lib.smoothed_crop_boxes(lm, crop_scale=opts.crop_scale,
+                                         sigma_frames=opts.crop_sigma)
+    pose = face_lib.head_pose(lm, (info.width, info.height), boxes, sigma_frames=opts.pose_sigma)
+    gz = face_lib.gaze(lm)
+    for s, e in _split(a, b, max_len):
+      sl = slice(s - a, e - a)
+      clips.append((s, e, boxes[sl], lm[sl], pose[sl], gz[sl], found[s:e]))
+  return clips
+
+
+def _drop_extreme_poses(clips, opts: Options, warnings: list):
+  """`[(clip index, *clip)]` of the clips whose median |yaw| and |pitch| are within the limits.
+  Raises StageError when none is (naming the pose when the video is one clip)."""
   kept = []
   for ci, (s, e, boxes, lm, pose, gz, ff) in enumerate(clips):
     med_yaw, med_pitch = np.median(np.abs(pose[:, 0])), np.median(np.abs(pose[:, 1]))
     if med_yaw > opts.max_abs_yaw or med_pitch > opts.max_abs_pitch:
-      if n_clips == 1:
+      if len(clips) == 1:
         raise StageError("pose", f"extreme head pose: median |yaw| {med_yaw:.2f} rad, |pitch| "
                                  f"{med_pitch:.2f} rad (limits {opts.max_abs_yaw}, "
                                  f"{opts.max_abs_pitch})")
@@ -385,11 +367,14 @@ def process_video(item: readers.VideoItem, opts: Options,
     kept.append((ci, s, e, boxes, lm, pose, gz, ff))
   if not kept:
     raise StageError("pose", "extreme head pose in every clip")
+  return kept
 
-  # Audio-visual sync: estimate every clip's offset; shift (and trim) the confident ones.
-  video_warnings = list(warnings)
+
+def _synced_clips(item, kept, wav, opts: Options, min_frames: int, warnings: list, timings):
+  """Audio-visual sync: every clip's offset is estimated; confident ones are shifted (and
+  trimmed). Returns the clips with their trimmed arrays and sync dict appended."""
+  synced = []
   with _Timer(timings, "audio"):
-    synced = []
     for ci, s, e, boxes, lm, pose, gz, ff in kept:
       sync = _sync_clip(s, e, lm, wav, opts, min_frames)
       a, b = sync["start"] - s, sync["stop"] - s
@@ -398,9 +383,13 @@ def process_video(item: readers.VideoItem, opts: Options,
       if sync["note"]:
         warnings.append(f"clip {ci} (frames {s}-{e}): {sync['note']}")
         logging.info("%s_c%03d: %s", item.id, ci, sync["note"])
-    kept = synced
+  return synced
 
-  # Pass 2: crops.
+
+def _encode_crops(item, info, kept, opts: Options, timings) -> list[list[bytes]]:
+  """Pass 2: the JPEG crops of every kept clip's frames (one decode of the span they cover)."""
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
+  import cv2  # pylint: disable=g-import-not-at-top
   by_frame = {}
   for j, (_, s, e, *_rest) in enumerate(kept):
     for k in range(s, e):
@@ -427,7 +416,88 @@ def process_video(item: readers.VideoItem, opts: Options,
   if timings is not None:
     timings["decode"] = timings.get("decode", 0.0) + dec_t
     timings["encode"] = timings.get("encode", 0.0) + (time.process_time() - encode_t - dec_t)
+  return jpegs
 
+
+def _clip_record(item, emotion: str, clip, jpegs, wav, num_faces, notes, opts: Options,
+                 timings) -> dict:
+  """The record dict (`schema.py`) of one synced clip, with its audio, mel and crop landmarks."""
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
+  ci, s, e, boxes, lm, pose, gz, ff, sync = clip
+  with _Timer(timings, "landmarks_pose"):
+    crop_lm = face_lib.to_crop_coords(lm, boxes)
+    mouth = face_lib.mouth_box(crop_lm)
+  with _Timer(timings, "audio"):
+    a = s + sync["shift"]  # audio of video frame k = source audio of frame k + shift.
+    pcm = audio_lib.to_int16(
+        wav[a * audio_lib.SAMPLES_PER_FRAME:(a + e - s) * audio_lib.SAMPLES_PER_FRAME])
+    mel = audio_lib.log_mel(audio_lib.from_int16(pcm))
+  record = dict(
+      schema_version=schema.SCHEMA_VERSION, clip_id=f"{item.id}_c{ci:03d}", video_id=item.id,
+      source_path=item.video, dataset=item.dataset, speaker=item.speaker, emotion=emotion,
+      emotion_intensity=int(item.intensity), view=item.view, text=item.text, fps=decode.FPS,
+      start_time=float(s / decode.FPS), num_frames=int(e - s),
+      resolution=int(opts.resolution), frames=jpegs,
+      crop_box=boxes.astype(np.float32), landmarks=crop_lm.astype(np.float16),
+      face_found=ff.astype(bool), pose=pose.astype(np.float32), gaze=gz.astype(np.float32),
+      mouth_box=mouth.astype(np.float32), audio=pcm, mel=mel.astype(np.float16),
+      num_faces_max=int(num_faces[s:e].max()), notes=notes + ([sync["note"]] if sync["note"]
+                                                              else []),
+      av_offset=int(sync["offset"]), av_confidence=float(sync["confidence"]),
+      audio_shift=int(sync["shift"]))
+  if opts.wav2vec_path:
+    with _Timer(timings, "features"):
+      try:
+        feats = _wav2vec(opts.wav2vec_path)(audio_lib.from_int16(pcm))
+      except ValueError as err:
+        raise StageError("features", str(err)) from err
+    record["wav2vec"] = feats.astype(np.float16)
+  return record
+
+
+def process_video(item: readers.VideoItem, opts: Options,
+                  timings: Optional[dict] = None) -> tuple[list[dict], list[str]]:
+  """Turns one input video into clip records (dicts as in `schema.py`).
+
+  Steps: probe; audio (rejected early when silent or short); pass 1, face landmarks of every
+  frame; clips = runs of face frames, without extreme poses; audio-visual sync per clip; pass 2,
+  JPEG crops; records (audio, mel, crop landmarks, optional wav2vec / CLIP text features).
+
+  Args:
+    item: the video and its metadata.
+    opts: preprocessing options.
+    timings: if given, CPU seconds per stage are added under "decode", "face",
+      "landmarks_pose", "audio", "encode" (and "features").
+
+  Returns:
+    (records, warnings): records are unencoded dicts, warnings human-readable strings.
+
+  Raises:
+    StageError: for inputs that go to the dead-letter output.
+  """
+  warnings = []
+  try:
+    emotion = schema.emotion_name(item.emotion)
+  except ValueError as e:
+    raise StageError("metadata", str(e)) from e
+  with _Timer(timings, "decode"):
+    try:
+      info = decode.probe(item.video)
+    except decode.DecodeError as e:
+      raise StageError("decode", str(e)) from e
+  min_frames = max(1, int(round(opts.min_clip_seconds * decode.FPS)))
+  if info.num_frames < min_frames:
+    raise StageError("decode", f"too short: {info.duration:.2f} s of video, need at least "
+                               f"{opts.min_clip_seconds} s")
+  wav, usable = _checked_audio(item, info, opts, min_frames, warnings, timings)
+  landmarks, found, num_faces = _track_faces(item, info, usable, warnings, timings)
+  with _Timer(timings, "landmarks_pose"):
+    clips = _clips_with_faces(landmarks, found, info, opts, min_frames, warnings)
+  kept = _drop_extreme_poses(clips, opts, warnings)
+  video_warnings = list(warnings)
+  kept = _synced_clips(item, kept, wav, opts, min_frames, warnings, timings)
+  jpegs = _encode_crops(item, info, kept, opts, timings)
   text_embedding = None
   if opts.clip_path:
     with _Timer(timings, "features"):
@@ -436,35 +506,9 @@ def process_video(item: readers.VideoItem, opts: Options,
       except ValueError as e:
         raise StageError("features", str(e)) from e
   records = []
-  for j, (ci, s, e, boxes, lm, pose, gz, ff, sync) in enumerate(kept):
-    with _Timer(timings, "landmarks_pose"):
-      crop_lm = face_lib.to_crop_coords(lm, boxes)
-      mouth = face_lib.mouth_box(crop_lm)
-    with _Timer(timings, "audio"):
-      a = s + sync["shift"]  # audio of video frame k = source audio of frame k + shift.
-      pcm = audio_lib.to_int16(
-          wav[a * audio_lib.SAMPLES_PER_FRAME:(a + e - s) * audio_lib.SAMPLES_PER_FRAME])
-      mel = audio_lib.log_mel(audio_lib.from_int16(pcm))
-    notes = video_warnings + ([sync["note"]] if sync["note"] else [])
-    records.append(dict(
-        schema_version=schema.SCHEMA_VERSION, clip_id=f"{video_id}_c{ci:03d}", video_id=video_id,
-        source_path=item.video, dataset=item.dataset, speaker=item.speaker, emotion=emotion,
-        emotion_intensity=int(item.intensity), view=item.view, text=item.text, fps=decode.FPS,
-        start_time=float(s / decode.FPS), num_frames=int(e - s),
-        resolution=int(opts.resolution), frames=jpegs[j],
-        crop_box=boxes.astype(np.float32), landmarks=crop_lm.astype(np.float16),
-        face_found=ff.astype(bool), pose=pose.astype(np.float32), gaze=gz.astype(np.float32),
-        mouth_box=mouth.astype(np.float32), audio=pcm, mel=mel.astype(np.float16),
-        num_faces_max=int(num_faces[s:e].max()), notes=notes,
-        av_offset=int(sync["offset"]), av_confidence=float(sync["confidence"]),
-        audio_shift=int(sync["shift"])))
-    if opts.wav2vec_path:
-      with _Timer(timings, "features"):
-        try:
-          feats = _wav2vec(opts.wav2vec_path)(audio_lib.from_int16(pcm))
-        except ValueError as err:
-          raise StageError("features", str(err)) from err
-      records[-1]["wav2vec"] = feats.astype(np.float16)
+  for j, clip in enumerate(kept):
+    records.append(_clip_record(item, emotion, clip, jpegs[j], wav, num_faces, video_warnings,
+                                opts, timings))
     if text_embedding is not None:
       records[-1]["text_embedding"] = text_embedding.astype(np.float16)
   return records, warnings
