@@ -675,6 +675,46 @@ def _beam_transforms():
   return beam, ProcessVideo, WriteShard
 
 
+def _checked_options(resolution: int, options: dict) -> tuple["Options", dict]:
+  """Splits `preprocess`'s keyword options into `Options` and Beam options, checking the
+  options that would otherwise fail every clip (checkpoint folders, sync limits)."""
+  fields = {f.name for f in dataclasses.fields(Options)}
+  opts = Options(resolution=int(resolution), **{k: v for k, v in options.items() if k in fields})
+  beam_kwargs = {k: v for k, v in options.items() if k not in fields}
+  for name, path in (("wav2vec_path", opts.wav2vec_path), ("clip_path", opts.clip_path)):
+    if path and not os.path.isfile(os.path.join(path, "config.json")):
+      raise ValueError(f"{name}={path!r}: not a local checkpoint folder (no config.json)")
+  if opts.sync_max_offset < 1 or opts.sync_min_offset < 1:
+    raise ValueError(f"sync_max_offset={opts.sync_max_offset} and sync_min_offset="
+                     f"{opts.sync_min_offset} must be >= 1")
+  if opts.wav2vec_path:  # recorded in dataset_info.json for sampling: make it absolute.
+    opts = dataclasses.replace(opts, wav2vec_path=os.path.abspath(opts.wav2vec_path))
+    try:  # Load it once here: a broken checkpoint must stop the run, not dead-letter every clip.
+      _wav2vec(opts.wav2vec_path)
+    except (ValueError, OSError) as e:
+      raise ValueError(
+          f"wav2vec_path={opts.wav2vec_path!r}: cannot load the checkpoint: {e}") from e
+  return opts, beam_kwargs
+
+
+def _beam_settings(runner: str, beam_kwargs: dict) -> tuple[list[str], str, dict]:
+  """(flags, runner, keyword options) for Beam: one in-memory worker unless set otherwise."""
+  beam_kwargs = dict(beam_kwargs)
+  beam_flags = list(beam_kwargs.pop("beam_args", ()) or ())
+  given = {a[2:].split("=", 1)[0] for a in beam_flags}
+  if "direct_num_workers" not in given:
+    beam_kwargs.setdefault("direct_num_workers", 1)
+  if "direct_running_mode" not in given:
+    beam_kwargs.setdefault("direct_running_mode", "in_memory")
+  if runner == "DirectRunner":
+    # Beam's DirectRunner first tries its Prism runner, a Go binary it downloads from GitHub:
+    # offline that fails (leaving an empty /tmp/beam-temp* directory per run) and it then falls
+    # back to the in-process FnApiRunner; online it would run on Prism, an engine this pipeline
+    # is not tested on. Run the FnApiRunner directly, the same engine in both cases.
+    runner = "FnApiRunner"
+  return beam_flags, runner, beam_kwargs
+
+
 def preprocess(input_path: str, output_dir: str, resolution: int = 256,
                runner: str = "DirectRunner", **options) -> dict:
   """Runs the preprocessing pipeline and returns the written dataset_info dict.
@@ -695,22 +735,7 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
       config.json, or `wav2vec_path` cannot be loaded (checked before anything is written).
   """
   from apache_beam.options.pipeline_options import PipelineOptions  # pylint: disable=g-import-not-at-top
-  fields = {f.name for f in dataclasses.fields(Options)}
-  opts = Options(resolution=int(resolution), **{k: v for k, v in options.items() if k in fields})
-  beam_kwargs = {k: v for k, v in options.items() if k not in fields}
-  for name, path in (("wav2vec_path", opts.wav2vec_path), ("clip_path", opts.clip_path)):
-    if path and not os.path.isfile(os.path.join(path, "config.json")):
-      raise ValueError(f"{name}={path!r}: not a local checkpoint folder (no config.json)")
-  if opts.sync_max_offset < 1 or opts.sync_min_offset < 1:
-    raise ValueError(f"sync_max_offset={opts.sync_max_offset} and sync_min_offset="
-                     f"{opts.sync_min_offset} must be >= 1")
-  if opts.wav2vec_path:  # recorded in dataset_info.json for sampling: make it absolute.
-    opts = dataclasses.replace(opts, wav2vec_path=os.path.abspath(opts.wav2vec_path))
-    try:  # Load it once here: a broken checkpoint must stop the run, not dead-letter every clip.
-      _wav2vec(opts.wav2vec_path)
-    except (ValueError, OSError) as e:
-      raise ValueError(
-          f"wav2vec_path={opts.wav2vec_path!r}: cannot load the checkpoint: {e}") from e
+  opts, beam_kwargs = _checked_options(resolution, options)
   items = readers.read_items(input_path)
   num_shards = opts.num_shards or max(1, math.ceil(len(items) / 32))
   output_dir = os.path.abspath(output_dir)
@@ -718,18 +743,7 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
   for old in os.listdir(output_dir):
     if old.startswith(SHARD_PREFIX + "-") and old.endswith(".array_record"):
       os.remove(os.path.join(output_dir, old))
-  beam_flags = list(beam_kwargs.pop("beam_args", ()) or ())
-  given = {a[2:].split("=", 1)[0] for a in beam_flags}
-  if "direct_num_workers" not in given:
-    beam_kwargs.setdefault("direct_num_workers", 1)
-  if "direct_running_mode" not in given:
-    beam_kwargs.setdefault("direct_running_mode", "in_memory")
-  if runner == "DirectRunner":
-    # Beam's DirectRunner first tries its Prism runner, a Go binary it downloads from GitHub:
-    # offline that fails (leaving an empty /tmp/beam-temp* directory per run) and it then falls
-    # back to the in-process FnApiRunner; online it would run on Prism, an engine this pipeline
-    # is not tested on. Run the FnApiRunner directly, the same engine in both cases.
-    runner = "FnApiRunner"
+  beam_flags, runner, beam_kwargs = _beam_settings(runner, beam_kwargs)
   pipeline_options = PipelineOptions(flags=beam_flags, runner=runner, **beam_kwargs)
 
   beam, process_fn, write_fn = _beam_transforms()
