@@ -99,131 +99,145 @@ def wav2vec_dim(config) -> int:
   return int(info["optional_feature_dims"]["wav2vec"])
 
 
-def get_task(config, *, mesh) -> Task:
-  """The pld stage (see module docstring)."""
-  del mesh
-  vae, vae_params, _ = load_vae(config)
-  clip_path = config.model.get("clip_path", "")
-  clip = None
-  frozen = {"vae": vae_params}
-  if clip_path:
-    clip = text_enc_lib.ClipTextEncoder(clip_path)
-    frozen["clip"] = clip.params
-  else:
-    text_enc_lib.announce_fallback(
-        "pld text condition: trainable text encoder over the word vocabulary (no CLIP folder "
-        "given; set config.model.clip_path)")
-  if config.model.get("audio_input", "mel") == "mel":
-    text_enc_lib.announce_fallback(
-        "pld audio condition: log-mel windows + trainable audio encoder instead of wav2vec 2.0")
-  audio_key = "mel"
-  audio_dim = None
-  if pld_lib.audio_feature(config.model) == "wav2vec":
-    audio_key, audio_dim = "wav2vec", wav2vec_dim(config)
-  den = pld_lib.build_denoiser(config.model, vae.latent_tokens, vae.latent_dim, config.dtype)
-  sched = pld_lib.make_schedule(config.diffusion)
-  k_steps = sched.num_steps
-  p_text = float(config.cond.p_drop_text)
-  p_audio = float(config.cond.p_drop_audio)
-  feat_mean, feat_std = feature_stats(config)
-  d = config.diffusion
+class _PLDStage:
+  """The pld stage's functions over one frozen pose VAE, denoiser and schedule (see module
+  docstring); `get_task` wraps them in a `Task`."""
 
-  def latents(vae_p, batch):
+  def __init__(self, config):
+    self.config = config
+    self.vae, vae_params, _ = load_vae(config)
+    self.vae_params = vae_params
+    clip_path = config.model.get("clip_path", "")
+    self.clip = None
+    self.frozen = {"vae": vae_params}
+    if clip_path:
+      self.clip = text_enc_lib.ClipTextEncoder(clip_path)
+      self.frozen["clip"] = self.clip.params
+    else:
+      text_enc_lib.announce_fallback(
+          "pld text condition: trainable text encoder over the word vocabulary (no CLIP folder "
+          "given; set config.model.clip_path)")
+    if config.model.get("audio_input", "mel") == "mel":
+      text_enc_lib.announce_fallback(
+          "pld audio condition: log-mel windows + trainable audio encoder instead of wav2vec 2.0")
+    self.audio_key, self.audio_dim = "mel", None
+    if pld_lib.audio_feature(config.model) == "wav2vec":
+      self.audio_key, self.audio_dim = "wav2vec", wav2vec_dim(config)
+    self.den = pld_lib.build_denoiser(config.model, self.vae.latent_tokens, self.vae.latent_dim,
+                                      config.dtype)
+    self.sched = pld_lib.make_schedule(config.diffusion)
+    self.p_text = float(config.cond.p_drop_text)
+    self.p_audio = float(config.cond.p_drop_audio)
+    self.feat_mean, self.feat_std = feature_stats(config)
+
+  def latents(self, vae_p, batch):
     x, mask = vae_task.features(batch)
-    mu, _ = vae.apply({"params": vae_p}, x, mask, method=vae.encode)
+    mu, _ = self.vae.apply({"params": vae_p}, x, mask, method=self.vae.encode)
     return jax.lax.stop_gradient(mu), x, mask
 
-  def text_kwargs(frozen_, batch):
+  def text_kwargs(self, frozen_, batch):
     ids, tmask = batch["text_ids"], batch["text_mask"].astype(bool)
-    if clip is not None:
-      return {"text_tokens": clip(frozen_["clip"], ids, tmask)[0], "text_mask": tmask}
+    if self.clip is not None:
+      return {"text_tokens": self.clip(frozen_["clip"], ids, tmask)[0], "text_mask": tmask}
     return {"text_ids": ids, "text_mask": tmask}
 
-  def init(rng, batch):
+  def init(self, rng, batch):
     x, mask = vae_task.features(batch)
     b = x.shape[0]
-    z = jnp.zeros((b, vae.latent_tokens, vae.latent_dim), jnp.float32)
-    kw = text_kwargs({"clip": clip.params} if clip is not None else {}, batch)
-    p = den.init({"params": rng}, z, jnp.zeros((b,), jnp.int32), audio=batch[audio_key],
-                 audio_mask=mask, **kw)["params"]
-    mu, _, _ = latents(jax.tree.map(jnp.asarray, vae_params), batch)
+    z = jnp.zeros((b, self.vae.latent_tokens, self.vae.latent_dim), jnp.float32)
+    kw = self.text_kwargs({"clip": self.clip.params} if self.clip is not None else {}, batch)
+    p = self.den.init({"params": rng}, z, jnp.zeros((b,), jnp.int32),
+                      audio=batch[self.audio_key], audio_mask=mask, **kw)["params"]
+    mu, _, _ = self.latents(jax.tree.map(jnp.asarray, self.vae_params), batch)
     p = dict(p)
     p["stats"] = {"latent_mean": jnp.mean(mu), "latent_std": jnp.maximum(jnp.std(mu), 1e-3),
-                  "feat_mean": jnp.asarray(feat_mean), "feat_std": jnp.asarray(feat_std)}
+                  "feat_mean": jnp.asarray(self.feat_mean),
+                  "feat_std": jnp.asarray(self.feat_std)}
     return p
 
-  def eps_pred(params, frozen_, batch, z_t, t, drop_text, drop_audio, *, train, rng=None):
+  def eps_pred(self, params, frozen_, batch, z_t, t, drop_text, drop_audio, *, train, rng=None):
     net, _ = pld_lib.split_stats(params)
     mask = vae_task.features(batch)[1]
     rngs = {"dropout": rng} if rng is not None else {}
-    return den.apply({"params": net}, z_t, t, audio=batch[audio_key], audio_mask=mask,
-                     drop_text=drop_text, drop_audio=drop_audio, train=train, rngs=rngs,
-                     **text_kwargs(frozen_, batch))[0]
+    return self.den.apply({"params": net}, z_t, t, audio=batch[self.audio_key], audio_mask=mask,
+                          drop_text=drop_text, drop_audio=drop_audio, train=train, rngs=rngs,
+                          **self.text_kwargs(frozen_, batch))[0]
 
-  def scaled_latents(params, frozen_, batch):
+  def scaled_latents(self, params, frozen_, batch):
     st = params["stats"]
-    mu, x, mask = latents(frozen_["vae"], batch)
+    mu, x, mask = self.latents(frozen_["vae"], batch)
     return (mu - jax.lax.stop_gradient(st["latent_mean"])) / jax.lax.stop_gradient(
         st["latent_std"]), x, mask
 
-  def loss(params, batch, rng, frozen_, step):
+  def loss(self, params, batch, rng, frozen_, step):
+    """PoseTalk eq. 2 with condition dropout (p_drop_text, p_drop_audio) for eq. 3's guidance."""
     del step
-    z0, _, _ = scaled_latents(params, frozen_, batch)
+    z0, _, _ = self.scaled_latents(params, frozen_, batch)
     b = z0.shape[0]
     r_t, r_n, r_dt, r_da, r_drop = jax.random.split(rng, 5)
-    t = jax.random.randint(r_t, (b,), 0, k_steps)
+    t = jax.random.randint(r_t, (b,), 0, self.sched.num_steps)
     noise = jax.random.normal(r_n, z0.shape, jnp.float32)
-    z_t = diffusion.q_sample(sched, z0, t, noise)
+    z_t = diffusion.q_sample(self.sched, z0, t, noise)
     has_text = jnp.any(batch["text_mask"].astype(bool), axis=1)
-    drop_text = jax.random.bernoulli(r_dt, p_text, (b,)) | ~has_text
-    drop_audio = jax.random.bernoulli(r_da, p_audio, (b,))
-    eps = eps_pred(params, frozen_, batch, z_t, t, drop_text, drop_audio, train=True, rng=r_drop)
+    drop_text = jax.random.bernoulli(r_dt, self.p_text, (b,)) | ~has_text
+    drop_audio = jax.random.bernoulli(r_da, self.p_audio, (b,))
+    eps = self.eps_pred(params, frozen_, batch, z_t, t, drop_text, drop_audio, train=True,
+                        rng=r_drop)
     l = diffusion.eps_loss(eps, noise)
     return l, {"loss_eps": l, "latent_abs": jnp.mean(jnp.abs(z0))}
 
-  def evaluate(params, batch, frozen_):
-    z0, x, mask = scaled_latents(params, frozen_, batch)
+  def evaluate(self, params, batch, frozen_):
+    d = self.config.diffusion
+    z0, x, mask = self.scaled_latents(params, frozen_, batch)
     b = z0.shape[0]
-    rng = jax.random.PRNGKey(int(config.seed) + 101)
+    rng = jax.random.PRNGKey(int(self.config.seed) + 101)
     r_t, r_n, r_s, r_e = jax.random.split(rng, 4)
-    t = jax.random.randint(r_t, (b,), 0, k_steps)
+    t = jax.random.randint(r_t, (b,), 0, self.sched.num_steps)
     noise = jax.random.normal(r_n, z0.shape, jnp.float32)
-    z_t = diffusion.q_sample(sched, z0, t, noise)
+    z_t = diffusion.q_sample(self.sched, z0, t, noise)
     no = jnp.zeros((b,), bool)
     out = {"loss_eps": diffusion.eps_loss(
-        eps_pred(params, frozen_, batch, z_t, t, no, no, train=False), noise)}
+        self.eps_pred(params, frozen_, batch, z_t, t, no, no, train=False), noise)}
     # Guided DDIM samples (text + audio) vs the real windows.
-    kw = text_kwargs(frozen_, batch)
+    kw = self.text_kwargs(frozen_, batch)
     has_text = jnp.any(kw["text_mask"], axis=1)
     gen, _ = pld_lib.sample_window(
-        vae, den, sched, frozen_["vae"], params,
-        jax.random.normal(r_s, z0.shape, jnp.float32), audio=batch[audio_key], audio_mask=mask,
-        use_text=has_text, use_audio=jnp.ones((b,), bool), guidance=float(d.guidance),
-        steps=int(d.sample_steps), eta=float(d.eta), rng=r_e, num_frames=x.shape[1], **kw)
+        self.vae, self.den, self.sched, frozen_["vae"], params,
+        jax.random.normal(r_s, z0.shape, jnp.float32), audio=batch[self.audio_key],
+        audio_mask=mask, use_text=has_text, use_audio=jnp.ones((b,), bool),
+        guidance=float(d.guidance), steps=int(d.sample_steps), eta=float(d.eta), rng=r_e,
+        num_frames=x.shape[1], **kw)
     ratio = motion_eval.variance_ratio(gen, x, mask)
     out["var_ratio_mean"] = jnp.mean(ratio)
     out["var_ratio_min"] = jnp.min(ratio)
     out["var_ratio_max"] = jnp.max(ratio)
     return out
 
-  def infer(params, frozen_, inputs):
+  def infer(self, params, frozen_, inputs):
     """One guided DDIM window: inputs mel [B, W, 16, 80] (audio=wav2vec: wav2vec [B, W, C]),
     text_ids/text_mask [B, L], noise [B, N, D] -> normalised pose [B, W, 6] and gaze [B, W, 2]."""
-    b, w = inputs[audio_key].shape[:2]
-    kw = text_kwargs(frozen_, inputs)
+    d = self.config.diffusion
+    b, w = inputs[self.audio_key].shape[:2]
+    kw = self.text_kwargs(frozen_, inputs)
     gen, _ = pld_lib.sample_window(
-        vae, den, sched, frozen_["vae"], params, inputs["noise"], audio=inputs[audio_key],
-        use_text=jnp.any(kw["text_mask"], axis=1), use_audio=jnp.ones((b,), bool),
-        guidance=float(d.guidance), steps=int(d.sample_steps), eta=0.0, num_frames=w, **kw)
+        self.vae, self.den, self.sched, frozen_["vae"], params, inputs["noise"],
+        audio=inputs[self.audio_key], use_text=jnp.any(kw["text_mask"], axis=1),
+        use_audio=jnp.ones((b,), bool), guidance=float(d.guidance), steps=int(d.sample_steps),
+        eta=0.0, num_frames=w, **kw)
     return {"pose": gen[..., :6], "gaze": gen[..., 6:]}
 
-  def infer_example():
-    w, lt = int(config.input.window), int(config.input.get("text_len", 32))
-    audio = (np.zeros([1, w, 16, 80], np.float32) if audio_dim is None
-             else np.zeros([1, w, audio_dim], np.float32))
-    return {audio_key: audio,
+  def infer_example(self):
+    w, lt = int(self.config.input.window), int(self.config.input.get("text_len", 32))
+    audio = (np.zeros([1, w, 16, 80], np.float32) if self.audio_dim is None
+             else np.zeros([1, w, self.audio_dim], np.float32))
+    return {self.audio_key: audio,
             "text_ids": np.zeros([1, lt], np.int32), "text_mask": np.zeros([1, lt], bool),
-            "noise": np.zeros([1, vae.latent_tokens, vae.latent_dim], np.float32)}
+            "noise": np.zeros([1, self.vae.latent_tokens, self.vae.latent_dim], np.float32)}
 
-  return Task(init=init, loss=loss, frozen=frozen, evaluate=evaluate, infer=infer,
-              infer_example=infer_example)
+
+def get_task(config, *, mesh) -> Task:
+  """The pld stage (see module docstring)."""
+  del mesh
+  stage = _PLDStage(config)
+  return Task(init=stage.init, loss=stage.loss, frozen=stage.frozen, evaluate=stage.evaluate,
+              infer=stage.infer, infer_example=stage.infer_example)
