@@ -405,22 +405,19 @@ class _Windows:
     self._failures = 0
     return out
 
-  def _example(self, index, start, rng):
-    keys = self.keys
+  def _record_keys(self) -> set:
+    """The record fields the batch keys need (`schema.decode_record` skips the rest)."""
+    keys = set(self.keys)
     need = {"num_frames", "resolution", "text", "speaker", "emotion"}
-    if {"frames", "source"} & set(keys):
-      need.add("frames")
-    if {"pose", "source_pose"} & set(keys):
-      need.add("pose")
-    if "gaze" in keys:
-      need.add("gaze")
-    if "mel" in keys:
-      need.add("mel")
-    if "mouth_box" in keys:
-      need.add("mouth_box")
+    need |= {"frames"} if {"frames", "source"} & keys else set()
+    need |= {"pose"} if {"pose", "source_pose"} & keys else set()
+    need |= {"gaze", "mel", "mouth_box"} & keys
     need.update(k for k in OPTIONAL_KEYS if k in keys)
-    rec = schema.decode_record(self.source[index], keys=need)
-    n, t_len, res = int(rec["num_frames"]), self.window, int(rec["resolution"])
+    return need
+
+  def _window_source_crop(self, n: int, res: int, start: int, rng):
+    """(start, valid [T], frame indices [T], source frame, crop (c, ox, oy)) of one example."""
+    t_len = self.window
     if start < 0:
       start = int(rng.integers(0, max(n - t_len, 0) + 1))
     valid = np.arange(start, start + t_len) < n
@@ -438,6 +435,13 @@ class _Windows:
       ox, oy = int(rng.integers(0, res - c + 1)), int(rng.integers(0, res - c + 1))
     else:
       c, ox, oy = res, 0, 0
+    return start, valid, idx, src, (c, ox, oy)
+
+  def _example(self, index, start, rng):
+    keys = self.keys
+    rec = schema.decode_record(self.source[index], keys=self._record_keys())
+    n, t_len, res = int(rec["num_frames"]), self.window, int(rec["resolution"])
+    start, valid, idx, src, (c, ox, oy) = self._window_source_crop(n, res, start, rng)
     out = {}
 
     def frame(k):

@@ -26,6 +26,7 @@ available offline. Values are averaged per frame over all clips (sync: per clip)
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, Iterable, Mapping, Optional
 
@@ -60,6 +61,26 @@ def ground_truth(source, batch) -> np.ndarray:
   return np.asarray(batch["frames"])
 
 
+def _frame_metrics(fns: dict, source, pred, target) -> dict[str, list[float]]:
+  """Per-frame metrics of one clip's valid frames (see module docstring) with the jitted /
+  optional metric functions of `evaluate_reenactment`."""
+  from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
+  out = {"ssim": np.asarray(fns["ssim"](pred, target)).tolist(),
+         "psnr": np.asarray(fns["psnr"](pred, target)).tolist()}
+  if fns["mouth_box"] is not None:
+    out["mouth_l1"] = np.asarray(fns["mouth"](pred, target, fns["mouth_box"])).tolist()
+  if fns["lpips"] is not None:
+    out["lpips"] = np.asarray(fns["lpips"](pred, target)).tolist()
+  if fns["identity"] is not None:
+    r = identity_lib.identity_similarity(fns["identity"], source, pred)
+    out["identity"] = np.asarray(r["per_frame"]).tolist()
+  if fns["landmarks"] is not None:
+    r = landmarks_lib.mouth_lmd(fns["landmarks"], pred, target)
+    out["lmd"] = [x for x in r["per_frame"] if not math.isnan(x)]
+  return out
+
+
 def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.ndarray]], *,
                          perceptual: Optional[tuple] = None, identity=None, landmarks=None,
                          sync=None, max_batches: Optional[int] = None) -> dict:
@@ -82,19 +103,17 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
   Raises:
     ValueError: if render_fn returns the wrong shape.
   """
-  from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
-
   frame_metrics = {"ssim": [], "psnr": [], "lpips": [], "identity": [], "lmd": [],
                    "mouth_l1": []}
   clip_metrics = {"lse_c": [], "lse_d": [], "gt_lse_c": [], "gt_lse_d": []}
   num_clips = num_frames = 0
+  fns = dict(ssim=jax.jit(image_lib.ssim), psnr=jax.jit(image_lib.psnr),
+             mouth=jax.jit(mouth_region_l1), identity=identity, landmarks=landmarks,
+             lpips=None)
   if perceptual is not None:
     net, pparams = perceptual
-    lpips_fn = jax.jit(lambda p, a, b: image_lib.perceptual_distance(a, b, net=net, params=p))
-  ssim_fn = jax.jit(image_lib.ssim)
-  psnr_fn = jax.jit(image_lib.psnr)
-  mouth_fn = jax.jit(mouth_region_l1)
+    lpips = jax.jit(lambda p, a, b: image_lib.perceptual_distance(a, b, net=net, params=p))
+    fns["lpips"] = functools.partial(lpips, pparams)
 
   for i, batch in enumerate(clips):
     if max_batches is not None and i >= max_batches:
@@ -115,30 +134,18 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
       valid = valid[valid > 0]
       if valid.size == 0:
         continue
-      p, g = pred[j, valid], frames[j, valid]
       num_clips += 1
       num_frames += valid.size
-      frame_metrics["ssim"].extend(np.asarray(ssim_fn(p, g)).tolist())
-      frame_metrics["psnr"].extend(np.asarray(psnr_fn(p, g)).tolist())
-      if "mouth_box" in batch:
-        frame_metrics["mouth_l1"].extend(
-            np.asarray(mouth_fn(p, g, batch["mouth_box"][j, valid])).tolist())
-      if perceptual is not None:
-        frame_metrics["lpips"].extend(np.asarray(lpips_fn(pparams, p, g)).tolist())
-      if identity is not None:
-        r = identity_lib.identity_similarity(identity, source[j], p)
-        frame_metrics["identity"].extend(np.asarray(r["per_frame"]).tolist())
-      if landmarks is not None:
-        r = landmarks_lib.mouth_lmd(landmarks, p, g)
-        frame_metrics["lmd"].extend([x for x in r["per_frame"] if not math.isnan(x)])
+      p, g = pred[j, valid], frames[j, valid]
+      fns["mouth_box"] = batch["mouth_box"][j, valid] if "mouth_box" in batch else None
+      for k, v in _frame_metrics(fns, source[j], p, g).items():
+        frame_metrics[k].extend(v)
       if sync is not None and "mel" in batch and mask[j].sum() >= 5:
         n = int(mask[j].sum())
-        s = sync(pred[j, :n], batch["mel"][j, :n])
-        clip_metrics["lse_c"].append(s["lse_c"])
-        clip_metrics["lse_d"].append(s["lse_d"])
-        s = sync(frames[j, :n], batch["mel"][j, :n])
-        clip_metrics["gt_lse_c"].append(s["lse_c"])
-        clip_metrics["gt_lse_d"].append(s["lse_d"])
+        for prefix, video in (("", pred[j, :n]), ("gt_", frames[j, :n])):
+          s = sync(video, batch["mel"][j, :n])
+          clip_metrics[prefix + "lse_c"].append(s["lse_c"])
+          clip_metrics[prefix + "lse_d"].append(s["lse_d"])
 
   out = {k: float(np.mean(v)) for k, v in {**frame_metrics, **clip_metrics}.items() if v}
   out.update(num_clips=num_clips, num_frames=num_frames)
