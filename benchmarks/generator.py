@@ -3,7 +3,8 @@ r"""Speed of PoseTalk's video generator: each network and the whole generator, p
   python benchmarks/generator.py [--size=paper] [--resolution=256] [--batches=1,8] [--frames=5]
       [--dtype=float32] [--iters=3] [--peak_tflops=312] [--out=benchmarks/results/generator.json]
 
-For CoarseNet, RefineNet, Enhancer and the chained generator (`PoseTalkRenderer`, stages 1-3) at
+For CoarseNet, RefineNet, Enhancer and the chained generator (`renderers.posetalk.make_render`,
+the function the bundle exports and `jaxtalk generate` runs) at
 `--resolution` (paper: 256x256, paper-size widths from configs/posetalk/coarse.py) with random
 (untrained) params, for each batch size B (windows of `--frames` frames, so B*T frames per call):
 
@@ -95,6 +96,21 @@ def bench(name, fn, args, n_frames, iters, peak_tflops, peak_tbps=2.0) -> dict:
   return row
 
 
+def _served_generator(models, key, src, pose, gaze, mel, sp):
+  """`(params, fn, inputs)` of `jaxtalk.renderers.posetalk.make_render` over the three networks
+  (what the bundle exports and `jaxtalk generate` runs)."""
+  from jaxtalk.renderers import posetalk  # pylint: disable=g-import-not-at-top
+  (coarse, _), (refine, _), (enh, _) = models["coarse"], models["refine"], models["enhancer"]
+  pc = nn.unbox(jax.jit(coarse.init)(key, src, pose, gaze, mel, sp))
+  frames, caux = jax.jit(coarse.apply)(pc, src, pose, gaze, mel, sp)
+  pr = nn.unbox(jax.jit(refine.init)(key, frames, caux["flow"], pose, gaze, mel, sp))
+  pe = nn.unbox(jax.jit(enh.init)(key, src, frames))
+  render = posetalk.make_render(coarse, refine, enh)
+  params = {"coarse": pc["params"], "refine": pr["params"], "enhancer": pe["params"]}
+  inputs = dict(source=src, pose=pose, gaze=gaze, mel=mel, source_pose=sp)
+  return params, lambda p, x: render(p, x)[0], (inputs,)
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   parser.add_argument("--size", default="paper", help="paper | tiny (configs/posetalk/coarse.py)")
@@ -132,13 +148,14 @@ def main(argv=None) -> int:
         "refine": (refine_net.RefineNet(**mk("refine"), dtype=dtype),
                    (frames, flow, pose, gaze, mel, sp)),
         "enhancer": (enhancer.Enhancer(**mk("enhancer"), dtype=dtype), (src, frames)),
-        "generator": (enhancer.PoseTalkRenderer(mk("coarse"), mk("refine"), mk("enhancer"),
-                                                dtype=dtype), (src, pose, gaze, mel, sp)),
     }
     for name in nets:
-      model, inputs = models[name]
-      params = nn.unbox(jax.jit(model.init)(key, *inputs))
-      fn = lambda p, *x, m=model: m.apply(p, *x)[0]
+      if name == "generator":  # the served chain, timed exactly as `jaxtalk generate` runs it.
+        params, fn, inputs = _served_generator(models, key, src, pose, gaze, mel, sp)
+      else:
+        model, inputs = models[name]
+        params = nn.unbox(jax.jit(model.init)(key, *inputs))
+        fn = lambda p, *x, m=model: m.apply(p, *x)[0]
       row = bench(name, fn, (params,) + inputs, n, args.iters, args.peak_tflops, args.peak_tbps)
       row.update(batch=b, frames_per_window=t, resolution=r, dtype=args.dtype, size=args.size,
                  num_params=int(sum(x.size for x in jax.tree_util.tree_leaves(params))))

@@ -1,4 +1,5 @@
-"""Tests of CoarseNet, RefineNet (eqs. 4-5), Enhancer and the chained PoseTalk renderer."""
+"""Tests of CoarseNet, RefineNet (eqs. 4-5), Enhancer and the chained PoseTalk renderer (the
+served `renderers.posetalk.make_render`)."""
 
 import functools
 
@@ -11,6 +12,7 @@ from jaxtalk.models.posetalk import coarse_net as coarse_lib
 from jaxtalk.models.posetalk import enhancer as enhancer_lib
 from jaxtalk.models import layers
 from jaxtalk.models.posetalk import refine_net as refine_lib
+from jaxtalk.renderers import posetalk as posetalk_renderer
 
 M2L = dict(latent_dim=16, model_dim=16, num_blocks=1, num_heads=2, conv_kernel=3,
            audio_channels=(4, 8, 8, 8), audio_dim=8)
@@ -74,9 +76,21 @@ def test_refine_rejects_bad_resolution_and_levels():
 
 
 def _renderer(dtype):
-  return enhancer_lib.PoseTalkRenderer(
-      coarse_kwargs=dict(channels=(8, 8), **M2L), refine_kwargs=dict(channels=(8, 8), **M2L),
-      enhancer_kwargs=dict(channels=(8, 8), num_bottleneck=1), dtype=dtype)
+  """The served renderer chain (`renderers.posetalk.make_render`) over three tiny networks."""
+  nets = (coarse_lib.CoarseNet(channels=(8, 8), **M2L, dtype=dtype),
+          refine_lib.RefineNet(channels=(8, 8), **M2L, dtype=dtype),
+          enhancer_lib.Enhancer(channels=(8, 8), num_bottleneck=1, dtype=dtype))
+  return nets, posetalk_renderer.make_render(*nets)
+
+
+def _init_renderer(key, source, pose, gaze, mel, source_pose, mask):
+  (coarse, refine, enhancer), _ = _renderer(jnp.float32)
+  k1, k2, k3 = jax.random.split(key, 3)
+  pc = coarse.init(k1, source, pose, gaze, mel, source_pose, mask=mask)
+  frames, caux = coarse.apply(pc, source, pose, gaze, mel, source_pose, mask=mask)
+  pr = refine.init(k2, frames, caux["flow"], pose, gaze, mel, source_pose, mask=mask)
+  pe = enhancer.init(k3, source, frames)
+  return {"coarse": pc["params"], "refine": pr["params"], "enhancer": pe["params"]}
 
 
 def test_renderer_shapes_dtypes_and_identity_at_init():
@@ -84,10 +98,12 @@ def test_renderer_shapes_dtypes_and_identity_at_init():
   source = jax.random.uniform(_key(5), (b, h, h, 3), minval=-0.9, maxval=0.9)
   args = (source,) + _motion(b, t)
   mask = jnp.asarray([[True] * 3, [True, True, False]])
-  params = jax.jit(functools.partial(_renderer(jnp.float32).init, mask=mask))(_key(0), *args)
+  params = jax.jit(functools.partial(_init_renderer, mask=mask))(_key(0), *args)
+  inputs = dict(zip(("source", "pose", "gaze", "mel", "source_pose"), args))
   for dtype in (jnp.float32, jnp.bfloat16):   # same (float32) params, two compute dtypes.
-    apply = jax.jit(functools.partial(_renderer(dtype).apply, mask=mask))
-    out, aux = apply(params, *args)
+    render = _renderer(dtype)[1]
+    apply = jax.jit(lambda p, x, r=render: r(p, x, mask=mask))
+    out, aux = apply(params, inputs)
     assert out.shape == (b, t, h, h, 3) and out.dtype == jnp.float32
     assert aux["coarse"].shape == out.shape and aux["refined"].shape == out.shape
     assert aux["flow"].shape == (b, t, h, h, 2) and aux["flow"].dtype == jnp.float32
@@ -102,7 +118,7 @@ def test_renderer_shapes_dtypes_and_identity_at_init():
     np.testing.assert_allclose(np.asarray(aux["refined"]), np.asarray(aux["coarse"]), atol=2e-3)
     np.testing.assert_allclose(np.asarray(out), np.asarray(aux["refined"]), atol=2e-3)
     # Perturbed params move the output of every stage.
-    out2, aux2 = apply(_perturb(params, 0.05), *args)
+    out2, aux2 = apply(_perturb(params, 0.05), inputs)
     for a, b_ in ((out2, out), (aux2["refined"], aux["refined"]), (aux2["coarse"], aux["coarse"])):
       assert float(jnp.abs(a - b_).mean()) > 1e-3
 

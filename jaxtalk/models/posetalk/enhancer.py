@@ -1,4 +1,4 @@
-"""Portrait Enhancer and the full PoseTalk renderer (CoarseNet -> RefineNet -> Enhancer).
+"""Portrait Enhancer, stage 3 of PoseTalk's renderer.
 
 Enhancer (PoseTalk "Portrait Enhancer", supplementary Fig. 10c): a UNet in the style of
 PIRender's editing network (Ren et al. 2021): the source frame and the stage-2 (RefineNet) frame
@@ -7,21 +7,18 @@ decoded with skip connections; a conv + tanh gives the final frame. As in Refine
 conv is zero-initialised with an `atanh(stage-2 frame)` skip (`layers.tanh_skip`), so an untrained
 enhancer returns its input frame and learns the residual detail.
 
-`PoseTalkRenderer` chains the three networks: (source image, per-frame motion, audio) -> frames.
-Its params are `{"coarse": ..., "refine": ..., "enhancer": ...}`, the params of the three stages.
+The three networks are chained by `jaxtalk.renderers.posetalk.make_render` (the renderer that is
+trained, exported, served and benchmarked).
 """
 
 from __future__ import annotations
 
 from typing import Any, Sequence
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxtalk.models.posetalk import coarse_net as coarse_lib
 from jaxtalk.models import layers
-from jaxtalk.models.posetalk import refine_net as refine_lib
 
 Dtype = Any
 
@@ -82,42 +79,3 @@ class Enhancer(nn.Module):
     out = layers.tanh_skip(logits, img)
     return out.reshape(lead + (h, w, 3)), dict(residual=logits.astype(jnp.float32).reshape(
         lead + (h, w, 3)))
-
-
-class PoseTalkRenderer(nn.Module):
-  """CoarseNet -> RefineNet -> Enhancer (PoseTalk Fig. 3b): the whole video generator.
-
-  Attributes:
-    coarse_kwargs / refine_kwargs / enhancer_kwargs: attributes of the three networks (dicts).
-    stages: how far to run: 1 = CoarseNet, 2 = + RefineNet, 3 = + Enhancer.
-    dtype / param_dtype: compute / parameter dtypes.
-
-  Args (call):
-    source `[B, H, W, 3]` in [-1, 1]; pose `[B, T, 6]`; gaze `[B, T, 2]`; mel `[B, T, 16, 80]`;
-    source_pose `[B, 6]`; mask optional `[B, T]`.
-
-  Returns:
-    `(frames, aux)`: frames `[B, T, H, W, 3]` float32 of the last stage run; aux `coarse`,
-    `refined` (frames of stages 1-2), `coarse_flow`, `flow` (eq. 5 final flow, stage >= 2).
-  """
-  coarse_kwargs: Any = None
-  refine_kwargs: Any = None
-  enhancer_kwargs: Any = None
-  stages: int = 3
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, source, pose, gaze, mel, source_pose, *, mask=None, train: bool = False):
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    coarse, caux = coarse_lib.CoarseNet(**dict(self.coarse_kwargs or {}), name="coarse", **kw)(
-        source, pose, gaze, mel, source_pose, mask=mask, train=train)
-    aux = dict(coarse=coarse, coarse_flow=caux["flow"])
-    out = coarse
-    if self.stages >= 2:
-      out, raux = refine_lib.RefineNet(**dict(self.refine_kwargs or {}), name="refine", **kw)(
-          coarse, caux["flow"], pose, gaze, mel, source_pose, mask=mask, train=train)
-      aux.update(refined=out, flow=raux["flow"])
-    if self.stages >= 3:
-      out, _ = Enhancer(**dict(self.enhancer_kwargs or {}), name="enhancer", **kw)(source, out)
-    return out, aux
