@@ -31,6 +31,15 @@ def readme_main_command() -> list[str]:
   return block.group(1).splitlines()[0].split()
 
 
+def _user_env() -> dict:
+  """The environment of a user's machine: one CPU device, not the 8 simulated ones of
+  tests/conftest.py."""
+  env = dict(os.environ)
+  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
+      "--xla_force_host_platform_device_count=8", "").strip()
+  return env
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
   """Runs the README's main command (+ `--minutes 2`) in a fresh folder; returns its workdir."""
@@ -39,16 +48,13 @@ def demo_run(tmp_path_factory):
   exe = pathlib.Path(sys.executable).parent / "jaxtalk"
   assert exe.exists(), f"{exe}: the README's install did not create the `jaxtalk` command"
   cwd = tmp_path_factory.mktemp("user")
-  env = dict(os.environ)
-  # A user's machine: one CPU device, not the 8 simulated ones of tests/conftest.py.
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()
+  env = _user_env()
   proc = subprocess.run([str(exe)] + cmd[1:] + ["--minutes", str(MINUTES)], cwd=cwd, env=env,
                         capture_output=True, text=True, timeout=1500, check=False)
   assert proc.returncode == 0, (
       f"README main command {' '.join(cmd)} exited {proc.returncode}:\n{proc.stderr[-6000:]}")
   workdir = cwd / cmd[cmd.index("--workdir") + 1]
-  return dict(workdir=workdir, stdout=proc.stdout, stderr=proc.stderr)
+  return dict(cwd=cwd, workdir=workdir, stdout=proc.stdout, stderr=proc.stderr)
 
 
 def test_main_command_writes_every_artifact(demo_run):
@@ -119,11 +125,9 @@ def test_rerun_resumes_without_retraining(demo_run):
   """Re-running the same command skips rendering, preprocessing and training (README)."""
   cmd = readme_main_command()
   exe = pathlib.Path(sys.executable).parent / "jaxtalk"
-  env = dict(os.environ)
-  env["XLA_FLAGS"] = env.get("XLA_FLAGS", "").replace(
-      "--xla_force_host_platform_device_count=8", "").strip()
+  env = _user_env()
   proc = subprocess.run([str(exe)] + cmd[1:] + ["--minutes", str(MINUTES)],
-                        cwd=demo_run["workdir"].parent, env=env, capture_output=True, text=True,
+                        cwd=demo_run["cwd"], env=env, capture_output=True, text=True,
                         timeout=900, check=False)
   assert proc.returncode == 0, proc.stderr[-4000:]
   assert proc.stderr.count("already trained") == 6, proc.stderr[-4000:]

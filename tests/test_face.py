@@ -178,7 +178,7 @@ def test_facemesh_prints_no_protobuf_error(shared_data):
   the cause. Run in a fresh process: the message came from the import itself."""
   import subprocess  # pylint: disable=g-import-not-at-top
   import sys  # pylint: disable=g-import-not-at-top
-  code = ("import sys; from jaxtalk import face, video_io; "
+  code = ("import sys; from jaxtalk.features import face; from jaxtalk.serve import video_io; "
           f"img = video_io.load_image({str(shared_data / 'images' / 'HDTF_0.jpg')!r}); "
           "det = face.landmarks_from_image(img); print('faces', det.num_faces)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -237,8 +237,8 @@ class TalkingHeadPipeline:
       motion = motion_lib.Motion(pose=pose[None], gaze=np.broadcast_to(portrait.gaze, (1, t, 2)))
     else:
       if self.bundle.sample_motion is None:
-        raise InputError(f"{self.bundle.path}: has no motion generator (pose model); use "
-                         "--pose-from or --pose-template")
+        raise InputError(f"{self.bundle.path}: has no motion generator (the pose model, e.g. "
+                         "PoseTalk's pld); use --pose-from or --pose-template")
       m = self.bundle.sample_motion(wav, text=text, guidance=guidance, seed=seed, num_frames=t)
       motion = motion_lib.Motion(pose=np.asarray(m.pose)[:, :t], gaze=np.asarray(m.gaze)[:, :t])
     if gaze is not None:
