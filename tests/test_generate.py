@@ -20,6 +20,7 @@ from jaxtalk.core import checkpointing
 from jaxtalk.serve import generate
 from jaxtalk.serve import video_io
 from jaxtalk.tasks.posetalk import coarse as coarse_task
+from tests import media
 
 pytestmark = pytest.mark.needs_data
 
@@ -159,56 +160,6 @@ def _resample(x, rate):
                    np.arange(len(x)) / 16000, x).astype(np.float32)
 
 
-def _write_mp4(path, frames, fps, audio=None, audio_rate=16000, layout="mono", codec="libx264"):
-  """Writes uint8 RGB `frames` at `fps` (any rate) with an optional AAC track (`audio`: float32
-  [N] or [N, C] at `audio_rate`)."""
-  import av  # pylint: disable=g-import-not-at-top
-  import fractions  # pylint: disable=g-import-not-at-top
-  frames = list(frames)
-  with av.open(str(path), "w") as out:
-    vs = None
-    if frames:
-      vs = out.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
-      vs.height, vs.width = frames[0].shape[:2]
-      vs.pix_fmt = "yuv420p"
-    aus = None
-    if audio is not None:
-      aus = out.add_stream("aac", rate=audio_rate, layout=layout)
-    for f in frames:
-      for pkt in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-        out.mux(pkt)
-    if vs is not None:
-      for pkt in vs.encode():
-        out.mux(pkt)
-    if aus is not None:
-      a = np.asarray(audio, np.float32).reshape(len(audio), -1)
-      pts = 0
-      for i in range(0, len(a), 1024):
-        chunk = np.ascontiguousarray(a[i:i + 1024].T)
-        fr = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=layout)
-        fr.sample_rate, fr.pts = audio_rate, pts
-        pts += chunk.shape[1]
-        for pkt in aus.encode(fr):
-          out.mux(pkt)
-      for pkt in aus.encode():
-        out.mux(pkt)
-  return path
-
-
-def _face_frames(shared_data, fps, seconds, size=160):
-  """Frames of a real talking face (vox2_00086) at `fps`, resampled by time, `size` px."""
-  import av  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
-  src = []
-  with av.open(str(shared_data / "videos" / "vox2_00086.mp4")) as c:
-    for fr in c.decode(video=0):
-      src.append(cv2.resize(fr.to_ndarray(format="rgb24"), (size, size),
-                            interpolation=cv2.INTER_AREA))
-      if len(src) >= seconds * 25 + 1:
-        break
-  return [src[min(int(k * 25 / fps), len(src) - 1)] for k in range(int(round(seconds * fps)))]
-
-
 def _bars(n, size=96):
   """Frames without a face: moving coloured bars."""
   out = []
@@ -317,7 +268,7 @@ def test_bad_inputs_fail_cleanly(case, model_dir, shared_data, tmp_path, capsys)
     pathlib.Path(audio).write_bytes(np.random.RandomState(0).bytes(4000))
     named, match = audio, "audio"
   elif case == "video_without_audio":
-    audio = str(_write_mp4(tmp_path / "mute.mp4", _face_frames(shared_data, 25, 0.8), 25))
+    audio = str(media.write_mp4(tmp_path / "mute.mp4", media.face_frames(shared_data, 25, 0.8), 25))
     named, match = audio, "has no audio stream"
   elif case.startswith("pose_from"):
     ref = {"pose_from_image": str(shared_data / "images" / "HDTF_0.jpg"),
@@ -328,7 +279,7 @@ def test_bad_inputs_fail_cleanly(case, model_dir, shared_data, tmp_path, capsys)
     if case == "pose_from_image_renamed":
       pathlib.Path(ref).write_bytes((shared_data / "images" / "HDTF_0.jpg").read_bytes())
     elif case == "pose_from_no_face":
-      _write_mp4(ref, _bars(25), 25)
+      media.write_mp4(ref, _bars(25), 25)
     elif case == "pose_from_audio_only":
       _write_wav(ref, _speech(shared_data, 1.0))
     extra = ["--pose-from", ref]
@@ -445,10 +396,10 @@ def test_odd_inputs_give_a_video_as_long_as_the_audio(case, pipeline, shared_dat
   elif case == "ogg_48k":
     audio = _write_wav(tmp_path / "speech.ogg", _resample(x, 48000), 48000, "VORBIS", "OGG")
   elif case == "m4a_aac":  # AAC in an audio-only mp4 container
-    audio = str(_write_mp4(tmp_path / "speech.m4a", [], 25, audio=_resample(x, 44100),
+    audio = str(media.write_mp4(tmp_path / "speech.m4a", [], 25, audio=_resample(x, 44100),
                            audio_rate=44100))
   elif case == "video_as_audio":  # its AAC track is the speech
-    audio = str(_write_mp4(tmp_path / "interview.mp4", _bars(15), 25, audio=x))
+    audio = str(media.write_mp4(tmp_path / "interview.mp4", _bars(15), 25, audio=x))
   elif case == "wav_named_mp3":
     audio = _write_wav(tmp_path / "speech.mp3", x, fmt="WAV")
   elif case == "mp3_named_wav":
@@ -466,7 +417,8 @@ def test_odd_inputs_give_a_video_as_long_as_the_audio(case, pipeline, shared_dat
   elif case.startswith("pose_from"):
     fps, ref_seconds = {"pose_from_30fps": (30, 1.0), "pose_from_12fps": (12, 1.0),
                         "pose_from_shorter_than_audio": (25, 0.5)}[case]
-    ref = _write_mp4(tmp_path / "ref.mp4", _face_frames(shared_data, fps, ref_seconds), fps)
+    ref = media.write_mp4(tmp_path / "ref.mp4",
+                          media.face_frames(shared_data, fps, ref_seconds), fps)
     extra = ["--pose-from", str(ref)]
   elif case in ("png16_grey", "cmyk_jpg", "palette_transparent", "la_png", "exif_rotated",
                 "jpg_named_png"):

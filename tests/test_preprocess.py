@@ -13,6 +13,7 @@ from data_pipelines import pipeline
 from data_pipelines import readers
 from data_pipelines import schema
 from jaxtalk.features import audio as audio_lib
+from tests import media
 
 
 def _records(out_dir):
@@ -472,65 +473,11 @@ def test_optional_wav2vec_and_clip_features(shared_data, tmp_path):
 # videos, in one run. Each input is either a record with the right frame count and audio, or a
 # dead letter naming the file with the stage and reason.
 # ----------------------------------------------------------------------------------------------
-def _write_mp4(path, frames, fps, audio=None, audio_rate=16000, layout="mono", codec="libx264",
-               fmt=None):
-  """uint8 RGB `frames` at `fps` (any rate) + optional AAC `audio` ([N] or [N, C] float32)."""
-  import av  # pylint: disable=g-import-not-at-top
-  import fractions  # pylint: disable=g-import-not-at-top
-  frames = list(frames)
-  with av.open(str(path), "w", format=fmt) as out:
-    vs = aus = None
-    if frames:
-      vs = out.add_stream(codec, rate=fractions.Fraction(fps).limit_denominator(1001))
-      vs.height, vs.width = frames[0].shape[:2]
-      vs.pix_fmt = "yuv420p"
-    if audio is not None:
-      aus = out.add_stream("aac", rate=audio_rate, layout=layout)
-    for f in frames:
-      for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-        out.mux(p)
-    if vs is not None:
-      for p in vs.encode():
-        out.mux(p)
-    if aus is not None:
-      a = np.asarray(audio, np.float32).reshape(len(audio), -1)
-      for i in range(0, len(a), 1024):
-        fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[i:i + 1024].T), format="fltp",
-                                        layout=layout)
-        fr.sample_rate, fr.pts = audio_rate, i
-        for p in aus.encode(fr):
-          out.mux(p)
-      for p in aus.encode():
-        out.mux(p)
-  return path
-
-
-def _face_frames(shared_data, fps, seconds, size=160, canvas=None, face_side=None):
-  """vox2_00086's talking face at `fps` (resampled by time), `size` px; with `canvas` (W, H)
-  the face, scaled to `face_side` px, sits on a grey frame of that size."""
-  import av  # pylint: disable=g-import-not-at-top
-  import cv2  # pylint: disable=g-import-not-at-top
-  src = []
-  with av.open(str(shared_data / "videos" / "vox2_00086.mp4")) as c:
-    for fr in c.decode(video=0):
-      img = fr.to_ndarray(format="rgb24")
-      if canvas is None:
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA)
-      else:
-        frame = np.full((canvas[1], canvas[0], 3), 90, np.uint8)
-        x0, y0 = (canvas[0] - face_side) // 3, (canvas[1] - face_side) // 2
-        frame[y0:y0 + face_side, x0:x0 + face_side] = cv2.resize(img, (face_side, face_side))
-        img = frame
-      src.append(img)
-      if len(src) >= seconds * 25 + 1:
-        break
-  return [src[min(int(k * 25 / fps), len(src) - 1)] for k in range(int(round(seconds * fps)))]
-
-
 @pytest.mark.needs_data
 def test_odd_and_bad_inputs_corpus(shared_data, tmp_path):
   import soundfile as sf  # pylint: disable=g-import-not-at-top
   speech = audio_lib.load_audio(str(shared_data / "audio" / "eng.wav"))[3 * 16000:6 * 16000]
+  write, faces = media.write_mp4, media.face_frames
   d = tmp_path / "in"
   d.mkdir()
 
@@ -540,34 +487,34 @@ def test_odd_and_bad_inputs_corpus(shared_data, tmp_path):
 
   # Expected records: name -> frames at 25 fps.
   good = {}
-  _write_mp4(d / "fps12.mp4", _face_frames(shared_data, 12, 1.5), 12, speech_at(16000, 1.5))
+  write(d / "fps12.mp4", faces(shared_data, 12, 1.5), 12, speech_at(16000, 1.5))
   good["fps12"] = 37  # 1.5 s -> floor(37.5)
-  _write_mp4(d / "fps50.mp4", _face_frames(shared_data, 50, 1.2), 50, speech_at(16000, 1.2))
+  write(d / "fps50.mp4", faces(shared_data, 50, 1.2), 50, speech_at(16000, 1.2))
   good["fps50"] = 30
-  _write_mp4(d / "ntsc.mp4", _face_frames(shared_data, 30000 / 1001, 1.5), 30000 / 1001,
+  write(d / "ntsc.mp4", faces(shared_data, 30000 / 1001, 1.5), 30000 / 1001,
              speech_at(16000, 1.6))
   good["ntsc"] = 37  # 45 frames at 29.97 fps = 1.5015 s
   six = speech_at(48000, 1.2)
-  _write_mp4(d / "surround.mp4", _face_frames(shared_data, 25, 1.2), 25,
+  write(d / "surround.mp4", faces(shared_data, 25, 1.2), 25,
              np.repeat(six[:, None], 6, 1), audio_rate=48000, layout="5.1")
   good["surround"] = 30
-  _write_mp4(d / "phone_8k.mp4", _face_frames(shared_data, 25, 1.2), 25, speech_at(8000, 1.2),
+  write(d / "phone_8k.mp4", faces(shared_data, 25, 1.2), 25, speech_at(8000, 1.2),
              audio_rate=8000)
   good["phone_8k"] = 30
-  _write_mp4(d / "clip.mkv", _face_frames(shared_data, 25, 1.2), 25, speech_at(16000, 1.2),
+  write(d / "clip.mkv", faces(shared_data, 25, 1.2), 25, speech_at(16000, 1.2),
              fmt="matroska")
   good["clip"] = 30
-  _write_mp4(d / "full_hd.mp4", _face_frames(shared_data, 25, 1.2, canvas=(1920, 1080),
+  write(d / "full_hd.mp4", faces(shared_data, 25, 1.2, canvas=(1920, 1080),
                                              face_side=540), 25, speech_at(44100, 1.2),
              audio_rate=44100)
   good["full_hd"] = 30
-  _write_mp4(d / "short_audio.mp4", _face_frames(shared_data, 25, 2.0), 25,
+  write(d / "short_audio.mp4", faces(shared_data, 25, 2.0), 25,
              speech_at(16000, 1.4))
   good["short_audio"] = 35  # cut to the audio
 
   # Expected dead letters: name -> (stage, words in the reason).
   bad = {}
-  _write_mp4(d / "voice_only.mp4", [], 25, speech_at(16000, 1.5))
+  write(d / "voice_only.mp4", [], 25, speech_at(16000, 1.5))
   bad["voice_only.mp4"] = ("decode", "has no video stream")
   sf.write(str(d / "speech.wav"), speech_at(16000, 1.5), 16000)
   bad["speech.wav"] = ("decode", "has no video stream")
@@ -575,9 +522,9 @@ def test_odd_and_bad_inputs_corpus(shared_data, tmp_path):
   bad["empty.mp4"] = ("decode", "cannot open")
   (d / "notes.mp4").write_text("this is a text file\n" * 40)
   bad["notes.mp4"] = ("decode", "cannot open")
-  _write_mp4(d / "blink.mp4", _face_frames(shared_data, 25, 0.5), 25, speech_at(16000, 0.5))
+  write(d / "blink.mp4", faces(shared_data, 25, 0.5), 25, speech_at(16000, 0.5))
   bad["blink.mp4"] = ("decode", "too short")
-  _write_mp4(d / "tiny_face.mp4", _face_frames(shared_data, 25, 1.2, canvas=(320, 240),
+  write(d / "tiny_face.mp4", faces(shared_data, 25, 1.2, canvas=(320, 240),
                                                face_side=24), 25, speech_at(16000, 1.2))
   bad["tiny_face.mp4"] = ("face", "no face found")
 

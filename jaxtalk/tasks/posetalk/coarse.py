@@ -103,6 +103,21 @@ def load_frozen_stage(path: str, name: str, config) -> tuple[dict, dict]:
   return params, kwargs
 
 
+def load_frozen(config, name: str):
+  """`(model, params)` of the frozen earlier stage `name` ("coarse" or "refine") named by
+  `config.init_from.<name>`.
+
+  Raises:
+    ValueError: the path is empty (naming the config field and the config argument to set).
+  """
+  path = config.init_from.get(name, "")
+  if not path:
+    raise ValueError(f"{config.task}: config.init_from.{name} is empty; set it to the {name} "
+                     f"stage's `<workdir>/params` (or pass `{name}=PATH` in the config args)")
+  params, kwargs = load_frozen_stage(path, name, config)
+  return build(name, kwargs, config.dtype), params
+
+
 def load_syncnet(path: str):
   """Loads the frozen lip-sync expert: returns `(model, params)` or `(None, None)` if no path."""
   if not path:

@@ -16,24 +16,14 @@ import jax.numpy as jnp
 
 from jaxtalk.tasks import Task
 from jaxtalk.tasks.posetalk import coarse as coarse_task
-from jaxtalk.tasks.posetalk import refine as refine_task
 from jaxtalk.renderers import posetalk as posetalk_renderer
-
-
-def load_refine(config):
-  path = config.init_from.get("refine", "")
-  if not path:
-    raise ValueError(f"{config.task}: config.init_from.refine is empty; set it to the refine "
-                     "stage's `<workdir>/params` (or pass `refine=PATH` in the config args)")
-  params, kwargs = coarse_task.load_frozen_stage(path, "refine", config)
-  return coarse_task.build("refine", kwargs, config.dtype), params
 
 
 def get_task(config, *, mesh) -> Task:
   """The enhancer stage (see module docstring)."""
   del mesh
-  coarse_model, coarse_params = refine_task.load_coarse(config)
-  refine_model, refine_params = load_refine(config)
+  coarse_model, coarse_params = coarse_task.load_frozen(config, "coarse")
+  refine_model, refine_params = coarse_task.load_frozen(config, "refine")
   model = coarse_task.build("enhancer", coarse_task.model_kwargs(config, "enhancer"),
                             config.dtype)
   frozen, loss_kw = coarse_task.common_frozen(config)

@@ -20,20 +20,10 @@ from jaxtalk.tasks import Task
 from jaxtalk.tasks.posetalk import coarse as coarse_task
 
 
-def load_coarse(config):
-  """`(CoarseNet, params)` of the frozen stage 1, or raises ValueError naming what is missing."""
-  path = config.init_from.get("coarse", "")
-  if not path:
-    raise ValueError(f"{config.task}: config.init_from.coarse is empty; set it to the coarse "
-                     "stage's `<workdir>/params` (or pass `coarse=PATH` in the config args)")
-  params, kwargs = coarse_task.load_frozen_stage(path, "coarse", config)
-  return coarse_task.build("coarse", kwargs, config.dtype), params
-
-
 def get_task(config, *, mesh) -> Task:
   """The refine stage (see module docstring)."""
   del mesh
-  coarse_model, coarse_params = load_coarse(config)
+  coarse_model, coarse_params = coarse_task.load_frozen(config, "coarse")
   model = coarse_task.build("refine", coarse_task.model_kwargs(config, "refine"), config.dtype)
   frozen, loss_kw = coarse_task.common_frozen(config)
   frozen["coarse"] = coarse_params
