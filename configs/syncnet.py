@@ -72,13 +72,8 @@ def get_config(arg=None):
     c.syncnet.windows_per_clip = 2
     c.syncnet.contrastive.weight = 1.0
     c.optax.lr = 1e-3
-    # Measured on the 8 in-sync clips of ../shared/data (first 60-70% of each clip trained, the
-    # last 30% held out; tests/test_syncnet.py), over every held-out window and shift of 5-15
-    # frames (evaluators/sync.shift_accuracies): with Wav2Lip's stacked frames (motion_gain=0)
-    # the expert sits on the BCE plateau (C ~ 0.5 for every pair) for 150 to over 450 steps,
-    # depending on the seed; with motion_gain=4 it leaves it by step 75-150 (4 seeds) and at
-    # step 300 reaches 0.58-0.62 window and 0.75-0.90 1-second-segment accuracy (chance 0.5).
-    # Later it memorises (train accuracy > 0.9 by step 400), hence 300 steps.
+    # motion_gain=4 leaves the BCE plateau early; past ~300 steps the expert memorises the few
+    # clips (benchmarks/results/tuning_notes.md; tests/tasks/test_syncnet.py).
     c.total_steps = 300
     c.eval_every = 200
     c.eval_batches = 2

@@ -45,11 +45,10 @@ so; treat |offset| <= 1 as "in sync" and only act on clearly confident estimates
 DEFAULT_MIN_CONFIDENCE (3.0, the pipeline's `sync_min_confidence`) an estimate means "unknown",
 and neither the re-sync (`correction`) nor the training-data filter
 (`jaxtalk.core.input_pipeline.out_of_sync_clips`) acts on it.
-The estimate is only as good as the lip landmarks: an earlier version of the demo's synthetic
-clips (`jaxtalk/demo/data.py`) drew the mouth opening as a dark band that FaceMesh read as the
-lips closing (correlation -0.4..-0.6 with the rendered opening), and every clip got a
-meaningless offset (-10..+10) at confidence 0.1-2.2, i.e. "unknown". Rendered as a jaw drop
-(today's demo) the same estimator gives offset 0 at confidence ~8 (tests/test_demo_data.py).
+The estimate is only as good as the lip landmarks: a mouth FaceMesh misreads (an opening drawn
+as a dark band across the teeth reads as the lips closing) gives a meaningless offset at low
+confidence, i.e. "unknown". The demo's clips, rendered as a jaw drop, measure offset 0 at
+confidence ~8 (tests/demo/test_demo_data.py).
 """
 
 from __future__ import annotations

@@ -47,14 +47,13 @@ def shared_data() -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def real_shards(shared_data, tmp_path_factory) -> pathlib.Path:
-  """ArrayRecord shards + dataset_info.json made once per session from ../shared/data.
+  """ArrayRecord shards + dataset_info.json of ../shared/data, made once per session: the one
+  real-data preprocessing pass of the default run.
 
-  Runs the Beam preprocessing pipeline (DirectRunner) on `manifest.jsonl` at 64 px, the
-  resolution the tiny stages train at, WITHOUT audio-visual re-synchronisation
-  (`sync_audio=False`): the stage tests' bars were measured on these exact windows, and
-  tests/test_generator_stages.py's 30-step "each stage beats its input" check is too close to
-  call for the three shifted HDTF clips to move it (it failed there, and with another seed on the
-  old data too). `synced_shards` is the default pipeline. Returns the output directory.
+  The Beam pipeline (DirectRunner) on `manifest.jsonl` at 64 px, the resolution the tiny stages
+  train at, measuring every clip's audio-visual offset without correcting it
+  (`sync_audio=False`), so the windows are the clips' own and the stage tests' bars stay
+  comparable across pipeline changes. Returns the output directory.
   """
   from data_pipelines import pipeline  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("real_shards")
@@ -65,7 +64,9 @@ def real_shards(shared_data, tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def synced_shards(shared_data, tmp_path_factory) -> pathlib.Path:
-  """Like `real_shards` with the pipeline's defaults (audio-visual offsets corrected)."""
+  """Like `real_shards` with the pipeline's defaults (confident audio-visual offsets corrected):
+  what a user's `jaxtalk preprocess` writes. Used by the slow SyncNet learning test only, so the
+  default run makes one real-data pass."""
   from data_pipelines import pipeline  # pylint: disable=g-import-not-at-top
   out = tmp_path_factory.mktemp("synced_shards")
   pipeline.preprocess(

@@ -1,5 +1,5 @@
-"""Test media: odd videos and talking-face frames made on the fly (tests/test_generate.py and
-tests/test_preprocess.py feed them to `jaxtalk generate` and preprocessing)."""
+"""Test media: odd videos and talking-face frames made on the fly (tests/serve/test_generate.py and
+tests/data_pipelines/test_preprocess.py feed them to `jaxtalk generate` and preprocessing)."""
 
 import numpy as np
 

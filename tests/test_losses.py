@@ -10,7 +10,7 @@ import pytest
 
 from jaxtalk import losses
 from jaxtalk.models import vgg
-from tests.test_vgg import _fake_torchvision_state_dict
+from tests.models.test_vgg import _fake_torchvision_state_dict
 
 
 _perc = jax.jit(losses.perceptual_loss, static_argnames=("net", "scales", "weight"))

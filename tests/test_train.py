@@ -13,7 +13,6 @@ import sys
 
 import jax
 import numpy as np
-import optax
 import pytest
 
 import regression_stage

@@ -9,11 +9,8 @@ Args (`--config=configs/posetalk/pose_vae.py:<args>`):
     the window). total_steps = ceil(100 * train_windows / 16).
   size=tiny: N = 8, D = 16, width 64, 2 blocks; T = 50; 2000 steps; the linear moment path
     (model.moment_skip) and window augmentation (offsets 1.0, gains exp(+-0.5), channel mix 0.5);
-    trains on the 64 px shards of ../shared/data in about four minutes on this CPU. Held-out RMSE
-    (std units, clip wild_2) on those shards: 0.61 with N = 4, 500 steps, no augmentation; 0.77
-    with 2000 steps (overfits 7 clips); 0.40 with offsets only (the transformer path underfits:
-    train RMSE 0.44); 0.25 adding moment_skip; 0.196 with this setting (scale 0.45, tx/ty 0.18,
-    rotations and gaze <= 0.14).
+    trains on the 64 px shards of ../shared/data in about four minutes on a 2-core CPU (how this
+    setting was chosen: benchmarks/results/tuning_notes.md).
   synthetic=true: synthetic batches (smoke runs without shards).
   data_dir=DIR: shards + dataset_info.json written by `jaxtalk preprocess`.
   train_windows=N: training windows per epoch (size=paper step count; default 70000 ~ CelebV-Text).

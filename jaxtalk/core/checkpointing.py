@@ -106,6 +106,47 @@ def load_params(path: str | os.PathLike) -> PyTree:
     return ckptr.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore_args))
 
 
+def stage_config(params_dir: str | os.PathLike, *, what: str = "",
+                 required: bool = True) -> dict:
+  """The resolved config of a trained stage: `<workdir>/config.json`, which train.py writes
+  beside `<workdir>/params` (`params_dir`).
+
+  Args:
+    params_dir: `<workdir>/params` of the stage.
+    what: the config field that named the path (e.g. "init_from.coarse"), for error messages.
+    required: when False, a missing config.json gives `{}` instead of an error.
+
+  Raises:
+    ValueError: config.json missing (when `required`) or not valid JSON, naming the file and
+      `what`.
+  """
+  from jaxtalk.core import files  # pylint: disable=g-import-not-at-top
+  path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(params_dir))), "config.json")
+  if not required and not os.path.isfile(path):
+    return {}
+  label = f" ({what} = {os.fspath(params_dir)!r})" if what else ""
+  return files.read_json(path, hint=f"{label}: expected the config.json that train.py writes "
+                         "beside params/")
+
+
+def load_stage(params_dir: str | os.PathLike, *, what: str = "",
+               config_required: bool = True) -> tuple[dict, PyTree]:
+  """`(config, params)` of a trained stage: `stage_config` and `load_params` of `params_dir`
+  (`<workdir>/params`). The one loader of trained stages; each task builds its networks from
+  the returned config.
+
+  Raises:
+    ValueError: params unreadable or config.json missing/invalid, naming the path and `what`
+      (the config field that named it).
+  """
+  label = f"{what} = {os.fspath(params_dir)!r}" if what else repr(os.fspath(params_dir))
+  try:
+    params = load_params(params_dir)
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{label}: cannot load params ({e})") from e
+  return stage_config(params_dir, what=what, required=config_required), params
+
+
 # ---------------------------------------------------------------------------------------------
 # Train-state checkpoints (state + data iterator).
 # ---------------------------------------------------------------------------------------------

@@ -48,8 +48,12 @@ def config_modules() -> dict[str, str]:
   return dict(methods.get(METHOD).train_stages)
 RESERVED_SECONDS = 240  # export, generation, evaluation and the report.
 # The generator stages learn more per second of CPU with small batches: batch 2 (per device) is
-# what tests/test_generator_stages.py measured learning with (tiny configs use 8).
+# what tests/integration/test_generator_stages.py measured learning with (tiny configs use 8).
 GENERATOR_STAGES = ("coarse", "refine", "enhancer")
+# A time-budgeted stage stops wherever its budget ends, often mid-schedule at a high learning
+# rate, where single-step params swing from one eval to the next; the generator stages export
+# an exponential moving average of their params instead (config.ema_decay; ~50-step horizon).
+GENERATOR_EMA_DECAY = 0.98
 
 
 def _log(msg: str, *args) -> None:
@@ -75,6 +79,7 @@ def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: floa
     if stage in GENERATOR_STAGES:
       import jax  # pylint: disable=g-import-not-at-top
       config.batch_size = 2 * jax.device_count()
+      config.ema_decay = GENERATOR_EMA_DECAY
     # Frozen inputs from earlier stages; a stage's own entries (e.g. coarse's init_from.coarse,
     # a warm start) and later stages' stay as the config has them.
     order = [name for name, _ in STAGES]

@@ -36,7 +36,6 @@ calibration and eyelids occlude the iris vertically, so expect roughly +-5 degre
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Optional, Sequence
 
 import numpy as np

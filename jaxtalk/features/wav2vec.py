@@ -51,7 +51,7 @@ SAMPLE_RATE = 16000
 SAMPLES_PER_VIDEO_FRAME = 640  # 16 kHz / 25 fps
 
 # transformers' Wav2Vec2Config defaults for the fields the port reads (save_pretrained may omit
-# fields equal to their default; tests/test_wav2vec.py checks these against Wav2Vec2Config()).
+# fields equal to their default; tests/features/test_wav2vec.py checks these against Wav2Vec2Config()).
 CONFIG_DEFAULTS = dict(
     conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
     conv_bias=False, feat_extract_norm="group", feat_extract_activation="gelu", hidden_size=768,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 from typing import Any, Optional, Sequence
 
@@ -248,16 +247,6 @@ class PLDParams:
     return jax.jit(fn)
 
 
-def _read_json(path: str) -> dict:
-  return files.read_json(path, hint=" (expected the config.json that train.py writes beside "
-                         "params/)")
-
-
-def stage_config(params_dir: str) -> dict:
-  """The resolved stage config (dict) of `<workdir>/params`: `<workdir>/config.json`."""
-  return _read_json(os.path.join(os.path.dirname(os.path.abspath(params_dir)), "config.json"))
-
-
 def _audio_feature_dim(den_params) -> int:
   """C of the features `FeatureAudioEncoder` was trained on (its input LayerNorm's size)."""
   return int(jax.tree.leaves(den_params["audio_encoder"]["ln_in"])[0].shape[-1])
@@ -267,7 +256,7 @@ def _dataset_info(cfg: dict) -> dict:
   """dataset_info.json of the stage's data_dir, or {} when there is none (e.g. a bundle)."""
   data_dir = cfg.get("input", {}).get("data_dir", "")
   path = os.path.join(data_dir, "dataset_info.json") if data_dir else ""
-  return _read_json(path) if path and os.path.isfile(path) else {}
+  return files.read_json(path) if path and os.path.isfile(path) else {}
 
 
 def wav2vec_folder(cfg: dict) -> str:
@@ -295,11 +284,11 @@ def load_pld(params_dir: str, *, vae_dir: Optional[str] = None,
       without a wav2vec 2.0 folder (config.json) to compute its audio features with.
   """
   from jaxtalk.core import checkpointing  # pylint: disable=g-import-not-at-top
-  cfg = stage_config(params_dir)
+  cfg = checkpointing.stage_config(params_dir)
   vae_dir = vae_dir or cfg.get("init_from", {}).get("pose_vae")
   if not vae_dir:
     raise ValueError(f"{params_dir}: config has no init_from.pose_vae; pass vae_dir")
-  vae_cfg = stage_config(vae_dir)
+  vae_cfg = checkpointing.stage_config(vae_dir, what="init_from.pose_vae")
   model = dict(cfg["model"])
   clip = None
   tokenizer = None
@@ -310,7 +299,7 @@ def load_pld(params_dir: str, *, vae_dir: Optional[str] = None,
   else:
     data_dir = cfg.get("input", {}).get("data_dir", "")
     if vocab is None and data_dir and os.path.isfile(os.path.join(data_dir, "dataset_info.json")):
-      vocab = _read_json(os.path.join(data_dir, "dataset_info.json")).get("vocab")
+      vocab = files.read_json(os.path.join(data_dir, "dataset_info.json")).get("vocab")
     if vocab:
       tokenizer = text_lib.make_tokenizer(vocab=vocab)
   feature = audio_feature(model)
@@ -423,9 +412,7 @@ def sample_motion(params: PLDParams, audio=None, text: Optional[str] = None,
   w, ov = int(params.window), int(params.overlap)
   # Pre- and post-roll: the sequence is sampled `edge` frames longer at both ends (audio windows
   # edge-clamped) and cut, so its first and last frames are not a window's edge frames, which
-  # are sampled least accurately (measured on the real-data demo's tiny PLD, 6 s, 6 seeds: the
-  # first frame-to-frame step was 34x the median step without this, 4x with 12 frames, like
-  # the rest of that window).
+  # are sampled least accurately (benchmarks/results/tuning_notes.md).
   edge = preroll_frames(w, ov)
   n = total + 2 * edge
   padded = max(n, w)

@@ -27,7 +27,6 @@ Warping (PoseTalk eqs. 4-5, "differentiable backward warping"):
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import Any, Optional, Sequence
 

@@ -11,9 +11,8 @@ pre-stride features) and projected to the latent.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 

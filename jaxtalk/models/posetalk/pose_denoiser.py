@@ -23,7 +23,7 @@ text-only, audio-only and unconditional sampling (PoseTalk Table 3).
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any
 
 from flax import linen as nn
 import jax.numpy as jnp

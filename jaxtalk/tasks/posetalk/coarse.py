@@ -24,10 +24,8 @@ the evaluation metrics).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -87,17 +85,11 @@ def load_frozen_stage(path: str, name: str, config) -> tuple[dict, dict]:
   Raises:
     ValueError: naming the path when the params cannot be loaded.
   """
-  try:
-    params = checkpointing.load_params(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"init_from.{name} = {path!r}: cannot load params ({e})") from e
-  cfg_path = os.path.join(os.path.dirname(os.path.normpath(path)), "config.json")
+  saved, params = checkpointing.load_stage(path, what=f"init_from.{name}",
+                                           config_required=False)
   kwargs = model_kwargs(config, name)
-  if os.path.isfile(cfg_path):
-    with open(cfg_path) as f:
-      saved = json.load(f)
-    if "model" in saved and name in saved["model"]:
-      kwargs = _tuples(saved["model"][name])
+  if "model" in saved and name in saved["model"]:
+    kwargs = _tuples(saved["model"][name])
   if "params" in params and len(params) == 1:
     params = params["params"]
   return params, kwargs
@@ -119,20 +111,16 @@ def load_frozen(config, name: str):
 
 
 def load_syncnet(path: str):
-  """Loads the frozen lip-sync expert: returns `(model, params)` or `(None, None)` if no path."""
+  """Loads the frozen lip-sync expert: returns `(model, params)` or `(None, None)` if no path.
+
+  Raises:
+    ValueError: params or the expert's config.json cannot be read, naming the path.
+  """
   if not path:
     return None, None
   from jaxtalk.tasks import syncnet as syncnet_task  # pylint: disable=g-import-not-at-top
-  try:
-    params = checkpointing.load_params(path)
-  except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(f"init_from.syncnet = {path!r}: cannot load params ({e})") from e
-  cfg_path = os.path.join(os.path.dirname(os.path.normpath(path)), "config.json")
-  if not os.path.isfile(cfg_path):
-    raise ValueError(f"init_from.syncnet = {path!r}: {cfg_path} (the expert's config) not found")
-  with open(cfg_path) as f:
-    scfg = ml_collections.ConfigDict(json.load(f))
-  return syncnet_task.build_model(scfg), params
+  scfg, params = checkpointing.load_stage(path, what="init_from.syncnet")
+  return syncnet_task.build_model(ml_collections.ConfigDict(scfg)), params
 
 
 def perceptual_net(config):
@@ -260,9 +248,7 @@ def common_frozen(config) -> tuple[dict, dict]:
 
 
 def _syncnet_size(path: str) -> int:
-  cfg_path = os.path.join(os.path.dirname(os.path.normpath(path)), "config.json")
-  with open(cfg_path) as f:
-    return int(json.load(f)["model"]["image_size"])
+  return int(checkpointing.stage_config(path, what="init_from.syncnet")["model"]["image_size"])
 
 
 def images_for_eval(pred, batch, n: int = 2) -> dict:

@@ -20,9 +20,8 @@ Eval: ε-loss at fixed noise/timesteps, and DDIM samples with guidance (text+aud
 VAE compared with the real windows: per-dimension variance ratio and Fréchet distance of the
 motion features of `jaxtalk.evaluators.motion`. The ratio pools the eval batch's windows: with
 one or two held-out clips the real side has only within-clip variance while every sample draws
-its own mean pose, so it reads high (measured on ../shared/data, tiny: 0.5x..69x here, while
-pooled samples over all nine clips' audio and text are 0.39x..1.81x of those clips' motion;
-`jaxtalk.evaluators.motion.evaluate_modes` is the Table-3 comparison to report).
+its own mean pose, so it reads high; `jaxtalk.evaluators.motion.evaluate_modes` (samples pooled
+over many clips' audio and text) is the Table-3 comparison to report.
 """
 
 from __future__ import annotations
@@ -50,8 +49,7 @@ def load_vae(config):
   if not path:
     raise ValueError("pld: set config.init_from.pose_vae to <pose_vae workdir>/params "
                      "(configs/posetalk/pld.py arg vae=DIR)")
-  params = checkpointing.load_params(path)
-  vae_cfg = pld_lib.stage_config(path)
+  vae_cfg, params = checkpointing.load_stage(path, what="init_from.pose_vae")
   model = vae_task.build_model(vae_cfg["model"], config.dtype)
   return model, params, dict(vae_cfg["model"])
 

@@ -18,7 +18,7 @@ import sys
 import numpy as np
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = pathlib.Path(__file__).resolve().parents[2]
 MINUTES = 2  # the demo's floor: 60 s of training for the six stages (demo.py), plus compiles.
 
 

@@ -182,7 +182,7 @@ def test_facemesh_prints_no_protobuf_error(shared_data):
           f"img = video_io.load_image({str(shared_data / 'images' / 'HDTF_0.jpg')!r}); "
           "det = face.landmarks_from_image(img); print('faces', det.num_faces)")
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                       cwd=str(pathlib.Path(__file__).resolve().parents[1]))
+                       cwd=str(pathlib.Path(__file__).resolve().parents[2]))
   assert out.returncode == 0, out.stderr[-3000:]
   assert out.stdout.strip() == "faces 1"
   assert "GetPrototype" not in out.stderr and "Traceback" not in out.stderr, out.stderr[-3000:]

@@ -4,7 +4,7 @@ For every trained network at `size=paper`, the PartitionSpec of each parameter o
 `(data=2, fsdp=2, tensor=2)` mesh under the default logical-axis rules (`jax.eval_shape`, no
 compute) is compared with `tests/golden/sharding_<model>.json`, so a change of layout, logical
 names or rules is a visible diff in review. After an intended change, regenerate the files with
-`JAXTALK_UPDATE_GOLDEN=1 python -m pytest tests/test_sharding_golden.py`.
+`JAXTALK_UPDATE_GOLDEN=1 python -m pytest tests/core/test_sharding_golden.py`.
 """
 
 import json
@@ -28,7 +28,7 @@ from jaxtalk.tasks import syncnet as syncnet_task
 from jaxtalk.tasks.posetalk import coarse as coarse_task
 from jaxtalk.tasks.posetalk import pose_vae as vae_task
 
-GOLDEN = pathlib.Path(__file__).parent / "golden"
+GOLDEN = pathlib.Path(__file__).resolve().parents[1] / "golden"
 KEY = jax.random.key(0, impl="rbg")
 
 

@@ -107,8 +107,9 @@ def fit_one_batch(module, data_dir, prev, steps, lr, seed=0):
 
 
 @pytest.mark.needs_data
+@pytest.mark.slow  # ~6 min on a 2-core CPU
 def test_tiny_stages_each_lower_their_loss(real_shards, tmp_path):
-  """Each stage learns: it fits a fixed batch of real training windows (default run, ~6 min).
+  """Each stage learns: it fits a fixed batch of real training windows.
 
   Measured (2026-11-30, seeds 0/1/2, 30 updates at the tiny learning rates): the loss on the
   batch falls below its input's loss by 59-65% (CoarseNet), 29-39% (RefineNet) and 12-19% (the

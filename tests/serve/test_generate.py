@@ -3,7 +3,7 @@
 The bundle here holds *untrained* (initialised) tiny generator networks: these tests check the
 mechanics every model must get right (alignment, lengths, windows, muxing, errors, atomic
 output, StableHLO reload). That the trained system follows poses, keeps sync and has no seams is
-shown on the demo's trained models in tests/test_end_to_end.py (slow).
+shown on the demo's trained models in tests/integration/test_end_to_end.py (slow).
 """
 
 import json

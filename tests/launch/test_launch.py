@@ -2,13 +2,12 @@
 
 import os
 import subprocess
-import sys
 
 import pytest
 
 from launch import sweep
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 _CONFIG = '''"""python -m jaxtalk.main --config=configs/toy.py --workdir=/tmp/toy"""
 from configs import common

@@ -2,7 +2,7 @@
 its trained models (slow: the demo trains every stage for 20 minutes; about 35 minutes in
 all here).
 
-Run with `python -m pytest -q -m slow tests/test_end_to_end.py`.
+Run with `python -m pytest -q -m slow tests/integration/test_end_to_end.py`.
 """
 
 import json

@@ -1,7 +1,7 @@
 """The PLD's wav2vec 2.0 audio condition end to end (configs/posetalk/pld.py `audio=wav2vec`).
 
 A tiny random wav2vec 2.0 checkpoint (the standard conv stack: 50 Hz frames, so the real 25 fps
-alignment) is written as PyTorch-named safetensors with tests/test_wav2vec.py's helpers; synthetic
+alignment) is written as PyTorch-named safetensors with tests/features/test_wav2vec.py's helpers; synthetic
 clips get their `wav2vec` feature from preprocessing's own extractor and are written as shards
 with preprocessing's dataset_info. Sampling must compute the very features the shards store.
 Default suite: the stage traced (init/loss/eval/infer) and a PLD workdir made from the task's
@@ -29,7 +29,7 @@ from jaxtalk.generators import pld as pld_lib
 from jaxtalk import tasks
 from jaxtalk import train
 from jaxtalk.features import wav2vec
-from tests.test_wav2vec import _random_state, _save
+from tests.features.test_wav2vec import _random_state, _save
 
 C = 12  # wav2vec hidden size of the tiny checkpoint (not the tiny VAE's latent size, 16).
 W2V = dict(wav2vec.CONFIG_DEFAULTS, conv_dim=(4,) * 7, hidden_size=C, num_hidden_layers=1,
