@@ -13,12 +13,15 @@ SUBCOMMANDS = {
   "generate": ("jaxtalk.serve.generate", "run", "portrait + speech (+ text) -> talking video"),
   "export": ("jaxtalk.serve.export_cli", "run", "params-only and StableHLO export of a trained stage"),
   "demo": ("jaxtalk.demo.run", "run", "preprocess -> train every stage -> export -> generate -> eval"),
+  "expression-basis": ("jaxtalk.features.expression", "run",
+                       "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards"),
 }
 
 
 def _usage() -> str:
   lines = ["usage: jaxtalk <subcommand> [flags]", "", "subcommands:"]
-  lines += [f"  {name:<11} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
+  width = max(len(name) for name in SUBCOMMANDS)
+  lines += [f"  {name:<{width}} {help_}" for name, (_, _, help_) in SUBCOMMANDS.items()]
   lines += ["", "`jaxtalk <subcommand> --help` lists a subcommand's flags."]
   return "\n".join(lines)
 

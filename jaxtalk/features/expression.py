@@ -1,0 +1,594 @@
+"""A linear expression basis over FaceMesh landmarks: the substitute for GoHD's 3DMM expression
+coefficients e (64) and the eye-motion features f (21) computed from them.
+
+GoHD (../shared/papers/gohd.txt) describes a face by a 3DMM (supplementary A, eq. 10):
+S = S̄ + i·B_id + e·B_exp, with e in R^64 from Deep3DFaceRecon + BFM, and derives its handcrafted
+eye-motion features f in R^21 (section 3.2, Fig. 4) from the 68 landmarks of the expression-only
+mesh (identity and pose set to zero). BFM cannot be bundled or downloaded, so jaxtalk learns an
+expression basis from the FaceMesh landmarks preprocessing already stores
+(`data_pipelines/schema.py`: `landmarks [T, 478, 3]` in crop coordinates):
+
+1. Rigid alignment (`align`): every frame's 478 landmarks are mapped by a similarity transform
+   (rotation, isotropic scale, translation; Umeyama's closed-form least squares) onto the
+   canonical face, fitted on the `RIGID_POINTS` only (forehead, nose bridge and tip, eye
+   corners, temples: points that expressions barely move), so an open mouth does not tilt the
+   fit. The stored `pose` is a six-point PnP against a generic model (`face.head_pose`) that has
+   no 478-point shape, so it cannot serve as this fit; the alignment here is its own.
+2. Canonical face S̄ (`canonical_shape`): the generalised-Procrustes mean of the TRAINING clips'
+   frames (the basis' `mean`), expressed in a face frame: origin at the centroid of
+   `RIGID_POINTS`, x from the subject's right outer eye corner (33) to the left one (263), y from
+   the forehead (10) towards the chin (152) orthogonalised against x (y down, as in the image),
+   z = x × y (away from the camera); unit = the 3-D outer-eye-corner distance (inter-ocular
+   distance, IOD), so S̄[263] - S̄[33] = (1, 0, 0). A zero-pose mesh in this frame is frontal,
+   and its (x, y) is the image-plane projection GoHD's 2-D landmarks come from.
+3. Identity shape (`identity_shape`): per clip, the per-landmark, per-coordinate median of its
+   aligned frames (robust to blinks and to the mouth's excursions; for a talking clip it is the
+   speaker's typical, slightly open, face). It plays the role of S̄ + i·B_id.
+4. Expression residual = aligned frame - identity shape; the basis B_exp (`fit_basis`) is the
+   top-k principal directions of the training frames' residuals, uncentred (about the identity
+   shape, not about the residuals' mean), so e = 0 is the clip's own median face and, in eq. 10,
+   S̄ + e·B_exp with e = 0 is the "mean expression" reference mesh of section 3.2.
+   e_t = B_exp (residual_t) (`coefficients`): B_exp has orthonormal rows, units IOD.
+5. Eye-motion features (`eye_features`), GoHD Fig. 4, on the 68 landmarks of the expression-only
+   mesh l_t = LANDMARKS_68 of S̄ + e_t·B_exp and of the reference l_r = LANDMARKS_68 of S̄:
+   bl_t = he_t / he_r (blink ratio), he = mean eye height = mean of the four lid distances
+   |l37 - l41|, |l38 - l40|, |l43 - l47|, |l44 - l46| (0-based iBUG indices: the two upper-lid
+   points of each eye over the lower-lid points facing them); fr_t = flat(l_t^{17:26} - l_r^{17:26})
+   (the ten brow points' (x, y) displacements, flattened point-major: x17, y17, x18, ...);
+   f_t = bl_t ⊕ fr_t. Distances and displacements are 2-D, in the canonical image plane (x, y),
+   as GoHD's landmarks are 2-D projections of a zero-pose mesh. The mesh points are
+   `face.LANDMARKS_68` (an approximate mediapipe -> iBUG map): brows 71, 63, 105, 66, 107 (68-pt
+   17-21) and 336, 296, 334, 293, 301 (22-26); lids 160 / 144 and 158 / 153 (37/41, 38/40: the
+   subject's right eye), 385 / 380 and 387 / 373 (43/47, 44/46: the left eye).
+   Units differ from the paper's (fr in IOD, not pixels of a 224 px render), so losses on f
+   compare like with like only within jaxtalk.
+
+The basis is versioned (`VERSION`; `load` refuses other versions) and saved as .npz
+(`save`/`load`). `jaxtalk expression-basis --data_dir SHARDS` (`run`) fits it over the training
+clips of a shard directory and records it in dataset_info.json under `expression_basis`.
+
+Note: the 10 iris points (468-477) are part of the 478 points, so eye-in-head gaze shows up in
+e as well (GoHD keeps gaze g separate); `RIGID_POINTS` never include them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Mapping, Optional, Sequence
+
+import numpy as np
+
+from jaxtalk.features import face
+
+VERSION = 1
+NUM_LANDMARKS = face.NUM_LANDMARKS
+NUM_COMPONENTS = 64          # GoHD's e in R^64.
+NUM_EYE_FEATURES = 21        # GoHD's f in R^21: blink ratio + 10 brow points x (x, y).
+BASIS_FILE = "expression_basis.npz"
+INFO_KEY = "expression_basis"
+
+# Points for the rigid fit: forehead, nose bridge and tip, outer / inner eye corners, temples
+# and upper cheeks near the ears (mediapipe FaceMesh indices). No lip, jaw, lid, brow or iris
+# point.
+RIGID_POINTS = (10, 151, 9, 8, 168, 6, 197, 195, 5, 4, 1, 109, 338, 67, 297, 33, 133, 362, 263,
+                127, 356, 234, 454, 93, 323, 98, 327)
+
+# Canonical frame: x from the subject's right outer eye corner to the left one, y from the
+# forehead towards the chin.
+EYE_CORNERS = (33, 263)
+FOREHEAD, CHIN = 10, 152
+
+# GoHD Fig. 4 on the 68 iBUG landmarks (0-based): brows 17-26, lid pairs (upper, lower).
+BROWS_68 = tuple(range(17, 27))
+LID_PAIRS_68 = ((37, 41), (38, 40), (43, 47), (44, 46))
+BROWS = tuple(face.LANDMARKS_68[i] for i in BROWS_68)
+LID_PAIRS = tuple((face.LANDMARKS_68[a], face.LANDMARKS_68[b]) for a, b in LID_PAIRS_68)
+
+
+# ----------------------------------------------------------------------------------------------
+# Rigid alignment and the canonical face.
+# ----------------------------------------------------------------------------------------------
+def _check_landmarks(landmarks, name: str = "landmarks") -> np.ndarray:
+  x = np.asarray(landmarks)
+  if x.ndim == 2:
+    x = x[None]
+  if x.ndim != 3 or x.shape[1:] != (NUM_LANDMARKS, 3):
+    raise ValueError(f"{name}: expected [T, {NUM_LANDMARKS}, 3], got {x.shape}")
+  if x.shape[0] == 0:
+    raise ValueError(f"{name}: no frames")
+  x = x.astype(np.float64)
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"{name}: {int(np.sum(~np.isfinite(x)))} non-finite values")
+  return x
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray):
+  """Least-squares similarity transforms taking each `src` point set onto `dst` (Umeyama 1991).
+
+  Args:
+    src: `[T, P, 3]` point sets.
+    dst: `[P, 3]` target points.
+
+  Returns:
+    (scale `[T]`, rotation `[T, 3, 3]` proper (det +1), translation `[T, 3]`) float64 with
+    dst ≈ scale * src @ rotation.T + translation.
+
+  Raises:
+    ValueError: on mismatched shapes or a degenerate (zero-spread) source.
+  """
+  src = np.asarray(src, np.float64)
+  dst = np.asarray(dst, np.float64)
+  if src.ndim != 3 or dst.ndim != 2 or src.shape[1:] != dst.shape or dst.shape[1] != 3:
+    raise ValueError(f"similarity_fit: expected src [T, P, 3] and dst [P, 3], got {src.shape} "
+                     f"and {dst.shape}")
+  mu_s, mu_d = src.mean(1), dst.mean(0)
+  sc, dc = src - mu_s[:, None], dst - mu_d
+  var_s = np.mean(np.sum(sc ** 2, -1), -1)
+  if np.any(var_s <= 1e-12):
+    raise ValueError("similarity_fit: a source point set has no spread (all points equal)")
+  cov = np.einsum("pi,tpj->tij", dc, sc) / src.shape[1]
+  u, s, vt = np.linalg.svd(cov)
+  d = np.ones_like(s)
+  d[:, 2] = np.sign(np.linalg.det(u) * np.linalg.det(vt))
+  d[d[:, 2] == 0, 2] = 1.0
+  rot = np.einsum("tij,tj,tjk->tik", u, d, vt)
+  scale = np.sum(s * d, -1) / var_s
+  trans = mu_d - scale[:, None] * np.einsum("tij,tj->ti", rot, mu_s)
+  return scale, rot, trans
+
+
+def align(landmarks: np.ndarray, reference: np.ndarray,
+          points: Sequence[int] = RIGID_POINTS) -> np.ndarray:
+  """Maps each frame onto `reference` by the similarity transform fitted on `points`.
+
+  Args:
+    landmarks: `[T, 478, 3]` (or one `[478, 3]` frame) FaceMesh landmarks, any consistent unit
+      (crop coordinates as stored).
+    reference: `[478, 3]` the canonical face (`ExpressionBasis.mean`).
+    points: landmark indices the transform is fitted on (default `RIGID_POINTS`).
+
+  Returns:
+    `[T, 478, 3]` float32 landmarks in the reference's frame and unit (IOD for the canonical
+    face).
+
+  Raises:
+    ValueError: on wrong shapes or non-finite values.
+  """
+  x = _check_landmarks(landmarks)
+  ref = _check_landmarks(reference, "reference")[0]
+  idx = np.asarray(points)
+  scale, rot, trans = similarity_fit(x[:, idx], ref[idx])
+  out = scale[:, None, None] * np.einsum("tpj,tij->tpi", x, rot) + trans[:, None]
+  return out.astype(np.float32)
+
+
+def face_frame(shape: np.ndarray) -> np.ndarray:
+  """`shape` `[478, 3]` expressed in the canonical face frame (module docstring, item 2).
+
+  Returns float64 `[478, 3]`: origin at the centroid of `RIGID_POINTS`, x along 33 -> 263,
+  y along forehead 10 -> chin 152 orthogonalised against x, z = x × y, unit = |263 - 33|.
+  """
+  s = _check_landmarks(shape, "shape")[0]
+  x = s[EYE_CORNERS[1]] - s[EYE_CORNERS[0]]
+  iod = np.linalg.norm(x)
+  x = x / iod
+  y = s[CHIN] - s[FOREHEAD]
+  y = y - np.dot(y, x) * x
+  y = y / np.linalg.norm(y)
+  axes = np.stack([x, y, np.cross(x, y)])  # rows: the new axes in the old frame.
+  return (s - s[list(RIGID_POINTS)].mean(0)) @ axes.T / iod
+
+
+def canonical_shape(clips: Sequence[np.ndarray], iterations: int = 4) -> np.ndarray:
+  """Generalised-Procrustes mean of all frames of `clips`, in the canonical face frame.
+
+  Starts from the first clip's per-landmark median and alternates: align every frame to the
+  current mean (`align`), average, re-express in the face frame (`face_frame`).
+
+  Args:
+    clips: list of `[T_i, 478, 3]` landmarks (the training clips).
+    iterations: alignment/averaging rounds (the mean moves < 1e-4 IOD after 3 on real clips).
+
+  Returns:
+    `[478, 3]` float32, unit IOD (S̄ of eq. 10).
+
+  Raises:
+    ValueError: on no clips or a clip of the wrong shape.
+  """
+  if not clips:
+    raise ValueError("canonical_shape: no clips")
+  clips = [_check_landmarks(c, f"clip {i}") for i, c in enumerate(clips)]
+  ref = face_frame(np.median(clips[0], 0))
+  for _ in range(iterations):
+    total = np.zeros_like(ref)
+    n = 0
+    for c in clips:
+      total += align(c, ref).astype(np.float64).sum(0)
+      n += len(c)
+    ref = face_frame(total / n)
+  return ref.astype(np.float32)
+
+
+def identity_shape(aligned: np.ndarray) -> np.ndarray:
+  """The clip's identity shape: per-landmark, per-coordinate median of its aligned frames.
+
+  Args:
+    aligned: `[T, 478, 3]` frames of one clip after `align`.
+
+  Returns:
+    `[478, 3]` float32 (same unit as `aligned`).
+  """
+  return np.median(_check_landmarks(aligned, "aligned"), 0).astype(np.float32)
+
+
+def residuals(landmarks: np.ndarray, reference: np.ndarray,
+              identity: Optional[np.ndarray] = None) -> np.ndarray:
+  """Expression residuals of one clip: aligned frames minus the clip's identity shape.
+
+  Args:
+    landmarks: `[T, 478, 3]` landmarks of ONE clip (one identity).
+    reference: `[478, 3]` canonical face.
+    identity: `[478, 3]` identity shape in the canonical frame; default `identity_shape` of
+      these frames (needs the clip's frames, not a few of them: a median of 1-2 frames is the
+      frames themselves and leaves no expression).
+
+  Returns:
+    `[T, 478, 3]` float32, unit IOD.
+  """
+  a = align(landmarks, reference)
+  ident = identity_shape(a) if identity is None else _check_landmarks(identity, "identity")[0]
+  return (a - ident).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------
+# The basis (PCA) and eq. 10.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ExpressionBasis:
+  """A fitted expression basis (eq. 10's S̄ and B_exp for the FaceMesh substitute).
+
+  Attributes:
+    mean: `[478, 3]` float32 canonical face S̄, unit IOD (module docstring, item 2).
+    components: `[k, 478 * 3]` float32 B_exp, orthonormal rows (flattened point-major: x0, y0,
+      z0, x1, ...), sign fixed so each row's largest-magnitude entry is positive.
+    std: `[k]` float32 standard deviation (root mean square) of each coefficient over the
+      training frames, IOD.
+    explained_variance_ratio: `[k]` float32 fraction of the training residuals' total second
+      moment (about the identity shapes) each component carries, decreasing.
+    version: the format version (`VERSION`).
+  """
+  mean: np.ndarray
+  components: np.ndarray
+  std: np.ndarray
+  explained_variance_ratio: np.ndarray
+  version: int = VERSION
+
+  @property
+  def num_components(self) -> int:
+    return int(self.components.shape[0])
+
+
+def fit_basis(aligned_residuals: np.ndarray, mean: np.ndarray,
+              k: int = NUM_COMPONENTS) -> ExpressionBasis:
+  """PCA of expression residuals -> `ExpressionBasis` (uncentred: e = 0 is the identity shape).
+
+  Args:
+    aligned_residuals: `[N, 478, 3]` or `[N, 1434]` residuals of the training frames
+      (`residuals`), pooled over clips, unit IOD.
+    mean: `[478, 3]` the canonical face S̄ stored with the basis.
+    k: number of components (GoHD: 64).
+
+  Returns:
+    the basis; its `explained_variance_ratio` sums to the fraction of the residuals' second
+    moment that k components keep.
+
+  Raises:
+    ValueError: on wrong shapes, non-finite values, or k not in [1, min(N, 1434)].
+  """
+  d = NUM_LANDMARKS * 3
+  x = np.asarray(aligned_residuals, np.float64)
+  x = x.reshape(x.shape[0], -1) if x.ndim == 3 else x
+  if x.ndim != 2 or x.shape[1] != d:
+    raise ValueError(f"fit_basis: expected residuals [N, {NUM_LANDMARKS}, 3] or [N, {d}], got "
+                     f"{np.shape(aligned_residuals)}")
+  if not np.all(np.isfinite(x)):
+    raise ValueError("fit_basis: non-finite residuals")
+  if not 1 <= k <= min(x.shape):
+    raise ValueError(f"fit_basis: k={k} components need 1 <= k <= min(frames, {d}) "
+                     f"(got {x.shape[0]} frames)")
+  mean = _check_landmarks(mean, "mean")[0]
+  gram = x.T @ x  # [d, d] second moment (uncentred).
+  evals, evecs = np.linalg.eigh(gram)
+  order = np.argsort(evals)[::-1][:k]
+  comps = evecs[:, order].T  # [k, d]
+  evals = np.maximum(evals[order], 0.0)
+  flip = np.sign(comps[np.arange(k), np.argmax(np.abs(comps), 1)])
+  comps = comps * flip[:, None]
+  total = float(np.trace(gram))
+  return ExpressionBasis(
+      mean=mean.astype(np.float32), components=comps.astype(np.float32),
+      std=np.sqrt(evals / x.shape[0]).astype(np.float32),
+      explained_variance_ratio=(evals / max(total, 1e-30)).astype(np.float32))
+
+
+def coefficients(basis: ExpressionBasis, landmarks: np.ndarray,
+                 identity: Optional[np.ndarray] = None) -> np.ndarray:
+  """Expression coefficients e of a clip's frames (GoHD's e_t, for the FaceMesh basis).
+
+  Args:
+    basis: the fitted basis.
+    landmarks: `[T, 478, 3]` landmarks of ONE clip as stored (crop coordinates), or aligned.
+    identity: `[478, 3]` the clip's identity shape in the canonical frame (default: the median
+      of these frames, `identity_shape`; pass it when `landmarks` is only part of a clip).
+
+  Returns:
+    `[T, k]` float32 e, unit IOD (the residual's projection on each orthonormal component;
+    typical magnitude `basis.std`).
+
+  Raises:
+    ValueError: on wrong shapes or non-finite values.
+  """
+  r = residuals(landmarks, basis.mean, identity)
+  return (r.reshape(len(r), -1) @ basis.components.T).astype(np.float32)
+
+
+def expression_mesh(basis: ExpressionBasis, e: np.ndarray) -> np.ndarray:
+  """The expression-only mesh of eq. 10 with identity and pose zero: S̄ + e·B_exp.
+
+  Args:
+    basis: the fitted basis.
+    e: `[..., k]` coefficients.
+
+  Returns:
+    `[..., 478, 3]` float32 in the canonical frame (unit IOD).
+
+  Raises:
+    ValueError: if e's last dimension is not the basis' k.
+  """
+  e = np.asarray(e, np.float32)
+  if e.ndim < 1 or e.shape[-1] != basis.num_components:
+    raise ValueError(f"expression_mesh: expected e [..., {basis.num_components}], got {e.shape}")
+  delta = (e @ basis.components).reshape(e.shape[:-1] + (NUM_LANDMARKS, 3))
+  return basis.mean + delta
+
+
+def landmarks_68(mesh: np.ndarray) -> np.ndarray:
+  """`[..., 478, 3]` mesh -> `[..., 68, 3]` iBUG-68-like landmarks (`face.LANDMARKS_68`)."""
+  mesh = np.asarray(mesh)
+  if mesh.shape[-2:] != (NUM_LANDMARKS, 3):
+    raise ValueError(f"landmarks_68: expected [..., {NUM_LANDMARKS}, 3], got {mesh.shape}")
+  return mesh[..., list(face.LANDMARKS_68), :]
+
+
+def _eye_height(l68: np.ndarray) -> np.ndarray:
+  d = [np.linalg.norm(l68[..., a, :2] - l68[..., b, :2], axis=-1) for a, b in LID_PAIRS_68]
+  return np.mean(d, axis=0)
+
+
+def eye_features(mesh: np.ndarray, reference: np.ndarray) -> np.ndarray:
+  """GoHD's eye-motion feature f_t = bl_t ⊕ fr_t (Fig. 4) of expression-only meshes.
+
+  bl_t = he_t / he_r, he = mean of the 2-D lid distances |l37-l41|, |l38-l40|, |l43-l47|,
+  |l44-l46| of the 68 landmarks; fr_t = flat(l_t^{17:26} - l_r^{17:26}) over (x, y), point-major.
+  See the module docstring (item 5) for the FaceMesh points.
+
+  Args:
+    mesh: `[..., 478, 3]` expression-only meshes (`expression_mesh`), canonical frame.
+    reference: `[478, 3]` the neutral mesh, e = 0 (`basis.mean`).
+
+  Returns:
+    `[..., 21]` float32: [0] blink ratio (1 = the reference opening, 0 = lids touching; > 1
+    wider open), [1:21] brow displacements in the mesh's unit (IOD), x right, y down.
+
+  Raises:
+    ValueError: on wrong shapes, or a reference whose eyes are closed (he_r = 0).
+  """
+  mesh = np.asarray(mesh, np.float32)
+  ref = np.asarray(reference, np.float32)
+  if ref.shape != (NUM_LANDMARKS, 3):
+    raise ValueError(f"eye_features: expected reference [{NUM_LANDMARKS}, 3], got {ref.shape}")
+  lt, lr = landmarks_68(mesh), landmarks_68(ref)
+  he_r = _eye_height(lr)
+  if not he_r > 0:
+    raise ValueError(f"eye_features: the reference's mean eye height is {he_r} (eyes closed)")
+  bl = _eye_height(lt) / he_r
+  fr = (lt[..., list(BROWS_68), :2] - lr[list(BROWS_68), :2])
+  fr = fr.reshape(fr.shape[:-2] + (2 * len(BROWS_68),))
+  return np.concatenate([bl[..., None], fr], -1).astype(np.float32)
+
+
+def eye_features_from_coefficients(basis: ExpressionBasis, e: np.ndarray) -> np.ndarray:
+  """f of coefficients e `[..., k]` -> `[..., 21]`: `eye_features(expression_mesh(basis, e),
+  basis.mean)` (GoHD section 3.2: f computed from e)."""
+  return eye_features(expression_mesh(basis, e), basis.mean)
+
+
+# ----------------------------------------------------------------------------------------------
+# Files.
+# ----------------------------------------------------------------------------------------------
+def save(basis: ExpressionBasis, path: str) -> None:
+  """Writes `basis` to `path` (.npz; temporary name, then rename)."""
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    np.savez(f, version=np.int64(basis.version), mean=basis.mean, components=basis.components,
+             std=basis.std, explained_variance_ratio=basis.explained_variance_ratio)
+  os.replace(tmp, path)
+
+
+def load(path: str) -> ExpressionBasis:
+  """Reads a basis written by `save`.
+
+  Raises:
+    ValueError: naming the file when it is missing, not an .npz, lacks a field, has another
+      `version` than `VERSION`, or has inconsistent shapes.
+  """
+  try:
+    with np.load(path) as z:
+      data = {k: z[k] for k in z.files}
+  except FileNotFoundError as e:
+    raise ValueError(f"{path}: not found; run `jaxtalk expression-basis` first") from e
+  except (OSError, ValueError) as e:
+    raise ValueError(f"{path}: not an expression basis .npz ({e})") from e
+  need = ("version", "mean", "components", "std", "explained_variance_ratio")
+  missing = [k for k in need if k not in data]
+  if missing:
+    raise ValueError(f"{path}: not an expression basis (missing {missing})")
+  version = int(data["version"])
+  if version != VERSION:
+    raise ValueError(f"{path}: expression basis version {version}, this code reads {VERSION}; "
+                     "re-run `jaxtalk expression-basis`")
+  k = data["components"].shape[0]
+  if (data["mean"].shape != (NUM_LANDMARKS, 3)
+      or data["components"].shape != (k, NUM_LANDMARKS * 3)
+      or data["std"].shape != (k,) or data["explained_variance_ratio"].shape != (k,)):
+    raise ValueError(f"{path}: inconsistent shapes "
+                     f"{ {n: data[n].shape for n in need[1:]} }")
+  return ExpressionBasis(
+      mean=data["mean"].astype(np.float32), components=data["components"].astype(np.float32),
+      std=data["std"].astype(np.float32),
+      explained_variance_ratio=data["explained_variance_ratio"].astype(np.float32),
+      version=version)
+
+
+def read_landmarks(data_dir: str, clip_ids: Optional[Sequence[str]] = None) -> dict:
+  """Stored landmarks of whole clips: {clip_id: `[T, 478, 3]` float32 crop coordinates}.
+
+  Raises:
+    ValueError: naming the file when dataset_info.json or a shard is missing, or a record is of
+      another schema version or lacks landmarks.
+  """
+  import grain  # pylint: disable=g-import-not-at-top
+  from data_pipelines import schema  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  info = input_pipeline.load_dataset_info(data_dir)
+  info_path = os.path.join(data_dir, "dataset_info.json")
+  if "shards" not in info or "clips" not in info:
+    raise ValueError(f"{info_path}: no `shards`/`clips` (not written by `jaxtalk preprocess`?)")
+  if info.get("schema_version") != schema.SCHEMA_VERSION:
+    raise ValueError(f"{info_path}: schema_version {info.get('schema_version')}, this code reads "
+                     f"{schema.SCHEMA_VERSION}; re-run `jaxtalk preprocess`")
+  keep = set(clip_ids) if clip_ids is not None else None
+  out = {}
+  for name in info["shards"]:
+    path = os.path.join(data_dir, name)
+    if not os.path.isfile(path):
+      raise ValueError(f"{path}: shard listed in {info_path} is missing")
+    source = grain.sources.ArrayRecordDataSource([path])
+    for i in range(len(source)):
+      try:
+        rec = schema.decode_record(source[i], keys=("landmarks",))
+      except ValueError as e:
+        raise ValueError(f"{path}: record {i}: {e}; re-run `jaxtalk preprocess`") from e
+      if keep is not None and rec["clip_id"] not in keep:
+        continue
+      lm = rec.get("landmarks")
+      if lm is None or np.ndim(lm) != 3 or np.shape(lm)[1:] != (NUM_LANDMARKS, 3):
+        raise ValueError(f"{path}: record {i} ({rec['clip_id']}) has no landmarks "
+                         f"[T, {NUM_LANDMARKS}, 3] (got {None if lm is None else np.shape(lm)}); "
+                         "re-run `jaxtalk preprocess`")
+      out[rec["clip_id"]] = np.asarray(lm, np.float32)
+  if keep is not None and keep - set(out):
+    raise ValueError(f"{data_dir}: clips not found in the shards: {sorted(keep - set(out))}")
+  return out
+
+
+def fit_clips(clips: Mapping[str, np.ndarray] | Sequence[np.ndarray],
+              k: int = NUM_COMPONENTS) -> ExpressionBasis:
+  """The whole fit over training clips: canonical face, per-clip identities, PCA.
+
+  Args:
+    clips: `[T_i, 478, 3]` landmarks per clip (a dict by clip id or a list), one identity each.
+    k: components.
+  """
+  clips = list(clips.values()) if isinstance(clips, Mapping) else list(clips)
+  mean = canonical_shape(clips)
+  res = np.concatenate([residuals(c, mean) for c in clips])
+  return fit_basis(res, mean, k)
+
+
+def fit_shards(data_dir: str, *, components: int = NUM_COMPONENTS, holdout: Sequence[str] = (),
+               eval_fraction: float = 0.2, log=print) -> dict:
+  """Fits the basis over the training clips of `data_dir`, writes `<data_dir>/expression_basis.npz`
+  and records it in dataset_info.json under `expression_basis` (atomically).
+
+  The train/eval split is `input_pipeline.split_clips(info, holdout, eval_fraction)`, the one
+  the training stages use with the same `config.input.holdout`, so the basis never sees eval
+  clips.
+
+  Returns:
+    the `expression_basis` entry written (file, version, components, explained variance, ...).
+
+  Raises:
+    ValueError: on unreadable shards (names the file), or too few frames for `components`.
+  """
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  info_path = os.path.join(data_dir, "dataset_info.json")
+  info = input_pipeline.load_dataset_info(data_dir)
+  if "clips" not in info:
+    raise ValueError(f"{info_path}: no `clips` (not written by `jaxtalk preprocess`?)")
+  train_idx, eval_idx = input_pipeline.split_clips(info, tuple(holdout), eval_fraction)
+  if not train_idx:
+    raise ValueError(f"{data_dir}: no training clips left (holdout={list(holdout)})")
+  train_ids = [info["clips"][i]["clip_id"] for i in train_idx]
+  eval_ids = [info["clips"][i]["clip_id"] for i in eval_idx]
+  log(f"expression basis: reading the landmarks of {len(train_ids)} training clips "
+      f"({len(eval_ids)} held out: {', '.join(eval_ids) or 'none'})")
+  clips = read_landmarks(data_dir, train_ids)
+  frames = sum(len(c) for c in clips.values())
+  log(f"expression basis: fitting {components} components on {frames} frames")
+  basis = fit_clips(clips, components)
+  path = os.path.join(data_dir, BASIS_FILE)
+  save(basis, path)
+  evr = basis.explained_variance_ratio
+  entry = dict(file=BASIS_FILE, version=VERSION, components=basis.num_components,
+               explained_variance=float(evr.sum()),
+               explained_variance_ratio=[round(float(v), 6) for v in evr],
+               num_frames=int(frames), train_clips=sorted(train_ids), holdout=list(holdout),
+               unit="inter-ocular distance (outer eye corners 33-263)")
+  info[INFO_KEY] = entry
+  tmp = info_path + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(info, f, indent=1, sort_keys=True)
+  os.replace(tmp, info_path)
+  return entry
+
+
+def run(argv: list[str]) -> int:
+  """`jaxtalk expression-basis` entry point (argv[0] is the program name)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(
+      prog=argv[0] if argv else "jaxtalk expression-basis",
+      description="Fits the FaceMesh expression basis (GoHD's e substitute, "
+                  "jaxtalk/features/expression.py) over the training clips of preprocessed "
+                  f"shards; writes <data_dir>/{BASIS_FILE} and the `{INFO_KEY}` entry of "
+                  "dataset_info.json.")
+  parser.add_argument("--data_dir", required=True, help="shards + dataset_info.json")
+  parser.add_argument("--components", type=int, default=NUM_COMPONENTS,
+                      help=f"basis size k (default {NUM_COMPONENTS}, GoHD's e)")
+  parser.add_argument("--holdout", default="",
+                      help="comma-separated clip, video or speaker ids kept out of the fit (as "
+                           "config.input.holdout); default: the md5 split of --eval_fraction")
+  parser.add_argument("--eval_fraction", type=float, default=0.2,
+                      help="without --holdout, the fraction of clips held out (default 0.2, "
+                           "as the training input pipeline)")
+  args = parser.parse_args(list(argv[1:]))
+  holdout = [h for h in args.holdout.split(",") if h]
+  try:
+    entry = fit_shards(args.data_dir, components=args.components, holdout=holdout,
+                       eval_fraction=args.eval_fraction)
+  except ValueError as e:
+    print(f"jaxtalk expression-basis: {e}", file=sys.stderr)
+    return 2
+  evr = entry["explained_variance_ratio"]
+  print(f"{entry['components']} components explain {entry['explained_variance']:.4f} of the "
+        f"training expression variance (first 5: {', '.join(f'{v:.3f}' for v in evr[:5])}); "
+        f"wrote {os.path.join(args.data_dir, BASIS_FILE)} and dataset_info.json "
+        f"`{INFO_KEY}`")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(run(sys.argv))
