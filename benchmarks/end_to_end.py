@@ -3,7 +3,8 @@ r"""End-to-end generation speed: seconds of compute per second of output video, 
   python benchmarks/end_to_end.py --model runs/demo/export [--image PORTRAIT] [--audio SPEECH]
       [--text "PROMPT"] [--seconds 10] [--out benchmarks/results/end_to_end.json]
 
-Runs `jaxtalk.serve.generate.TalkingHeadPipeline` on one portrait and speech track (defaults: the first
+Runs `jaxtalk.serve.generate.TalkingHeadPipeline` on one portrait and speech track (defaults: the
+first
 image and audio of `../shared/data` when present) and splits the wall time into
 
   face_alignment    FaceMesh on the portrait, crop, pose and gaze

@@ -3,7 +3,8 @@ r"""Time to sample head poses with PoseTalk's PLD: 10 s of audio, 50 DDIM steps,
   python benchmarks/pld.py [--size=tiny|paper] [--pld=<pld workdir>/params] [--seconds=10]
       [--steps=50] [--guidance=7.5] [--repeats=3] [--out=benchmarks/results/pld_tiny.json]
 
-Without `--pld`, the tiny/paper architectures of configs/posetalk/pose_vae.py and configs/posetalk/pld.py are
+Without `--pld`, the tiny/paper architectures of configs/posetalk/pose_vae.py and
+configs/posetalk/pld.py are
 initialised randomly (sampling cost does not depend on the weights). Reports the compile time
 (first call, per window shape) and the wall time of `jaxtalk.generators.pld.sample_motion` after
 compilation (median of the repeats), with the number of windows. Target on this CPU: < 1.5 s for
@@ -28,6 +29,7 @@ def random_bundle(size: str, steps: int):
   from configs.posetalk import pose_vae as vae_config  # pylint: disable=g-import-not-at-top
   from jaxtalk.generators import pld as pld_lib  # pylint: disable=g-import-not-at-top,g-multiple-import
   from jaxtalk.features import text  # pylint: disable=g-import-not-at-top,g-multiple-import
+  from jaxtalk.models.posetalk import pose_denoiser as den_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.tasks.posetalk import pose_vae as vae_task  # pylint: disable=g-import-not-at-top
   vc = vae_config.get_config(f"size={size}")
   pc = pld_config.get_config(f"size={size}")
@@ -35,7 +37,7 @@ def random_bundle(size: str, steps: int):
   vae = vae_task.build_model(vc.model)
   vp = nn.unbox(jax.jit(lambda r: vae.init({"params": r, "latent": r},
                                            jnp.zeros((1, w, 8))))(jax.random.PRNGKey(0))["params"])
-  den = pld_lib.build_denoiser(pc.model, vae.latent_tokens, vae.latent_dim)
+  den = den_lib.from_config(pc.model, vae.latent_tokens, vae.latent_dim)
   lt = int(pc.input.text_len)
   dp = nn.unbox(jax.jit(lambda r: den.init(
       r, jnp.zeros((1, vae.latent_tokens, vae.latent_dim)), jnp.zeros((1,), jnp.int32),

@@ -46,9 +46,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 50
   c.eval_every = 1000              # 0 disables evals
   c.eval_batches = 4
+  # Evaluators the loop runs at every eval (jaxtalk/evaluators/common.py): name -> dict(type=...,
+  # every=0 (= eval_every), and the evaluator's own arguments); logged as eval/<name>/<metric>.
+  c.evals = ml_collections.ConfigDict()
   c.checkpoint_every = 1000
   c.keep_checkpoints = 3
   c.ema_decay = 0.0                # > 0 keeps an EMA of params (used for eval and export)
+  c.select_best = ""               # e.g. "eval/loss": the final params are those of the eval
+  c.select_best_mode = "min"       # (incl. one before training) where it was lowest ("max")
   c.progress = True                # progress bar on process 0
   c.time_budget_s = 0.0            # > 0: finish (eval, final params) after this many seconds
                                    # of training in this run, even before total_steps
@@ -83,6 +88,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.keys = ()                # batch keys this stage reads (empty: all)
   c.input.shuffle_seed = 0
   c.input.num_workers = 0          # grain worker processes (0: in the main process)
+  c.input.exclude = ()             # clip/speaker ids neither trained nor evaluated on
   c.input.holdout = ()             # clip/speaker ids held out for evaluation
 
   # Frozen params of earlier stages: {name: params-only checkpoint directory}.

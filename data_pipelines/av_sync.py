@@ -58,8 +58,8 @@ from typing import Optional
 
 import numpy as np
 
-SAMPLES_PER_FRAME = 640           # 16 kHz / 25 fps (jaxtalk.features.audio.SAMPLES_PER_FRAME)
-MEL_HOP = 200                     # samples per log-mel frame (jaxtalk.features.audio.HOP_SIZE)
+from jaxtalk.features.audio import HOP_SIZE as MEL_HOP  # pylint: disable=g-importing-member
+from jaxtalk.features.audio import SAMPLES_PER_FRAME  # pylint: disable=g-importing-member
 ENERGY_BAND_HZ = (1000.0, 4000.0)  # mel bands averaged by `speech_energy`
 MOUTH_TOP, MOUTH_BOTTOM = 0, 17   # FaceMesh outer-lip midpoints (upper, lower)
 EYE_OUTER = (33, 263)             # FaceMesh outer eye corners
@@ -104,8 +104,8 @@ def speech_energy(mel: np.ndarray, num_frames: int) -> np.ndarray:
   """Per-video-frame speech energy from a clip's log-mel.
 
   Args:
-    mel: `[M, 80]` Wav2Lip log-mel of the clip's audio (`jaxtalk.features.audio.log_mel`; mel frame m is
-      centred on audio sample 200 m, sample 0 = the start of video frame 0).
+    mel: `[M, 80]` Wav2Lip log-mel of the clip's audio (`jaxtalk.features.audio.log_mel`; mel frame
+    m is centred on audio sample 200 m, sample 0 = the start of video frame 0).
     num_frames: T, video frames of the clip.
 
   Returns:

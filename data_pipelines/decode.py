@@ -15,7 +15,7 @@ from typing import Iterator, Optional
 
 import numpy as np
 
-FPS = 25
+from jaxtalk.features.audio import FPS  # pylint: disable=g-importing-member
 
 
 class DecodeError(ValueError):

@@ -12,7 +12,8 @@ Per input video (`process_video`, plain Python, also used by benchmarks/preproce
   3. pieces of consecutive face frames are cut into clips of at most `max_clip_seconds` (equal
      lengths); pieces shorter than `min_clip_seconds` are dropped;
   4. per clip: a Gaussian-smoothed square crop box (sigma 1 s, so the crop does not jitter), head
-     pose by PnP and gaze from the irises (`jaxtalk.features.face`), smoothed; mouth box; frames cropped,
+     pose by PnP and gaze from the irises (`jaxtalk.features.face`), smoothed; mouth box; frames
+     cropped,
      resized to `resolution` and JPEG-encoded; audio decoded (PyAV) to 16 kHz mono int16 aligned to
      the first video frame, and its Wav2Lip log-mel (`jaxtalk.features.audio`);
   5. audio-visual sync (`av_sync.py`): the offset between mouth opening and speech energy is
@@ -90,7 +91,8 @@ class Options:
     audio_pad_seconds: audio ending at most this much before the video is padded with silence;
       a larger shortfall cuts the video to the audio.
     num_shards: output shards (0: one per 32 input videos, at least 1).
-    wav2vec_path: optional local wav2vec 2.0 checkpoint folder (`jaxtalk.features.audio.Wav2Vec2Features`):
+    wav2vec_path: optional local wav2vec 2.0 checkpoint folder
+    (`jaxtalk.features.audio.Wav2Vec2Features`):
       records then carry `wav2vec [T, C]` at 25 fps.
     clip_path: optional local CLIP folder (FlaxCLIPTextModel + its tokenizer files): records then
       carry the pooled `text_embedding [D]` of their text.

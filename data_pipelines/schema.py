@@ -8,7 +8,8 @@ values and numpy arrays to and from bytes, and `decode_record(..., keys=...)` sk
 not needed (arrays are then never copied out of the buffer).
 
 Fields of a record (schema version `SCHEMA_VERSION`); T = number of 25 fps frames of the clip,
-R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see `jaxtalk.features.audio`):
+R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see
+`jaxtalk.features.audio`):
 
   schema_version   int        SCHEMA_VERSION
   clip_id          str        "<video id>_c<k>" (k = clip index inside the video, 3 digits)
@@ -68,11 +69,10 @@ from typing import Any, Iterable, Mapping, Optional
 import msgpack
 import numpy as np
 
+from jaxtalk.features.audio import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # pylint: disable=g-importing-member
+
 SCHEMA_VERSION = 1
 
-FPS = 25
-SAMPLE_RATE = 16000
-SAMPLES_PER_FRAME = SAMPLE_RATE // FPS  # 640
 NUM_MELS = 80
 NUM_LANDMARKS = 478
 

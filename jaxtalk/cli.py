@@ -11,8 +11,10 @@ SUBCOMMANDS = {
   "train": ("jaxtalk.main", "run", "train a stage: --config=configs/<stage>.py --workdir=DIR"),
   "preprocess": ("data_pipelines.pipeline", "run", "videos -> ArrayRecord shards (Apache Beam)"),
   "generate": ("jaxtalk.serve.generate", "run", "portrait + speech (+ text) -> talking video"),
-  "export": ("jaxtalk.serve.export_cli", "run", "params-only and StableHLO export of a trained stage"),
-  "demo": ("jaxtalk.demo.run", "run", "preprocess -> train every stage -> export -> generate -> eval"),
+  "export": ("jaxtalk.serve.export_cli", "run",
+             "params-only and StableHLO export of a trained stage"),
+  "demo": ("jaxtalk.demo.run", "run",
+           "preprocess -> train every stage -> export -> generate -> eval"),
   "expression-basis": ("jaxtalk.features.expression", "run",
                        "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards"),
 }

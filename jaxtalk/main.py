@@ -23,7 +23,8 @@ from absl import logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Stage config file, e.g. configs/posetalk/pose_vae.py:size=tiny", lock_config=True)
+    "config", None, "Stage config file, e.g. configs/posetalk/pose_vae.py:size=tiny",
+    lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and params.")
 
 
@@ -31,7 +32,8 @@ def _main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
-    raise app.UsageError("--config is required (e.g. --config=configs/posetalk/pose_vae.py:size=tiny)")
+    raise app.UsageError(
+        "--config is required (e.g. --config=configs/posetalk/pose_vae.py:size=tiny)")
   if not _WORKDIR.value:
     raise app.UsageError("--workdir is required")
   # Imported here so that `--help` stays fast.
@@ -62,7 +64,8 @@ def run(argv) -> int:
   if any(a in ("-h", "--help", "--helpshort") for a in argv[1:]):
     print(__doc__.strip())
     print("\nflags:\n  --config: stage config file with optional :args, then"
-          " --config.<field>=<value> overrides\n  --workdir: directory for checkpoints, logs and params"
+          " --config.<field>=<value> overrides\n  --workdir: directory for checkpoints, logs and"
+          " params"
           "\n  --helpfull: all flags (incl. absl logging flags)")
     return 0
   logging.set_verbosity(logging.INFO)

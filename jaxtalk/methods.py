@@ -63,6 +63,10 @@ class Method:
       stages the bundle does not hold (e.g. the lip-sync expert used as a loss).
     controls: the controls `generate` accepts for this method.
     summary: one line for listings.
+    stage_model: optional `(config, infer, params, frozen) -> loaded model` over one of the
+      method's renderer stages while it trains (`infer` = the stage task's jitted `infer`), so
+      in-training evaluators render exactly as generation does
+      (`jaxtalk.evaluators.reenactment.HeldOutReenactment`).
   """
   name: str
   stages: tuple[str, ...]
@@ -72,6 +76,7 @@ class Method:
   train_stages: tuple[tuple[str, str], ...] = ()
   controls: tuple[Control, ...] = ()
   summary: str = ""
+  stage_model: Optional[Callable[..., Any]] = None
 
 
 _REGISTRY: dict[str, Method] = {}

@@ -230,6 +230,9 @@ class Trainer:
     self.accum = int(config.get("grad_accum_steps", 1) or 1)
     self.ema_decay = float(config.get("ema_decay", 0.0) or 0.0)
     self.has_disc = task.disc_init is not None and task.disc_loss is not None
+    self.evals: Optional[list] = None  # config.evals, built at the first eval
+    self.infer = None
+    self.best: Optional[BestParams] = None  # config.select_best, set by train_and_evaluate
     rng = jax.random.PRNGKey(int(config.seed))
     self.init_rng, self.train_rng = jax.random.split(rng)
     abstract_batch = _abstract_batch(example_batch)
@@ -444,6 +447,28 @@ def _run_eval(trainer: Trainer, config, mesh, params, frozen, input_pipeline) ->
   return {f"eval/{k}": v / max(count, 1) for k, v in sums.items()}, images
 
 
+def _run_config_evals(trainer: Trainer, params, frozen) -> dict:
+  """The evaluators of `config.evals` (`jaxtalk.evaluators.common`), built at the first eval,
+  on the task's jitted `infer`: scalars as `eval/<name>/<metric>`. Single-process runs only
+  (they feed host arrays to `infer`); skipped with a log line otherwise."""
+  if trainer.evals is None:
+    from jaxtalk.evaluators import common as evals_lib  # pylint: disable=g-import-not-at-top
+    trainer.evals = []
+    if trainer.config.get("evals") and trainer.task.infer is None:
+      raise ValueError(f"{trainer.config.task}: config.evals needs a task with `infer`")
+    if trainer.config.get("evals") and jax.process_count() > 1:
+      logging_utils.log_info("config.evals skipped: %d processes (single-process only)",
+                             jax.process_count())
+    elif trainer.config.get("evals"):
+      trainer.evals = evals_lib.from_config(trainer.config)
+      trainer.infer = jax.jit(trainer.task.infer)
+  out = {}
+  for name, evaluator in trainer.evals:
+    out.update({f"eval/{name}/{k}": float(v)
+                for k, v in evaluator(trainer.infer, params, frozen).items()})
+  return out
+
+
 def itstime(step: int, every: int, *, last: bool = False) -> bool:
   """Periodic work at `step` (big_vision's `itstime`): every `every` steps (0: never) and at the
   last step."""
@@ -581,9 +606,71 @@ def _eval_and_log(config, trainer, state, frozen, mesh, log, step, input_pipelin
   eval_params = state["ema_params"] if trainer.ema_decay > 0 else state["params"]
   eval_frozen = dict(frozen, disc=state["disc_params"]) if trainer.has_disc else frozen
   scalars, images = _run_eval(trainer, config, mesh, eval_params, eval_frozen, input_pipeline)
+  scalars.update(_run_config_evals(trainer, eval_params, eval_frozen))
   log.record({"step": step, **scalars})
   log.writer.write_images(step, images)
+  if trainer.best is not None:
+    trainer.best.update(step, scalars, eval_params)
   log.t_last = time.time()
+
+
+class BestParams:
+  """Model selection by an eval metric (`config.select_best`, e.g. "eval/loss", with
+  `config.select_best_mode` "min" or "max"): the eval params of the best eval so far are kept
+  in `<workdir>/best_params/` with `<workdir>/best.json` ({"step", "metric", "value"}), and
+  become the run's final params. Survives resumption (best.json is read back)."""
+
+  def __init__(self, workdir: str, metric: str, mode: str = "min"):
+    if mode not in ("min", "max"):
+      raise ValueError(f"config.select_best_mode={mode!r}; expected 'min' or 'max'")
+    self.metric, self.mode = metric, mode
+    self.path = os.path.join(workdir, "best_params")
+    self.meta_path = os.path.join(workdir, "best.json")
+    self.meta = None
+    if os.path.isfile(self.meta_path) and os.path.isdir(self.path):
+      with open(self.meta_path) as f:
+        self.meta = json.load(f)
+
+  def _better(self, value: float) -> bool:
+    if self.meta is None:
+      return True
+    best = float(self.meta["value"])
+    return value < best if self.mode == "min" else value > best
+
+  def update(self, step: int, scalars: dict, params) -> None:
+    if self.metric not in scalars:
+      raise ValueError(f"config.select_best={self.metric!r} is not an eval metric of this "
+                       f"stage (it has {sorted(scalars)})")
+    value = float(scalars[self.metric])
+    if not self._better(value):
+      return
+    checkpointing.save_params(self.path, params)
+    self.meta = {"step": int(step), "metric": self.metric, "value": value}
+    if jax.process_index() == 0:
+      tmp = self.meta_path + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump(self.meta, f)
+      os.replace(tmp, self.meta_path)
+
+  def final(self):
+    """The selected params (host numpy), or None when no eval ran."""
+    if self.meta is None:
+      return None
+    logging_utils.log_info("final params: the eval of step %d (%s = %.5g, best of this run)",
+                           self.meta["step"], self.metric, self.meta["value"])
+    return checkpointing.load_params(self.path)
+
+
+def _start_selection(config, trainer, state, step, frozen, mesh, log, workdir,
+                     input_pipeline) -> None:
+  """Sets up `config.select_best` and, on a fresh run, evaluates the initial params (a candidate
+  too: the identity, for the residual stages)."""
+  if not int(config.get("eval_every", 0) or 0) or trainer.task.evaluate is None:
+    raise ValueError(f"config.select_best={config.select_best!r} needs evals "
+                     "(config.eval_every > 0 and a task with `evaluate`)")
+  trainer.best = BestParams(workdir, config.select_best, config.get("select_best_mode", "min"))
+  if step == 0:
+    _eval_and_log(config, trainer, state, frozen, mesh, log, 0, input_pipeline)
 
 
 def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
@@ -604,7 +691,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   Returns:
     dict with `step` (last step done), `params` (final params, host numpy; EMA params if
     `config.ema_decay > 0`), `history` (list of `{"step": s, "train/...": ..}` and
-    `{"step": s, "eval/...": ..}` dicts, one per log/eval event of this run) and `preempted`
+    `{"step": s, "eval/...": ..}` dicts, one per log/eval event of this run; with
+    `config.select_best` the params of the best eval instead) and `preempted`
     (True when stopped early by SIGTERM or `stop_after`) and `budget_reached` (True when
     `config.time_budget_s` ended training before `total_steps`).
 
@@ -643,6 +731,8 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   # ------------------------------------------------------------------ loop
   log = _MetricLog(workdir, logging_utils.Progress(int(config.total_steps), step,
                                                    bool(config.get("progress", True))))
+  if config.get("select_best"):
+    _start_selection(config, trainer, state, step, frozen, mesh, log, workdir, input_pipeline)
   try:
     state, step, preempted, budget_reached = _run_steps(
         config, trainer, state, step, train_iter, frozen, mesh, manager, log, stop_after,
@@ -655,6 +745,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   # ------------------------------------------------------------------ final params
   final = state["ema_params"] if trainer.ema_decay > 0 else state["params"]
   if not preempted:
+    final = (trainer.best.final() if trainer.best else None) or final
     checkpointing.save_params(os.path.join(workdir, "params"), final)
     logging_utils.log_info("final params written to %s", os.path.join(workdir, "params"))
   log.writer.close()

@@ -1,4 +1,5 @@
-"""Every `configs/**/*.py` loads with each of its `DOCUMENTED_ARGS` (globbed: new stages are covered).
+"""Every `configs/**/*.py` loads with each of its `DOCUMENTED_ARGS` (globbed: new stages are
+covered).
 
 Also checks what the trainer relies on: a docstring starting with the command that runs it, a
 `config.task` module that exists, a valid mesh/batch/accumulation combination, JSON-able

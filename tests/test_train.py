@@ -353,3 +353,78 @@ def test_time_budget_finishes_with_params(tmp_path):
   assert os.path.isdir(os.path.join(tmp_path, "params"))
   loaded = checkpointing.load_params(os.path.join(tmp_path, "params"))
   _assert_trees(loaded, out["params"], exact=True)
+
+
+class _CountingEvaluator:
+  """A `config.evals` evaluator that runs the task's jitted infer on a fixed input."""
+
+  calls = []
+
+  def __init__(self, config, *, scale=1.0):
+    self.config, self.scale = config, scale
+
+  def __call__(self, infer, params, frozen):
+    t = self.config.input.window
+    x = {"pose": np.ones([1, t, 6], np.float32), "gaze": np.zeros([1, t, 2], np.float32),
+         "mel": np.zeros([1, t, 16, 80], np.float32)}
+    out = np.asarray(infer(params, frozen, x)["next_motion"])
+    _CountingEvaluator.calls.append(out)
+    return {"mean_abs": self.scale * float(np.abs(out).mean())}
+
+
+def test_config_evals_run_at_every_eval(tmp_path, monkeypatch):
+  """Evaluators declared in `config.evals` run at each eval on the eval params and are logged
+  as eval/<name>/<metric> (history, metrics.jsonl); an unknown type is a clear error."""
+  from jaxtalk.evaluators import common as evals_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setitem(evals_lib.TYPES, "counting", f"{__name__}:_CountingEvaluator")
+  _CountingEvaluator.calls = []
+  c = _config("", total_steps=4, eval_every=2, log_every=1, checkpoint_every=4)
+  with c.unlocked():
+    c.evals = {"probe": {"type": "counting", "scale": 2.0}}
+  out = train.train_and_evaluate(c, str(tmp_path))
+  evals = [h for h in out["history"] if "eval/probe/mean_abs" in h]
+  assert [h["step"] for h in evals] == [2, 4] and len(_CountingEvaluator.calls) == 2
+  # The last eval saw the final params: the same output as the task's infer on them.
+  task = regression_stage.get_task(c, mesh=None)
+  x = {"pose": np.ones([1, c.input.window, 6], np.float32),
+       "gaze": np.zeros([1, c.input.window, 2], np.float32),
+       "mel": np.zeros([1, c.input.window, 16, 80], np.float32)}
+  want = np.asarray(task.infer(out["params"], task.frozen, x)["next_motion"])
+  np.testing.assert_allclose(_CountingEvaluator.calls[-1], want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(evals[-1]["eval/probe/mean_abs"], 2.0 * np.abs(want).mean(),
+                             rtol=1e-5)
+  logged = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+  assert sum("eval/probe/mean_abs" in e for e in logged) == 2
+
+  with c.unlocked():
+    c.evals = {"probe": {"type": "no_such_evaluator"}}
+  with pytest.raises(ValueError, match=r"config.evals.probe: type='no_such_evaluator'"):
+    evals_lib.from_config(c)
+
+
+def test_select_best_keeps_the_params_of_the_best_eval(tmp_path):
+  """`config.select_best`: the initial params are evaluated too, the best eval's params are the
+  final params (not the last step's), best.json names the step, and a bad metric is an error."""
+  c = _config("", total_steps=6, eval_every=2, log_every=1, checkpoint_every=6)
+  with c.unlocked():
+    c.select_best = "eval/mse"
+    c.select_best_mode = "max"  # the WORST params by mse, so the choice differs from the last
+  out = train.train_and_evaluate(c, str(tmp_path))
+  evals = {h["step"]: h["eval/mse"] for h in out["history"] if "eval/mse" in h}
+  assert sorted(evals) == [0, 2, 4, 6]
+  best_step = max(evals, key=evals.get)
+  meta = json.load(open(tmp_path / "best.json"))
+  assert meta["step"] == best_step and meta["value"] == pytest.approx(evals[best_step])
+  # The written params are those of the best eval: evaluating them gives its mse again.
+  task = regression_stage.get_task(c, mesh=None)
+  it = input_pipeline.create_iterator(c, mesh=None, split="eval")
+  params = checkpointing.load_params(tmp_path / "params")
+  mse = np.mean([float(task.evaluate(params, next(it), task.frozen)["mse"])
+                 for _ in range(int(c.eval_batches))])
+  assert mse == pytest.approx(evals[best_step], rel=1e-4)
+  _assert_trees(params, out["params"], exact=True)
+
+  with c.unlocked():
+    c.select_best = "eval/no_such_metric"
+  with pytest.raises(ValueError, match="not an eval metric"):
+    train.train_and_evaluate(c, str(tmp_path / "bad"))

@@ -11,6 +11,8 @@ Args (`--config=configs/posetalk/coarse.py:<args>`):
     adds L1 and mouth L1 terms; trains on the 64 px shards of ../shared/data in minutes on a CPU.
   synthetic=true: synthetic batches (smoke runs without shards).
   data_dir=DIR: ArrayRecord shards from `jaxtalk preprocess`.
+Every eval also runs `config.evals.reenactment` (held-out clips rendered from their first frame;
+`jaxtalk.evaluators.reenactment.HeldOutReenactment`).
   syncnet=PATH: params of the trained lip-sync expert (sets init_from.syncnet).
   vgg=PATH: converted VGG19 .npz for the perceptual loss (else the random-feature substitute).
 """
@@ -45,6 +47,9 @@ def generator_config(stage: str, arg=None):
   c.optax.clip_grad_norm = 1.0
   c.loss = dict(l1=0.0, mouth_l1=0.0, perceptual=0.5, mouth_perceptual=0.5, sync=1.0,
                 perceptual_scales=(1.0, 0.5), mouth_size=64, mouth_box_scale=1.5)
+  # Self-reenactment of held-out clips from their first frame, rendered as generation renders
+  # (eval/reenactment/{ssim,psnr,mouth_l1} and the repeat-the-source baseline *_source).
+  c.evals.reenactment = dict(type="reenactment", method="posetalk", max_clips=2, seconds=4.0)
 
   if args.size == "paper":
     c.input.resolution = 256

@@ -1,1 +1,2 @@
-"""Infrastructure shared by every stage: sharding, checkpointing, optimizers, the input pipeline, logging."""
+"""Infrastructure shared by every stage: sharding, checkpointing, optimizers, the input
+pipeline, logging."""

@@ -15,11 +15,13 @@ Two sources with the same schema:
 * real (`config.input.data_dir`): see `_real_dataset` (written by `data_pipelines/pipeline.py`).
 
 Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
-resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout;
+resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout,
+exclude (clips neither trained nor evaluated on: `split_clips`);
 optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
 (default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), read_threads
 (default 2: threads decoding examples ahead, in order; 0 = none), eval_fraction (default 0.2),
-random_crop (default True: PoseTalk's random-crop augmentation for split="train"), crop_min (default 0.8), windows_per_clip (default 0: one window
+random_crop (default True: PoseTalk's random-crop augmentation for split="train"), crop_min
+(default 0.8), windows_per_clip (default 0: one window
 per 2 s of clip per epoch), source_min_gap (default 5 frames), crop_adjusts_pose (default False),
 max_av_offset (default None: every clip; N: leave out clips whose audio is still out of sync
 after preprocessing, `|residual_av_offset| > N` frames, e.g. the lip-sync expert's training data),
@@ -296,12 +298,18 @@ def load_dataset_info(data_dir: str) -> dict:
 # Real source: ArrayRecord clip records -> training windows.
 # ----------------------------------------------------------------------------------------------
 def split_clips(info: Mapping[str, Any], holdout: Sequence[str] = (),
-                eval_fraction: float = 0.2) -> tuple[list[int], list[int]]:
+                eval_fraction: float = 0.2,
+                exclude: Sequence[str] = ()) -> tuple[list[int], list[int]]:
   """Record indices of the train and eval clips.
 
   With `holdout` (clip ids, video ids or speakers), those clips are eval and the rest train.
   Otherwise a deterministic fraction: a clip is eval when md5(clip_id) / 2^32 < eval_fraction
-  (at least one eval and one train clip when there are two or more clips).
+  (at least one eval and one train clip when there are two or more clips). Clips matching
+  `exclude` (`config.input.exclude`: e.g. a test clip reported elsewhere, which neither training
+  nor model selection may see) are in neither list.
+
+  Raises:
+    ValueError: `holdout` or `exclude` matches no clip, video or speaker.
   """
   import hashlib  # pylint: disable=g-import-not-at-top
   clips = info["clips"]
@@ -318,8 +326,15 @@ def split_clips(info: Mapping[str, Any], holdout: Sequence[str] = (),
       is_eval[int(np.argmin(score))] = True
     if len(clips) >= 2 and all(is_eval):
       is_eval[int(np.argmax(score))] = False
-  train = [i for i, e in enumerate(is_eval) if not e]
-  ev = [i for i, e in enumerate(is_eval) if e]
+  out = set()
+  if exclude:
+    ex = set(exclude)
+    out = {i for i, c in enumerate(clips)
+           if c["clip_id"] in ex or c["video_id"] in ex or c["speaker"] in ex}
+    if not out:
+      raise ValueError(f"config.input.exclude {sorted(ex)} matches no clip, video or speaker")
+  train = [i for i, e in enumerate(is_eval) if not e and i not in out]
+  ev = [i for i, e in enumerate(is_eval) if e and i not in out]
   return train, ev
 
 
@@ -576,7 +591,8 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
     raise ValueError(f"{data_dir}: config.input.keys asks for {missing_opt}, which these shards "
                      "do not have (preprocess with --wav2vec_path / --clip_path)")
   train_idx, eval_idx = split_clips(info, tuple(_get(inp, "holdout", ()) or ()),
-                                    float(_get(inp, "eval_fraction", 0.2)))
+                                    float(_get(inp, "eval_fraction", 0.2)),
+                                    tuple(_get(inp, "exclude", ()) or ()))
   max_av = _get(inp, "max_av_offset", None)
   if max_av is not None:
     out, unknown = out_of_sync_clips(info, int(max_av), _get(inp, "av_min_confidence", None))

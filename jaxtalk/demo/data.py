@@ -31,8 +31,7 @@ import numpy as np
 
 from jaxtalk.serve import video_io
 
-SAMPLE_RATE = 16000
-FPS = 25
+from jaxtalk.features.audio import FPS, SAMPLE_RATE  # pylint: disable=g-importing-member
 
 # Head-motion styles with the descriptions written into the manifest (CelebV-Text style).
 STYLES = (

@@ -1,7 +1,8 @@
 """Mouth landmark distance (LMD, Chen et al. 2019) with jaxtalk's mediapipe FaceMesh landmarks.
 
 For generated and ground-truth frames of the same clip (same crop, same resolution), the 40
-lip-contour points of `jaxtalk.features.face.LIPS` are found by FaceMesh (static-image mode, each frame on
+lip-contour points of `jaxtalk.features.face.LIPS` are found by FaceMesh (static-image mode, each
+frame on
 its own; frames smaller than `min_size` are upscaled first and the points scaled back), and
 
   LMD = mean over frames where both faces were found, of mean_k || p_k - g_k ||_2   (pixels)

@@ -89,7 +89,8 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
   Args:
     render_fn: see module docstring.
     clips: iterable of batches in the jaxtalk batch layout (needs "frames"; "mask", "pose",
-      "mel", "mouth_box" when present are used), e.g. `input_pipeline.create_iterator(config, split="eval")`.
+      "mel", "mouth_box" when present are used), e.g. `input_pipeline.create_iterator(config,
+      split="eval")`.
     perceptual: `(net, params)` from `losses.PerceptualNet.create`, or None to skip LPIPS*.
     identity: an `identity.IdentityEmbedder`, or None to skip IP.
     landmarks: a `landmarks.MouthLandmarks`, or None to skip LMD.
@@ -152,6 +153,81 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
   if perceptual is not None:
     out["lpips_backbone"] = image_lib.backbone_name(perceptual[0])
   return out
+
+
+def model_render_fn(model) -> Callable:
+  """The `render_fn` (module docstring) of a loaded model (`jaxtalk.methods`: a bundle, or a
+  method's `stage_model`): each clip's own raw pose and gaze as its `Motion`, rendered by
+  `model.render_motion` with the clip's mel windows and the source frame's pose."""
+  from jaxtalk import motion as motion_lib  # pylint: disable=g-import-not-at-top
+
+  def render_fn(source, batch):
+    out = []
+    for b in range(source.shape[0]):
+      motion = motion_lib.Motion(pose=batch["pose"][b:b + 1], gaze=batch["gaze"][b:b + 1])
+      out.append(model.render_motion(source[b], motion, mel=batch["mel"][b],
+                                     source_pose=batch["source_pose"][b]))
+    return np.stack(out)
+  return render_fn
+
+
+def clip_batches(clips: list[dict]):
+  """One batch `[1, T, ...]` per clip of `read_clips` (the layout `evaluate_reenactment` reads)."""
+  for c in clips:
+    yield {k: c[k][None] for k in ("frames", "mel", "pose", "gaze", "mouth_box")}
+
+
+class HeldOutReenactment:
+  """Self-reenactment of a renderer stage on its held-out clips while it trains.
+
+  Declared in a stage config as `config.evals.<name> = dict(type="reenactment",
+  method="posetalk", max_clips=2, seconds=4.0)` and run by train.py at every eval
+  (`jaxtalk.evaluators.common`). The clips are the stage's eval split (`input.holdout`, else
+  the md5 split of `input_pipeline.split_clips`): the first `max_clips`, their first `seconds`,
+  at the stage's resolution, source = frame 0. They are rendered through the method's
+  `stage_model` (as `jaxtalk generate` renders a bundle) and scored with SSIM, PSNR and mouth
+  L1; the repeat-the-source baseline, computed once, is returned beside them as `<metric>_source`.
+  With synthetic input or no shards the evaluator is inactive and returns {}.
+  """
+
+  METRICS = ("ssim", "psnr", "mouth_l1")
+
+  def __init__(self, config, *, method: str = "posetalk", max_clips: int = 2,
+               seconds: float = 4.0):
+    from jaxtalk import methods  # pylint: disable=g-import-not-at-top
+    from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+    self.config = config
+    self.clips: list[dict] = []
+    self.baseline: dict[str, float] = {}
+    self.stage_model = methods.get(method).stage_model
+    if self.stage_model is None:
+      raise ValueError(f"config.evals: method {method!r} has no stage_model to render with")
+    data_dir = config.input.get("data_dir", "")
+    if config.input.get("synthetic", False) or not data_dir:
+      return
+    info = input_pipeline.load_dataset_info(data_dir)
+    _, ev = input_pipeline.split_clips(info, tuple(config.input.get("holdout", ()) or ()),
+                                       float(config.input.get("eval_fraction", 0.2)),
+                                       tuple(config.input.get("exclude", ()) or ()))
+    ids = [info["clips"][i]["clip_id"] for i in ev][:int(max_clips)]
+    if not ids:
+      return
+    self.clips = read_clips(data_dir, clip_ids=ids, resolution=int(config.input.resolution),
+                            max_frames=int(round(float(seconds) * 25)))
+    self.baseline = self._metrics(repeat_source)
+
+  def _metrics(self, render_fn) -> dict[str, float]:
+    out = evaluate_reenactment(render_fn, clip_batches(self.clips))
+    return {k: out[k] for k in self.METRICS if k in out}
+
+  def __call__(self, infer, params, frozen) -> dict[str, float]:
+    """Metrics of the stage with `params`: `infer` is the task's jitted infer function."""
+    if not self.clips:
+      return {}
+    model = self.stage_model(self.config, infer, params, frozen)
+    out = self._metrics(model_render_fn(model))
+    out.update({f"{k}_source": v for k, v in self.baseline.items()})
+    return out
 
 
 def format_table(rows: Mapping[str, Mapping[str, float]]) -> str:

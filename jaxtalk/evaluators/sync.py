@@ -139,7 +139,7 @@ class SyncEvaluator:
 
   Attributes:
     model, params: a `SyncNet` and its params (e.g. from the syncnet stage's `params/`).
-    image_size, face_box: leave None for a model from `tasks.syncnet.build_model` (it carries
+    image_size, face_box: leave None for a model from `models.syncnet.from_config` (it carries
       them); for a bare `SyncNet`, frames are first passed through
       `syncnet.prepare_faces(frames, image_size, face_box)`.
     max_offset: +- offsets searched (frames).

@@ -221,7 +221,8 @@ class Wav2Vec2Features:
   PoseTalk conditions on wav2vec 2.0 features; this computes them once in preprocessing
   (`jaxtalk preprocess --wav2vec_path=DIR`), stored per clip as `wav2vec [T, C]`.
 
-  The folder is what `jaxtalk.features.wav2vec.load_wav2vec` reads: `config.json` + `model.safetensors`
+  The folder is what `jaxtalk.features.wav2vec.load_wav2vec` reads: `config.json` +
+  `model.safetensors`
   (PyTorch names; wav2vec2-base and large/XLSR alike) or `flax_model.msgpack`. This is the one
   wav2vec feature path of jaxtalk (`jaxtalk.features.wav2vec`: `normalize_wav` -> `hidden_state` ->
   `to_video_frames`, whose docstring gives the 25 fps alignment rule: video frame t = mean of

@@ -18,8 +18,8 @@ from the camera) is decomposed as R = Rz(roll) Ry(yaw) Rx(pitch); all angles are
 for a face looking straight into the camera. Signs (image-based, checked on the test clips):
 yaw > 0 when the face turns towards the image's left (the subject's right), pitch > 0 when the
 chin goes down (looking down), roll > 0 when the head tilts clockwise in the image. Typical
-accuracy of six-point PnP with a generic model: a few degrees for near-frontal faces, worse (5-10 degrees)
-beyond 45 degrees of yaw where landmarks of the far side are guessed by the mesh model.
+accuracy of six-point PnP with a generic model: a few degrees for near-frontal faces, worse (5-10
+degrees) beyond 45 degrees of yaw where landmarks of the far side are guessed by the mesh model.
 
 Gaze (`gaze`): eye-in-head direction from the iris centres (landmarks 468 and 473) relative to
 each eye's corners (33/133 and 362/263) and lids (159/145, 386/374). The iris offset from the
@@ -28,7 +28,8 @@ eye centre, divided by the eye width, is converted to an angle with an eyeball r
 sign convention as the head pose: yaw = asin(-dx / r) (> 0: looking towards the image's left),
 pitch = asin(dy / r) (> 0: looking down); dx, dy are the iris offsets along / across the line
 through the eye corners (x towards the image's right, y down); both eyes are averaged weighted
-by their width (the more frontal eye counts more). Frames with closed eyes (opening < 0.12 eye widths) take the value of the nearest open frame. No per-person
+by their width (the more frontal eye counts more). Frames with closed eyes (opening < 0.12 eye
+widths) take the value of the nearest open frame. No per-person
 calibration and eyelids occlude the iris vertically, so expect roughly +-5 degrees horizontal and
 +-10 degrees vertical error; it is a relative control signal, not a gaze tracker.
 """

@@ -17,7 +17,8 @@ Weights, first found wins:
 * `pytorch_model.bin` alone is a torch pickle, which cannot be read without torch: a ValueError
   says how to convert it to safetensors on a machine with torch.
 
-Feature path (one for all of jaxtalk; `jaxtalk.features.audio.Wav2Vec2Features` runs it in preprocessing):
+Feature path (one for all of jaxtalk; `jaxtalk.features.audio.Wav2Vec2Features` runs it in
+preprocessing):
 `normalize_wav` -> `hidden_state` (one layer of the model) -> `to_video_frames` (25 fps).
 
 25 fps alignment (`to_video_frames`): wav2vec frame j is computed from samples
@@ -47,11 +48,12 @@ import numpy as np
 
 from jaxtalk.models import wav2vec2 as w2v_model
 
-SAMPLE_RATE = 16000
+SAMPLE_RATE = 16000  # the input rate wav2vec 2.0 was trained on (a property of the model)
 SAMPLES_PER_VIDEO_FRAME = 640  # 16 kHz / 25 fps
 
 # transformers' Wav2Vec2Config defaults for the fields the port reads (save_pretrained may omit
-# fields equal to their default; tests/features/test_wav2vec.py checks these against Wav2Vec2Config()).
+# fields equal to their default; tests/features/test_wav2vec.py checks these against
+# Wav2Vec2Config()).
 CONFIG_DEFAULTS = dict(
     conv_dim=(512,) * 7, conv_kernel=(10, 3, 3, 3, 3, 2, 2), conv_stride=(5, 2, 2, 2, 2, 2, 2),
     conv_bias=False, feat_extract_norm="group", feat_extract_activation="gelu", hidden_size=768,

@@ -9,9 +9,11 @@ writes (params + `config.json` of the PLD stage and of the VAE stage named by
 `config.init_from.pose_vae`).
 
 Audio condition (`audio_condition`): what the denoiser was trained on (`audio_feature(model)`):
-Wav2Lip log-mel windows, or, for a PLD trained with configs/posetalk/pld.py `audio=wav2vec`, wav2vec 2.0
+Wav2Lip log-mel windows, or, for a PLD trained with configs/posetalk/pld.py `audio=wav2vec`,
+wav2vec 2.0
 features computed from the waveform by the same code and folder as preprocessing
-(`jaxtalk.features.audio.Wav2Vec2Features`, 25 fps alignment of `jaxtalk.features.wav2vec.to_video_frames`),
+(`jaxtalk.features.audio.Wav2Vec2Features`, 25 fps alignment of
+`jaxtalk.features.wav2vec.to_video_frames`),
 rounded to float16 as the shards store them. The wav2vec model is loaded once per `PLDParams`.
 
 Long audio: windows of the training length W overlap by `overlap` frames. Window i > 0 is
@@ -40,30 +42,9 @@ from jaxtalk.features import text as text_lib
 from jaxtalk.motion import windows as windows_lib
 from jaxtalk.models.posetalk import pose_denoiser as den_lib
 from jaxtalk.models.posetalk import pose_vae as vae_lib
-from jaxtalk.tasks.posetalk import pose_vae as vae_task
 
 PyTree = Any
 MODES = ("text_audio", "text", "audio", "none")
-
-
-def build_denoiser(model_cfg, latent_tokens: int, latent_dim: int, dtype="float32",
-                   text_vocab_size: Optional[int] = None) -> den_lib.PoseDenoiser:
-  """`PoseDenoiser` from a `config.model` mapping of the pld stage and the VAE latent shape.
-
-  `text_vocab_size` = 0 when a CLIP folder provides text tokens (default: from the config, or 0
-  if `clip_path` is set).
-  """
-  m = dict(model_cfg)
-  if text_vocab_size is None:
-    text_vocab_size = 0 if m.get("clip_path") else int(m.get("text_vocab_size", 4096))
-  return den_lib.PoseDenoiser(
-      latent_tokens=int(latent_tokens), latent_dim=int(latent_dim), width=int(m["width"]),
-      depth=int(m["depth"]), num_heads=int(m["num_heads"]), mlp_mult=int(m.get("mlp_mult", 4)),
-      dropout=float(m.get("dropout", 0.0)), text_vocab_size=int(text_vocab_size),
-      text_width=int(m.get("text_width", m["width"])), text_depth=int(m.get("text_depth", 2)),
-      audio_input=str(m.get("audio_input", "mel")),
-      audio_width=int(m.get("audio_width", m["width"])),
-      audio_channels=int(m.get("audio_channels", 32)), dtype=jnp.dtype(dtype))
 
 
 def audio_feature(model_cfg) -> str:
@@ -221,9 +202,8 @@ class PLDParams:
 
   @functools.cached_property
   def modules(self):
-    vae = vae_lib.PoseVAE(**vae_task.vae_kwargs(self.vae_model, inference=True),
-                          dtype=jnp.dtype(self.dtype))
-    den = build_denoiser(self.model, vae.latent_tokens, vae.latent_dim, self.dtype,
+    vae = vae_lib.from_config(self.vae_model, self.dtype, inference=True)
+    den = den_lib.from_config(self.model, vae.latent_tokens, vae.latent_dim, self.dtype,
                          text_vocab_size=0 if self.clip is not None else None)
     return vae, den, make_schedule(self.diffusion)
 

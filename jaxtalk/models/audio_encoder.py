@@ -1,4 +1,12 @@
-"""Trainable audio encoders for the pose denoiser's audio condition (PoseTalk "Pose Generation").
+"""Trainable audio encoders of jaxtalk's generators (one family, each from log-mel windows or
+stored features).
+
+* `MelFrameEncoder`: one feature per frame from its log-mel window (conv stages, pooled), the
+  audio branch of PoseTalk's Motion2Latent (CoarseNet/RefineNet).
+* `MelAudioEncoder` / `FeatureAudioEncoder`: per-frame tokens + a pooled vector for the pose
+  denoiser's audio condition (PoseTalk "Pose Generation"), below.
+(SyncNet's audio encoder stays in `jaxtalk.models.syncnet`: it is Wav2Lip's architecture, so
+that converted Wav2Lip experts load.)
 
 PoseTalk extracts audio features with wav2vec 2.0 (Baevski et al. 2020). Without a local
 wav2vec checkpoint the default is the per-frame log-mel window of the batch (`mel [B, T, 16, 80]`,
@@ -11,7 +19,7 @@ Both return `(tokens [B, T, D], pooled [B, D])` (one token per video frame; pool
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 from flax import linen as nn
 import jax.numpy as jnp
@@ -19,6 +27,44 @@ import jax.numpy as jnp
 from jaxtalk.models import layers
 
 Dtype = Any
+
+
+class MelFrameEncoder(nn.Module):
+  """Per-frame audio features from Wav2Lip log-mel windows.
+
+  Four 3x3 conv + GroupNorm + LeakyReLU stages (the first halves the mel axis, the others both
+  axes), global average pooling and a Dense layer.
+
+  Attributes:
+    channels: conv widths per stage.
+    out_dim: feature size.
+    dtype / param_dtype: compute / parameter dtypes.
+
+  Args (call):
+    mel: `[B, T, 16, 80]` log-mel windows (window t centred on video frame t).
+
+  Returns:
+    `[B, T, out_dim]` in `dtype`.
+  """
+  channels: Sequence[int] = (32, 64, 128, 128)
+  out_dim: int = 128
+  dtype: Dtype = jnp.float32
+  param_dtype: Dtype = jnp.float32
+
+  @nn.compact
+  def __call__(self, mel):
+    if mel.ndim != 4:
+      raise ValueError(f"MelFrameEncoder: expected mel [B, T, 16, 80], got {mel.shape}")
+    b, t, s, f = mel.shape
+    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
+    x = mel.reshape(b * t, s, f, 1).astype(self.dtype)
+    for i, c in enumerate(self.channels):
+      stride = (1, 2) if i == 0 else (2, 2)
+      x = layers.Conv(c, 3, strides=stride, name=f"conv{i}", **kw)(x)
+      x = nn.leaky_relu(layers.GroupNorm(name=f"gn{i}", **kw)(x), 0.2)
+    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
+    x = layers.Dense(self.out_dim, names=("mlp", "embed"), name="out", **kw)(x)
+    return x.reshape(b, t, self.out_dim)
 
 
 def masked_mean(tokens, mask):

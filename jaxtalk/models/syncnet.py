@@ -183,7 +183,7 @@ class SyncNet(nn.Module):
     motion_gain: visual input layout (see `FaceEncoder`).
     image_size: if set, `embed_video` first turns any input crop into this face size with
       `prepare_faces(faces, image_size, face_box)`, so every caller feeds the expert exactly
-      what it was trained on (set by `tasks.syncnet.build_model` from the stage config).
+      what it was trained on (set by `from_config` from the stage config).
     face_box: (x0, y0, x1, y1) in [0, 1] of the crop used as the face box (see `prepare_faces`).
     dtype: compute dtype (embeddings and similarities are float32).
   """
@@ -263,7 +263,8 @@ def sync_loss(sim: jax.Array, mask=None) -> jax.Array:
 
 
 # The face box inside jaxtalk's aligned crops: the data pipeline's crop is 1.6x the face size,
-# centred on the face (`jaxtalk.features.face.smoothed_crop_boxes`), so the face is the central 1/1.6.
+# centred on the face (`jaxtalk.features.face.smoothed_crop_boxes`), so the face is the central
+# 1/1.6.
 ALIGNED_FACE_BOX = (0.1875, 0.1875, 0.8125, 0.8125)
 
 
@@ -309,7 +310,7 @@ def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, 
     frames: `[B, T, H, W, 3]` generated face crops in [-1, 1] (T >= 5), aligned like the
       expert's training crops (PoseTalk aligns them by warping before this call).
     mel: `[B, T, 16, 80]` the batch's mel windows; window t+2 goes with frames t..t+4.
-    image_size, face_box: leave None for a model from `tasks.syncnet.build_model` (it carries
+    image_size, face_box: leave None for a model from `from_config` (it carries
       them); for a bare `SyncNet`, its stage's `config.model.image_size` / `.face_box`.
     mask: optional `[B, T]` valid frames; a window counts only if all 5 frames are valid.
     stride: use windows starting every `stride` frames.
@@ -336,3 +337,16 @@ def expert_sync_loss(model: SyncNet, params, frames: jax.Array, mel: jax.Array, 
   w = jnp.ones_like(sim) if valid is None else valid.astype(jnp.float32)
   mean_sim = jnp.sum(sim * w) / jnp.maximum(jnp.sum(w), 1.0)
   return sync_loss(sim, valid), {"sync_sim": mean_sim}
+
+
+def from_config(model_cfg, dtype="float32") -> SyncNet:
+  """`SyncNet` from the syncnet stage's `config.model` mapping (face/audio widths and residual
+  counts, embed_dim, norm, motion_gain, image_size, face_box) and a compute dtype name. The
+  model carries image_size/face_box, so it accepts any aligned crop size."""
+  m = dict(model_cfg)
+  return SyncNet(
+      face_widths=tuple(m["face_widths"]), face_res=tuple(m["face_res"]),
+      audio_widths=tuple(m["audio_widths"]), audio_res=tuple(m["audio_res"]),
+      embed_dim=int(m["embed_dim"]), norm=m.get("norm", "group"),
+      motion_gain=float(m.get("motion_gain", 0.0)), image_size=int(m["image_size"]),
+      face_box=tuple(m["face_box"]) if m.get("face_box") else None, dtype=jnp.dtype(dtype))

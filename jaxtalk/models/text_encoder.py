@@ -6,7 +6,8 @@ PoseTalk maps the motion description with the CLIP text encoder (Radford et al. 
   CLIP's pooled output (the EOS token) `[B, Dc]`.
 * `TrainableTextEncoder`: the default that needs no download: token embedding + sinusoidal
   positions + a small transformer, trained with the denoiser over the word-level vocabulary of
-  `jaxtalk.features.text.build_vocab`. Using it is announced once (logging.warning) by `announce_fallback`.
+  `jaxtalk.features.text.build_vocab`. Using it is announced once (logging.warning) by
+  `announce_fallback`.
 
 Both return `(tokens [B, L, D], pooled [B, D])`; padded positions (mask False) are zero in tokens.
 """

@@ -505,7 +505,8 @@ class Wav2Vec2Model(nn.Module):
 
   Args (call):
     wav: `[B, N]` float 16 kHz samples, normalised as the checkpoint's feature extractor expects
-      (`jaxtalk.features.wav2vec.normalize_wav`). Needs N >= the receptive field (400) for one frame.
+      (`jaxtalk.features.wav2vec.normalize_wav`). Needs N >= the receptive field (400) for one
+      frame.
     mask: optional `[B, N]` bool/int, 1 = real sample; each row's real samples must be a prefix.
     output_hidden_states: also return every layer's hidden state.
 

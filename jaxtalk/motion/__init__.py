@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-FPS = 25
+from jaxtalk.features.audio import FPS  # pylint: disable=g-importing-member
 POSE_DIM = 6
 GAZE_DIM = 2
 POSE_NAMES = ("yaw", "pitch", "roll", "tx", "ty", "scale")

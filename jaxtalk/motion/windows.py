@@ -3,7 +3,8 @@
 Models are trained on windows of T frames; generation handles audio of any length by running
 overlapping windows and cross-fading the overlaps with linear weights (a partition of unity), so
 every output frame is a convex combination of window outputs and there is no jump at a border.
-Used by `jaxtalk.serve.generate` for the renderer; PLD sampling (`jaxtalk.generators.pld`) additionally
+Used by `jaxtalk.serve.generate` for the renderer; PLD sampling (`jaxtalk.generators.pld`)
+additionally
 conditions each window on the previous one's overlap.
 """
 

@@ -331,6 +331,29 @@ class PoseTalkModel:
                           mel, source_pose, progress=progress)
 
 
+def stage_model(config, infer, params, frozen) -> PoseTalkModel:
+  """A `PoseTalkModel` over a renderer stage (coarse, refine or enhancer) while it trains.
+
+  Args:
+    config: the stage's config (`input.data_dir` shards give the pose/gaze statistics;
+      `input.window` and `input.resolution` the renderer's window and size).
+    infer: the stage task's `infer(params, frozen, inputs) -> {"frames": ...}`, jitted.
+    params / frozen: the stage's current (EMA) params and its frozen inputs.
+
+  Returns:
+    a model whose `render_motion` renders like a loaded bundle's (normalisation, padding,
+    cross-faded windows); `sample_motion` is None.
+  """
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  info = input_pipeline.load_dataset_info(config.input.data_dir)
+  manifest = {k: _floats(info[k]) for k in ("pose_mean", "pose_std", "gaze_mean", "gaze_std")}
+  return PoseTalkModel(path="", resolution=int(config.input.resolution),
+                       window=int(config.input.window),
+                       crop_scale=float(info.get("crop_scale", 1.6)), manifest=manifest,
+                       sample_motion=None, _call=lambda p, _, x: infer(p, frozen, x),
+                       _params=params)
+
+
 def load(path: str, manifest: dict, *, wav2vec: Optional[str] = None) -> PoseTalkModel:
   """Loads a `posetalk` bundle folder (written by `export`).
 
@@ -374,6 +397,7 @@ METHOD = methods.register(methods.Method(
     required=("coarse", "refine"),
     export=export,
     load=load,
+    stage_model=stage_model,
     train_stages=(("syncnet", "configs.syncnet"), ("pose_vae", "configs.posetalk.pose_vae"),
                   ("pld", "configs.posetalk.pld"), ("coarse", "configs.posetalk.coarse"),
                   ("refine", "configs.posetalk.refine"),

@@ -8,7 +8,8 @@ Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
   1. portrait: any size, any image file and mode Pillow reads (JPEG/PNG/WebP/TIFF/...; 8- or
      16-bit, grayscale, palette, alpha, CMYK; EXIF orientation applied: `video_io.load_image`);
      the face is found and cropped with the same functions and crop rule as preprocessing
-     (`jaxtalk.features.face`: FaceMesh landmarks, square box of `crop_scale` x face size, resized to the
+     (`jaxtalk.features.face`: FaceMesh landmarks, square box of `crop_scale` x face size, resized
+     to the
      generator's resolution); its head pose and gaze are measured the same way;
   2. audio: any file PyAV decodes (wav/mp3/flac/ogg/m4a or a video's audio track; any rate,
      sample format and channel count), resampled to 16 kHz and the channels averaged
@@ -44,8 +45,7 @@ from jaxtalk.serve import video_io
 from jaxtalk.motion import controls
 from jaxtalk.serve.video_io import InputError
 
-FPS = 25
-SAMPLE_RATE = 16000
+from jaxtalk.features.audio import FPS, SAMPLE_RATE  # pylint: disable=g-importing-member
 MIN_AUDIO_SECONDS = 0.2      # 5 frames: one SyncNet window
 SILENCE_RMS = 1e-4           # below this RMS (about -80 dBFS) the audio is treated as silent
 

@@ -18,8 +18,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-FPS = 25
-SAMPLE_RATE = 16000
+from jaxtalk.features.audio import FPS, SAMPLE_RATE  # pylint: disable=g-importing-member
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 
 

@@ -3,10 +3,12 @@
     def get_task(config, *, mesh) -> Task
 
 where `config` is the stage's resolved ml_collections config (`configs/<stage>.py`). `train.py`
-imports the module named by `config.task` (e.g. "jaxtalk.tasks.posetalk.pose_vae") and runs one loop for
+imports the module named by `config.task` (e.g. "jaxtalk.tasks.posetalk.pose_vae") and runs one
+loop for
 every stage; everything stage-specific lives in the `Task` it returns.
 
-Batch layout (produced by `jaxtalk/core/input_pipeline.py`, real or synthetic; every array is a global
+Batch layout (produced by `jaxtalk/core/input_pipeline.py`, real or synthetic; every array is a
+global
 `jax.Array` with the batch dimension sharded over ('data', 'fsdp')). A stage reads only the keys
 it needs; `config.input.keys` lists them so the pipeline can skip decoding the rest:
 

@@ -27,15 +27,9 @@ CENTER = NF // 2
 
 
 def build_model(config) -> syncnet_lib.SyncNet:
-  """SyncNet from `config.model` (widths, residual counts, embed_dim, norm, image_size, face_box)
-  + dtype. The model carries image_size/face_box, so it accepts any aligned crop size."""
-  m = config.model
-  return syncnet_lib.SyncNet(
-    face_widths=tuple(m.face_widths), face_res=tuple(m.face_res),
-    audio_widths=tuple(m.audio_widths), audio_res=tuple(m.audio_res),
-    embed_dim=m.embed_dim, norm=m.get("norm", "group"),
-    motion_gain=float(m.get("motion_gain", 0.0)), image_size=int(m.image_size),
-    face_box=tuple(m.face_box) if m.get("face_box") else None, dtype=jnp.dtype(config.dtype))
+  """The expert of a syncnet stage config (`config.model`, `config.dtype`; a ConfigDict or the
+  dict of its config.json): `models.syncnet.from_config`."""
+  return syncnet_lib.from_config(config["model"], config.get("dtype", "float32"))
 
 
 def sample_pairs(rng, frames, mel, mask, *, windows_per_clip: int, min_shift: int):

@@ -22,7 +22,7 @@ from configs.posetalk import pld as pld_config
 from configs.posetalk import pose_vae as vae_config
 from configs.posetalk import refine as refine_config
 from jaxtalk.core import sharding
-from jaxtalk.generators import pld as pld_lib
+from jaxtalk.models.posetalk import pose_denoiser as den_lib
 from jaxtalk.models import syncnet as syncnet_lib
 from jaxtalk.tasks import syncnet as syncnet_task
 from jaxtalk.tasks.posetalk import coarse as coarse_task
@@ -67,7 +67,7 @@ def _pose_vae():
 def _pld():
   config = pld_config.get_config("size=paper")
   vae = vae_config.get_config("size=paper").model
-  den = pld_lib.build_denoiser(config.model, int(vae.latent_tokens), int(vae.latent_dim))
+  den = den_lib.from_config(config.model, int(vae.latent_tokens), int(vae.latent_dim))
   t = int(config.input.window)
   z = jnp.zeros((1, int(vae.latent_tokens), int(vae.latent_dim)))
   return jax.eval_shape(lambda: den.init(
@@ -104,7 +104,7 @@ def test_paper_param_shardings_match_golden(name):
   golden = json.loads(path.read_text())
   changed = {k: (golden.get(k), v) for k, v in specs.items() if golden.get(k) != v}
   removed = sorted(set(golden) - set(specs))
-  assert not changed and not removed, (f"{name}: shardings differ from {path} (regenerate with "
-                                       f"JAXTALK_UPDATE_GOLDEN=1 if intended): changed "
-                                       f"{dict(list(changed.items())[:10])}, removed {removed[:10]}")
+  assert not changed and not removed, (
+      f"{name}: shardings differ from {path} (regenerate with JAXTALK_UPDATE_GOLDEN=1 if "
+      f"intended): changed {dict(list(changed.items())[:10])}, removed {removed[:10]}")
   assert any(any(a is not None for a in s) for s in specs.values()), f"{name}: nothing sharded"

@@ -1,7 +1,8 @@
 """The PLD's wav2vec 2.0 audio condition end to end (configs/posetalk/pld.py `audio=wav2vec`).
 
 A tiny random wav2vec 2.0 checkpoint (the standard conv stack: 50 Hz frames, so the real 25 fps
-alignment) is written as PyTorch-named safetensors with tests/features/test_wav2vec.py's helpers; synthetic
+alignment) is written as PyTorch-named safetensors with tests/features/test_wav2vec.py's helpers;
+synthetic
 clips get their `wav2vec` feature from preprocessing's own extractor and are written as shards
 with preprocessing's dataset_info. Sampling must compute the very features the shards store.
 Default suite: the stage traced (init/loss/eval/infer) and a PLD workdir made from the task's

@@ -67,9 +67,17 @@ def test_load_image_errors_name_the_file(tmp_path, content, match):
 
 @pytest.mark.needs_data
 def test_load_real_portraits(shared_data):
+  """The real portraits load pixel for pixel as Pillow decodes them (RGB ones unchanged; the
+  RGBA one composited over white where it is transparent, and unchanged where it is opaque)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   for path in sorted((shared_data / "images").iterdir()):
     im = video_io.load_image(path)
-    assert im.ndim == 3 and im.shape[-1] == 3, path
+    ref = Image.open(path)
+    rgba = np.asarray(ref.convert("RGBA"))
+    assert im.dtype == np.uint8 and im.shape == rgba.shape[:2] + (3,), path
+    opaque = rgba[..., 3] == 255
+    assert opaque.mean() > 0.5, path
+    np.testing.assert_array_equal(im[opaque], rgba[..., :3][opaque], err_msg=str(path))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Tests for the pose VAE (jaxtalk/models/posetalk/pose_vae.py, jaxtalk/tasks/posetalk/pose_vae.py)."""
+"""Tests for the pose VAE (jaxtalk/models/posetalk/pose_vae.py,
+jaxtalk/tasks/posetalk/pose_vae.py)."""
 
 import os
 

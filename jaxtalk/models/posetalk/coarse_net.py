@@ -130,3 +130,10 @@ class CoarseNet(nn.Module):
     shape5 = lambda x: x.reshape((b, t) + x.shape[1:])
     aux = dict(flow=shape5(flow), occlusion=shape5(occ), warped=shape5(warped), latent=z)
     return shape5(out), aux
+
+
+def from_config(model_cfg, dtype="float32") -> CoarseNet:
+  """`CoarseNet` from its stage config's `model.coarse` mapping (the class's attributes; lists
+  become tuples, as JSON configs store them) and a compute dtype name."""
+  kw = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(model_cfg).items()}
+  return CoarseNet(**kw, dtype=jnp.dtype(dtype))

@@ -79,3 +79,10 @@ class Enhancer(nn.Module):
     out = layers.tanh_skip(logits, img)
     return out.reshape(lead + (h, w, 3)), dict(residual=logits.astype(jnp.float32).reshape(
         lead + (h, w, 3)))
+
+
+def from_config(model_cfg, dtype="float32") -> Enhancer:
+  """`Enhancer` from its stage config's `model.enhancer` mapping (the class's attributes; lists
+  become tuples, as JSON configs store them) and a compute dtype name."""
+  kw = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(model_cfg).items()}
+  return Enhancer(**kw, dtype=jnp.dtype(dtype))

@@ -2,7 +2,8 @@
 
 The conditions of frame t are its normalised head pose `[6]`, gaze `[2]`, the source frame's
 pose `[6]` (so the latent can encode motion *relative to* the source) and audio features from the
-frame's Wav2Lip log-mel window `[16, 80]` (a small conv `AudioEncoder`, trained with the stage).
+frame's Wav2Lip log-mel window `[16, 80]` (`jaxtalk.models.audio_encoder.MelFrameEncoder`, trained
+with the stage).
 They are concatenated, projected to `model_dim`, downsampled in time by a stride-2 Conv1D, passed
 through `num_blocks` (paper: 5) Conformer blocks (Gulati et al. 2020) that model the dependencies
 between context frames, upsampled back to T frames (repeat x2, trimmed, plus a skip from the
@@ -16,47 +17,10 @@ from typing import Any, Sequence
 import jax.numpy as jnp
 from flax import linen as nn
 
+from jaxtalk.models import audio_encoder as audio_lib
 from jaxtalk.models import layers
 
 Dtype = Any
-
-
-class AudioEncoder(nn.Module):
-  """Per-frame audio features from Wav2Lip log-mel windows.
-
-  Four 3x3 conv + GroupNorm + LeakyReLU stages (the first halves the mel axis, the others both
-  axes), global average pooling and a Dense layer.
-
-  Attributes:
-    channels: conv widths per stage.
-    out_dim: feature size.
-    dtype / param_dtype: compute / parameter dtypes.
-
-  Args (call):
-    mel: `[B, T, 16, 80]` log-mel windows (window t centred on video frame t).
-
-  Returns:
-    `[B, T, out_dim]` in `dtype`.
-  """
-  channels: Sequence[int] = (32, 64, 128, 128)
-  out_dim: int = 128
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, mel):
-    if mel.ndim != 4:
-      raise ValueError(f"AudioEncoder: expected mel [B, T, 16, 80], got {mel.shape}")
-    b, t, s, f = mel.shape
-    kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    x = mel.reshape(b * t, s, f, 1).astype(self.dtype)
-    for i, c in enumerate(self.channels):
-      stride = (1, 2) if i == 0 else (2, 2)
-      x = layers.Conv(c, 3, strides=stride, name=f"conv{i}", **kw)(x)
-      x = nn.leaky_relu(layers.GroupNorm(name=f"gn{i}", **kw)(x), 0.2)
-    x = jnp.mean(x.astype(jnp.float32), axis=(1, 2)).astype(self.dtype)
-    x = layers.Dense(self.out_dim, names=("mlp", "embed"), name="out", **kw)(x)
-    return x.reshape(b, t, self.out_dim)
 
 
 def downsample_mask(mask):
@@ -76,7 +40,7 @@ class Motion2Latent(nn.Module):
     num_blocks: Conformer blocks (paper: 5).
     num_heads: attention heads.
     conv_kernel: depthwise kernel of the Conformer conv module.
-    audio_channels / audio_dim: AudioEncoder widths and output size.
+    audio_channels / audio_dim: MelFrameEncoder widths and output size.
     use_audio: feed audio features (True for PoseTalk's generator).
     dropout: dropout rate (when `train=True`).
     dtype / param_dtype: compute / parameter dtypes.
@@ -130,7 +94,8 @@ class Motion2Latent(nn.Module):
       if mel is None or mel.shape[:2] != (b, t):
         raise ValueError(f"Motion2Latent: mel [B, T, 16, 80] with B, T = {(b, t)} expected, got "
                          f"{None if mel is None else mel.shape}")
-      audio = AudioEncoder(self.audio_channels, self.audio_dim, name="audio", **kw)(mel)
+      audio = audio_lib.MelFrameEncoder(self.audio_channels, self.audio_dim, name="audio",
+                                        **kw)(mel)
       aux["audio"] = audio
       feats.append(audio.astype(jnp.float32))
     x = jnp.concatenate(feats, axis=-1).astype(self.dtype)

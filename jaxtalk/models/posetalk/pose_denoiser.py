@@ -23,7 +23,7 @@ text-only, audio-only and unconditional sampling (PoseTalk Table 3).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from flax import linen as nn
 import jax.numpy as jnp
@@ -177,3 +177,23 @@ class PoseDenoiser(nn.Module):
     eps, a = self.denoise(z_t, t, text_tokens, tmask, audio_tokens, amask, train=train)
     aux.update(a)
     return eps, aux
+
+
+def from_config(model_cfg, latent_tokens: int, latent_dim: int, dtype="float32",
+                   text_vocab_size: Optional[int] = None) -> PoseDenoiser:
+  """`PoseDenoiser` from a `config.model` mapping of the pld stage and the VAE latent shape.
+
+  `text_vocab_size` = 0 when a CLIP folder provides text tokens (default: from the config, or 0
+  if `clip_path` is set).
+  """
+  m = dict(model_cfg)
+  if text_vocab_size is None:
+    text_vocab_size = 0 if m.get("clip_path") else int(m.get("text_vocab_size", 4096))
+  return PoseDenoiser(
+      latent_tokens=int(latent_tokens), latent_dim=int(latent_dim), width=int(m["width"]),
+      depth=int(m["depth"]), num_heads=int(m["num_heads"]), mlp_mult=int(m.get("mlp_mult", 4)),
+      dropout=float(m.get("dropout", 0.0)), text_vocab_size=int(text_vocab_size),
+      text_width=int(m.get("text_width", m["width"])), text_depth=int(m.get("text_depth", 2)),
+      audio_input=str(m.get("audio_input", "mel")),
+      audio_width=int(m.get("audio_width", m["width"])),
+      audio_channels=int(m.get("audio_channels", 32)), dtype=jnp.dtype(dtype))

@@ -219,3 +219,16 @@ def vae_loss(x, x_hat, mu, logvar, mask: Optional[jnp.ndarray] = None, *,
   kl = jnp.mean(kl_divergence(mu, logvar))
   loss = recon_weight * recon + kl_weight * kl
   return loss, {"loss_recon": recon, "loss_kl": kl, "rmse": rmse}
+
+
+def from_config(model_cfg, dtype="float32", *, inference: bool = False) -> PoseVAE:
+  """`PoseVAE` from the pose_vae stage's `config.model` mapping (latent_tokens, latent_dim,
+  width, depth, num_heads, mlp_mult, dropout, basis_degree, moment_skip) and a compute dtype
+  name; `inference` sets dropout to 0."""
+  m = dict(model_cfg)
+  return PoseVAE(latent_tokens=int(m["latent_tokens"]), latent_dim=int(m["latent_dim"]),
+                 width=int(m["width"]), depth=int(m["depth"]), num_heads=int(m["num_heads"]),
+                 mlp_mult=int(m.get("mlp_mult", 4)),
+                 dropout=0.0 if inference else float(m.get("dropout", 0.0)),
+                 basis_degree=int(m.get("basis_degree", 3)),
+                 moment_skip=bool(m.get("moment_skip", False)), dtype=jnp.dtype(dtype))

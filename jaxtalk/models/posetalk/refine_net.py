@@ -176,3 +176,10 @@ class RefineNet(nn.Module):
         dflows=[shape5(f) for f in dflows], flows=[shape5(f) for f in flows],
         masks=[shape5(m) for m in masks], latent=z)
     return shape5(out), aux
+
+
+def from_config(model_cfg, dtype="float32") -> RefineNet:
+  """`RefineNet` from its stage config's `model.refine` mapping (the class's attributes; lists
+  become tuples, as JSON configs store them) and a compute dtype name."""
+  kw = {k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in dict(model_cfg).items()}
+  return RefineNet(**kw, dtype=jnp.dtype(dtype))

@@ -67,9 +67,9 @@ def model_kwargs(config, name: str) -> dict:
 
 
 def build(name: str, kwargs: dict, dtype) -> Any:
-  cls = {"coarse": coarse_lib.CoarseNet, "refine": refine_lib.RefineNet,
-         "enhancer": enhancer_lib.Enhancer}[name]
-  return cls(**kwargs, dtype=jnp.dtype(dtype))
+  """Network `name` ("coarse", "refine", "enhancer") by its model file's `from_config`."""
+  lib = {"coarse": coarse_lib, "refine": refine_lib, "enhancer": enhancer_lib}[name]
+  return lib.from_config(kwargs, dtype)
 
 
 def load_frozen_stage(path: str, name: str, config) -> tuple[dict, dict]:
@@ -133,7 +133,7 @@ def perceptual_net(config):
 def sync_term(frames, mel, mask, syncnet, params, image_size: int = 0) -> jax.Array:
   """Eq. 8 over every 5-frame window of `frames` `[B, T, H, W, 3]` (T >= 5) with its audio.
 
-  Delegates to `syncnet.expert_sync_loss`: the expert (built by `tasks.syncnet.build_model`)
+  Delegates to `syncnet.expert_sync_loss`: the expert (built by `models.syncnet.from_config`)
   carries its image size and face box and resamples the aligned crops exactly as in its
   training; `image_size` is only used for a bare expert without them (0: leave as is).
   """

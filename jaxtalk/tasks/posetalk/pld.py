@@ -12,7 +12,8 @@ Text: the trainable text encoder over `text_ids` (word vocabulary of dataset_inf
 frozen CLIP text encoder from `config.model.clip_path` (then `text_ids` must be CLIP token ids).
 Audio (`config.model.audio_input`): "mel" (default): the batch's per-frame log-mel windows
 `mel [B, T, 16, 80]` through the trainable `MelAudioEncoder` (the no-download fallback for
-wav2vec 2.0; announced once); "features" (configs/posetalk/pld.py `audio=wav2vec`, PoseTalk's condition):
+wav2vec 2.0; announced once); "features" (configs/posetalk/pld.py `audio=wav2vec`, PoseTalk's
+condition):
 the stored wav2vec 2.0 features `wav2vec [B, T, C]` (`jaxtalk preprocess --wav2vec_path`) through
 `FeatureAudioEncoder`; `wav2vec_dim` checks that the shards have them.
 
@@ -35,6 +36,7 @@ from jaxtalk import diffusion
 from jaxtalk.generators import pld as pld_lib
 from jaxtalk.evaluators import motion as motion_eval
 from jaxtalk.models import text_encoder as text_enc_lib
+from jaxtalk.models.posetalk import pose_denoiser as den_lib
 from jaxtalk.tasks import Task
 from jaxtalk.tasks.posetalk import pose_vae as vae_task
 
@@ -121,7 +123,7 @@ class _PLDStage:
     self.audio_key, self.audio_dim = "mel", None
     if pld_lib.audio_feature(config.model) == "wav2vec":
       self.audio_key, self.audio_dim = "wav2vec", wav2vec_dim(config)
-    self.den = pld_lib.build_denoiser(config.model, self.vae.latent_tokens, self.vae.latent_dim,
+    self.den = den_lib.from_config(config.model, self.vae.latent_tokens, self.vae.latent_dim,
                                       config.dtype)
     self.sched = pld_lib.make_schedule(config.diffusion)
     self.p_text = float(config.cond.p_drop_text)

@@ -19,22 +19,9 @@ from jaxtalk.motion import GAZE_NAMES, POSE_NAMES
 from jaxtalk.tasks import Task
 
 
-def vae_kwargs(model_cfg, *, inference: bool = False) -> dict:
-  """`PoseVAE` keyword arguments from a `config.model`-like mapping (latent_tokens, latent_dim,
-  width, depth, num_heads, mlp_mult, dropout, basis_degree, moment_skip); `inference` sets
-  dropout to 0."""
-  m = dict(model_cfg)
-  return dict(latent_tokens=int(m["latent_tokens"]), latent_dim=int(m["latent_dim"]),
-              width=int(m["width"]), depth=int(m["depth"]), num_heads=int(m["num_heads"]),
-              mlp_mult=int(m.get("mlp_mult", 4)),
-              dropout=0.0 if inference else float(m.get("dropout", 0.0)),
-              basis_degree=int(m.get("basis_degree", 3)),
-              moment_skip=bool(m.get("moment_skip", False)))
-
-
 def build_model(model_cfg, dtype="float32") -> vae_lib.PoseVAE:
-  """`PoseVAE` from a `config.model`-like mapping (see `vae_kwargs`) and a compute dtype name."""
-  return vae_lib.PoseVAE(**vae_kwargs(model_cfg), dtype=jnp.dtype(dtype))
+  """`PoseVAE` from a `config.model`-like mapping: `models.posetalk.pose_vae.from_config`."""
+  return vae_lib.from_config(model_cfg, dtype)
 
 
 def features(batch):

@@ -8,7 +8,8 @@ the motion from 8x8 to the full resolution (eqs. 4-5) and is trained with
 
 (eq. 10; the L1 terms are jaxtalk's additions for tiny runs, 0 in the paper config). L_sync is
 computed through the frozen lip-sync expert `config.init_from.syncnet`; when that is empty the
-sync weight is 0 and a warning says so once (`jaxtalk/tasks/posetalk/coarse.py` has the shared terms).
+sync weight is 0 and a warning says so once (`jaxtalk/tasks/posetalk/coarse.py` has the shared
+terms).
 """
 
 from __future__ import annotations
