@@ -89,6 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.input.shuffle_seed = 0
   c.input.num_workers = 0          # grain worker processes (0: in the main process)
   c.input.exclude = ()             # clip/speaker ids neither trained nor evaluated on
+  c.input.eval_tail = 0.0          # > 0: eval on this last fraction of every training clip
   c.input.holdout = ()             # clip/speaker ids held out for evaluation
 
   # Frozen params of earlier stages: {name: params-only checkpoint directory}.

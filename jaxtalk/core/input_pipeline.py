@@ -16,7 +16,9 @@ Two sources with the same schema:
 
 Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
 resolution (H = W), keys (batch keys to produce; empty = all), shuffle_seed, num_workers, holdout,
-exclude (clips neither trained nor evaluated on: `split_clips`);
+exclude (clips neither trained nor evaluated on: `split_clips`), eval_tail (default 0: eval on the
+held-out clips; > 0: eval on the last `eval_tail` of every training clip, whose earlier frames
+alone are trained on, and the held-out clips are not used: `tail_start`);
 optional: text_len (Lt, default 32), synthetic_vocab_size (default 1000), synthetic_speakers
 (default 8), synthetic_wav2vec_dim (1024), synthetic_text_embedding_dim (512), read_threads
 (default 2: threads decoding examples ahead, in order; 0 = none), eval_fraction (default 0.2),
@@ -338,6 +340,17 @@ def split_clips(info: Mapping[str, Any], holdout: Sequence[str] = (),
   return train, ev
 
 
+def tail_start(num_frames: int, tail: float, window: int) -> int:
+  """First frame of a clip's validation tail (`config.input.eval_tail` = `tail`, the fraction of
+  each training clip's frames kept for evaluation; 0: none, returns `num_frames`). Training
+  windows and their source frames lie before it, eval windows after it; at least one window
+  stays on each side when the clip is long enough."""
+  if tail <= 0:
+    return int(num_frames)
+  start = int(round(num_frames * (1.0 - tail)))
+  return int(min(max(start, window), max(num_frames - window, window)))
+
+
 def resize_image(img: np.ndarray, size: int) -> np.ndarray:
   """uint8 `[h, w, 3]` -> `[size, size, 3]` (area filter when shrinking, bilinear otherwise)."""
   import cv2  # pylint: disable=g-import-not-at-top
@@ -405,9 +418,9 @@ class _Windows:
     return self._tokenizer
 
   def __call__(self, entry, rng: np.random.Generator):
-    index, start = int(entry[0]), int(entry[1])
+    index, start, end = int(entry[0]), int(entry[1]), int(entry[2])
     try:
-      out = self._example(index, start, rng)
+      out = self._example(index, start, rng, end)
     except Exception as e:  # pylint: disable=broad-except  # a bad record is skipped, not fatal.
       logging.warning("input_pipeline: skipping record %d (%s) of %s: %s: %s", index,
                       self.clip_ids[index] if index < len(self.clip_ids) else "?",
@@ -430,9 +443,12 @@ class _Windows:
     need.update(k for k in OPTIONAL_KEYS if k in keys)
     return need
 
-  def _window_source_crop(self, n: int, res: int, start: int, rng):
-    """(start, valid [T], frame indices [T], source frame, crop (c, ox, oy)) of one example."""
+  def _window_source_crop(self, n: int, res: int, start: int, rng, end: int = -1):
+    """(start, valid [T], frame indices [T], source frame, crop (c, ox, oy)) of one example.
+    `end` > 0: a training window and its source lie in frames [0, end) (`input.eval_tail`)."""
     t_len = self.window
+    if self.train and 0 < end < n:
+      n = end
     if start < 0:
       start = int(rng.integers(0, max(n - t_len, 0) + 1))
     valid = np.arange(start, start + t_len) < n
@@ -452,11 +468,11 @@ class _Windows:
       c, ox, oy = res, 0, 0
     return start, valid, idx, src, (c, ox, oy)
 
-  def _example(self, index, start, rng):
+  def _example(self, index, start, rng, end=-1):
     keys = self.keys
     rec = schema.decode_record(self.source[index], keys=self._record_keys())
     n, t_len, res = int(rec["num_frames"]), self.window, int(rec["resolution"])
-    start, valid, idx, src, (c, ox, oy) = self._window_source_crop(n, res, start, rng)
+    start, valid, idx, src, (c, ox, oy) = self._window_source_crop(n, res, start, rng, end)
     out = {}
 
     def frame(k):
@@ -607,7 +623,7 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
                       names(out))
     train_idx = [i for i in train_idx if i not in out]
     eval_idx = [i for i in eval_idx if i not in out]
-  if not eval_idx and split == "eval" and train_idx:
+  if not eval_idx and split == "eval" and train_idx and not _get(inp, "eval_tail", 0.0):
     logging.warning("input_pipeline: %s has no held-out clips (%d clips, holdout=%s); evaluating "
                     "on the training clips", data_dir, len(info["clips"]),
                     tuple(_get(inp, "holdout", ()) or ()))
@@ -615,15 +631,18 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
   t_len = int(inp.window)
   clips = info["clips"]
   is_train = split == "train"
+  tail = float(_get(inp, "eval_tail", 0.0) or 0.0)
+  end = {i: tail_start(clips[i]["num_frames"], tail, t_len) for i in train_idx}
   if is_train:
     per = int(_get(inp, "windows_per_clip", 0))
-    entries = [(i, -1) for i in train_idx
-               for _ in range(per or max(1, clips[i]["num_frames"] // 50))]
+    entries = [(i, -1, end[i]) for i in train_idx
+               for _ in range(per or max(1, end[i] // 50))]
   else:
     entries = []
-    for i in eval_idx:
+    for i in (train_idx if tail > 0 else eval_idx):
       n = clips[i]["num_frames"]
-      entries += [(i, s) for s in range(0, max(n - t_len, 0) + 1, t_len)]
+      first = end[i] if tail > 0 else 0
+      entries += [(i, s, n) for s in range(first, max(n - t_len, first) + 1, t_len)]
   if not entries:
     raise ValueError(f"{data_dir}: no clips in split {split!r} (train {len(train_idx)} clips, "
                      f"eval {len(eval_idx)} clips)")

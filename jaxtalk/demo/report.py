@@ -212,7 +212,7 @@ def _train_table(results: dict, trained: dict) -> str:
 
 
 def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trained: dict,
-           train_results: dict, timings: dict, args, holdout=(), validation=()) -> int:
+           train_results: dict, timings: dict, args, holdout=()) -> int:
   """Export, generate, evaluate and report (see module docstring). Returns the exit status."""
   from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import generate as generate_lib  # pylint: disable=g-import-not-at-top
@@ -271,8 +271,7 @@ def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trai
   report = dict(
       created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
       clips=manifest, data_dir=str(data_dir), minutes=args.minutes, resolution=args.resolution,
-      held_out=ids, validation=list(validation), training=train_results, timings=timings,
-      export=str(export_dir),
+      held_out=ids, training=train_results, timings=timings, export=str(export_dir),
       seed=getattr(args, "seed", 0), videos=gen, reenactment=rows, motion=motion,
       learning=learning_checks(rows, train_results),
       reenactment_videos=[str(videos / f"reenact_{i}.mp4") for i in ids],
@@ -302,10 +301,9 @@ SYNC_CHANCE = 0.5  # pair accuracy of a lip-sync expert that cannot tell in-sync
 
 
 def learning_checks(rows: dict, train_results: dict) -> dict:
-  """Did this run learn? `{name: {"ours", "baseline", "passed"}}` for: held-out (test clip) SSIM
-  and mouth L1 of the renderer vs repeating the source frame, and the SyncNet stage's pair
-  accuracy on its eval clip (the validation clip, never trained on) vs chance (0.5). A check
-  whose numbers are missing (stage trained in an earlier run,
+  """Did this run learn? `{name: {"ours", "baseline", "passed"}}` for: held-out SSIM and mouth
+  L1 of the renderer vs repeating the source frame, and the SyncNet stage's held-out pair
+  accuracy vs chance (0.5). A check whose numbers are missing (stage trained in an earlier run,
   metric skipped) is left out."""
   ours, base = rows["jaxtalk (tiny)"], rows["source repeated"]
   out = {}

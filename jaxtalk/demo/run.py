@@ -54,10 +54,12 @@ GENERATOR_STAGES = ("coarse", "refine", "enhancer")
 # rate, where single-step params swing from one eval to the next; the generator stages export
 # an exponential moving average of their params instead (config.ema_decay; ~50-step horizon).
 GENERATOR_EMA_DECAY = 0.98
-# With a few training clips the generator stages overfit (RefineNet's validation loss rises
-# after ~150 steps on the built-in clips): each keeps the params of its best validation eval,
-# the untrained stage included (config.select_best; RefineNet and the Enhancer start as the
-# identity, so they never make the validation clip worse than their input).
+# With a few training clips the generator stages overfit (RefineNet's held-out loss rose after
+# ~150 steps on the built-in clips): they train on the first 80% of each training clip, evaluate
+# on the last 20% (input.eval_tail) and keep the params of their best eval, the untrained stage
+# included (config.select_best; RefineNet and the Enhancer start as the identity, so they never
+# make the validation frames worse than their input). The test clips stay out of both.
+GENERATOR_EVAL_TAIL = 0.2
 GENERATOR_SELECT_BEST = "eval/loss"
 GENERATOR_EVAL_EVERY = 50
 
@@ -67,22 +69,17 @@ def _log(msg: str, *args) -> None:
 
 
 def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: float,
-                 trained: dict[str, str], holdout: tuple[str, ...] = (), seed: int = 0,
-                 validation: tuple[str, ...] = ()):
+                 trained: dict[str, str], holdout: tuple[str, ...] = (), seed: int = 0):
   """The tiny config of `stage`, wired to the demo's shards and earlier stages' params; `seed`
   sets the stage's initialisation/dropout seed and its data order (`input.shuffle_seed`).
-
-  `holdout`: the test clips the report evaluates on; `validation`: clips for the stages' evals
-  and model selection. With validation clips, the test clips are excluded from training and
-  from every eval (`input.exclude`); without, the stages evaluate on the test clips and no
-  model selection is done."""
+  `holdout`: the test clips the report evaluates on, never trained on; the generator stages
+  select their params on the validation tails of the training clips (GENERATOR_EVAL_TAIL)."""
   module = importlib.import_module(config_modules()[stage])
   config = module.get_config("size=tiny")
   with config.unlocked():
     config.input.data_dir = data_dir
     config.input.synthetic = False
-    config.input.holdout = tuple(validation) if validation else tuple(holdout)
-    config.input.exclude = tuple(holdout) if validation else ()
+    config.input.holdout = tuple(holdout)
     if "resolution" in config.input:
       config.input.resolution = resolution
     config.time_budget_s = float(time_budget_s)
@@ -93,9 +90,9 @@ def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: floa
       import jax  # pylint: disable=g-import-not-at-top
       config.batch_size = 2 * jax.device_count()
       config.ema_decay = GENERATOR_EMA_DECAY
-      if validation:
-        config.select_best = GENERATOR_SELECT_BEST
-        config.eval_every = GENERATOR_EVAL_EVERY
+      config.input.eval_tail = GENERATOR_EVAL_TAIL
+      config.select_best = GENERATOR_SELECT_BEST
+      config.eval_every = GENERATOR_EVAL_EVERY
     # Frozen inputs from earlier stages; a stage's own entries (e.g. coarse's init_from.coarse,
     # a warm start) and later stages' stay as the config has them.
     order = [name for name, _ in STAGES]
@@ -156,10 +153,7 @@ def run(argv: Optional[list[str]] = None) -> int:
   timings["preprocess"] = time.time() - t0
 
   holdout = choose_holdout(info)
-  validation = choose_validation(info, holdout)
-  _log("held-out clips (test: the report's evaluation only): %s", ", ".join(holdout))
-  if validation:
-    _log("validation clips (the stages' evals and model selection): %s", ", ".join(validation))
+  _log("held-out clips (evaluation only): %s", ", ".join(holdout))
 
   # ------------------------------------------------------------------ 3. train every stage
   from jaxtalk import train  # pylint: disable=g-import-not-at-top
@@ -174,7 +168,7 @@ def run(argv: Optional[list[str]] = None) -> int:
     left = max(30.0, train_end - time.time())
     stage_budget = left * share / sum(s for _, s in STAGES[i:])
     config = stage_config(stage, str(data_dir), args.resolution, stage_budget, trained, holdout,
-                          seed=args.seed, validation=validation)
+                          seed=args.seed)
     t0 = time.time()
     if (stage_dir / "params").exists():
       _log("%s: already trained (%s)", stage, stage_dir / "params")
@@ -191,7 +185,7 @@ def run(argv: Optional[list[str]] = None) -> int:
   from jaxtalk.demo import report as demo_report  # pylint: disable=g-import-not-at-top
   return demo_report.finish(workdir=workdir, data_dir=data_dir, manifest=manifest,
                             trained=trained, train_results=results, timings=timings, args=args,
-                            holdout=holdout, validation=validation)
+                            holdout=holdout)
 
 
 def choose_holdout(info: dict) -> tuple[str, ...]:
@@ -206,17 +200,6 @@ def choose_holdout(info: dict) -> tuple[str, ...]:
   if ev and len(ev) < len(clips):
     return tuple(clips[i] for i in ev)
   return (clips[-1],)
-
-
-def choose_validation(info: dict, holdout: tuple[str, ...]) -> tuple[str, ...]:
-  """One validation clip for the stages' evals and model selection: of the clips not held out,
-  the one with the smallest md5(clip_id) (deterministic, as `split_clips`). None with fewer
-  than three clips (at least two must stay for training)."""
-  import hashlib  # pylint: disable=g-import-not-at-top
-  rest = [c["clip_id"] for c in info["clips"] if c["clip_id"] not in set(holdout)]
-  if len(rest) < 3:
-    return ()
-  return (min(rest, key=lambda c: hashlib.md5(c.encode()).hexdigest()),)
 
 
 def _show_progress_logs() -> None:

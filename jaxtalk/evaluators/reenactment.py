@@ -177,14 +177,26 @@ def clip_batches(clips: list[dict]):
     yield {k: c[k][None] for k in ("frames", "mel", "pose", "gaze", "mouth_box")}
 
 
+def _frames_from(clip: dict, start: int, count: int) -> dict:
+  """Frames `start .. start + count - 1` of a `read_clips` clip (every per-frame field)."""
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  out = dict(clip)
+  for k in ("frames", "mel", "pose", "gaze", "mouth_box"):
+    out[k] = clip[k][start:start + count]
+  spf = audio_lib.SAMPLES_PER_FRAME
+  out["wav"] = clip["wav"][start * spf:(start + count) * spf]
+  return out
+
+
 class HeldOutReenactment:
   """Self-reenactment of a renderer stage on its held-out clips while it trains.
 
   Declared in a stage config as `config.evals.<name> = dict(type="reenactment",
   method="posetalk", max_clips=2, seconds=4.0)` and run by train.py at every eval
   (`jaxtalk.evaluators.common`). The clips are the stage's eval split (`input.holdout`, else
-  the md5 split of `input_pipeline.split_clips`): the first `max_clips`, their first `seconds`,
-  at the stage's resolution, source = frame 0. They are rendered through the method's
+  the md5 split of `input_pipeline.split_clips`; with `input.eval_tail` > 0, the validation tails
+  of the training clips): the first `max_clips`, their first `seconds`, at the stage's
+  resolution, source = frame 0 (of the tail). They are rendered through the method's
   `stage_model` (as `jaxtalk generate` renders a bundle) and scored with SSIM, PSNR and mouth
   L1; the repeat-the-source baseline, computed once, is returned beside them as `<metric>_source`.
   With synthetic input or no shards the evaluator is inactive and returns {}.
@@ -206,14 +218,21 @@ class HeldOutReenactment:
     if config.input.get("synthetic", False) or not data_dir:
       return
     info = input_pipeline.load_dataset_info(data_dir)
-    _, ev = input_pipeline.split_clips(info, tuple(config.input.get("holdout", ()) or ()),
-                                       float(config.input.get("eval_fraction", 0.2)),
-                                       tuple(config.input.get("exclude", ()) or ()))
-    ids = [info["clips"][i]["clip_id"] for i in ev][:int(max_clips)]
+    train, ev = input_pipeline.split_clips(info, tuple(config.input.get("holdout", ()) or ()),
+                                           float(config.input.get("eval_fraction", 0.2)),
+                                           tuple(config.input.get("exclude", ()) or ()))
+    tail = float(config.input.get("eval_tail", 0.0) or 0.0)
+    ids = [info["clips"][i]["clip_id"] for i in (train if tail > 0 else ev)][:int(max_clips)]
     if not ids:
       return
-    self.clips = read_clips(data_dir, clip_ids=ids, resolution=int(config.input.resolution),
-                            max_frames=int(round(float(seconds) * 25)))
+    frames = int(round(float(seconds) * 25))
+    clips = read_clips(data_dir, clip_ids=ids, resolution=int(config.input.resolution),
+                       max_frames=None if tail > 0 else frames)
+    if tail > 0:
+      window = int(config.input.window)
+      clips = [_frames_from(c, input_pipeline.tail_start(len(c["frames"]), tail, window), frames)
+               for c in clips]
+    self.clips = clips
     self.baseline = self._metrics(repeat_source)
 
   def _metrics(self, render_fn) -> dict[str, float]:

@@ -248,3 +248,39 @@ def test_bad_record_is_reported_and_skipped(real_shards, tmp_path, caplog):
     batches = [next(it) for _ in range(2)]
   assert all(b["frames"].shape[0] == 4 for b in batches)
   assert "broken" in caplog.text and "skipping record" in caplog.text
+
+
+def test_tail_start():
+  assert input_pipeline.tail_start(100, 0.0, 20) == 100
+  assert input_pipeline.tail_start(100, 0.2, 20) == 80
+  assert input_pipeline.tail_start(100, 0.9, 20) == 20     # one window left to train on
+  assert input_pipeline.tail_start(30, 0.2, 20) == 20      # clip too short: train side first
+
+
+@pytest.mark.needs_data
+def test_eval_tail_splits_each_training_clip_in_time(real_shards):
+  """`input.eval_tail`: eval windows come from the last fraction of the TRAINING clips, train
+  windows and their source frames from the frames before it; the held-out clip is not used.
+  Frames are located in their clips by their pixels (no crop, stored resolution)."""
+  from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
+  key = lambda f: np.round((np.asarray(f) + 1.0) * 127.5).astype(np.uint8).tobytes()
+  clips = {c["clip_id"]: c for c in reenactment.read_clips(str(real_shards))}
+  where = {key(f): (cid, t) for cid, c in clips.items() for t, f in enumerate(c["frames"])}
+
+  def located(images):
+    return [where[key(f)] for f in np.asarray(images).reshape((-1, 64, 64, 3))
+            if key(f) in where]
+
+  kw = dict(eval_tail=0.25, random_crop=False)
+  ev = input_pipeline.create_iterator(_real_config(real_shards, **kw), mesh=None, split="eval")
+  tr = input_pipeline.create_iterator(_real_config(real_shards, **kw), mesh=None, split="train")
+  starts = {cid: input_pipeline.tail_start(len(c["frames"]), 0.25, 20) for cid, c in clips.items()}
+  seen_eval = [h for _ in range(6) for h in located(next(ev)["frames"])]
+  seen_train = []
+  for _ in range(6):
+    b = next(tr)
+    seen_train += located(b["frames"]) + located(b["source"])
+  assert len(seen_eval) > 100 and len(seen_train) > 100, (len(seen_eval), len(seen_train))
+  assert all(cid != HOLDOUT and t >= starts[cid] for cid, t in seen_eval), seen_eval[:5]
+  assert all(cid != HOLDOUT and t < starts[cid] for cid, t in seen_train)
+  assert len({cid for cid, _ in seen_eval}) >= 3
