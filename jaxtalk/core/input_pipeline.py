@@ -340,6 +340,20 @@ def split_clips(info: Mapping[str, Any], holdout: Sequence[str] = (),
   return train, ev
 
 
+def _entries(clips, train_idx, eval_idx, t_len: int, is_train: bool, tail: float,
+             per: int) -> list[tuple[int, int, int]]:
+  """`(record, window start (-1: random), frame end)` of a split; see `tail_start`."""
+  end = {i: tail_start(clips[i]["num_frames"], tail, t_len) for i in train_idx}
+  if is_train:
+    return [(i, -1, end[i]) for i in train_idx for _ in range(per or max(1, end[i] // 50))]
+  entries = []
+  for i in (train_idx if tail > 0 else eval_idx):
+    n = clips[i]["num_frames"]
+    first = end[i] if tail > 0 else 0
+    entries += [(i, s, n) for s in range(first, max(n - t_len, first) + 1, t_len)]
+  return entries
+
+
 def tail_start(num_frames: int, tail: float, window: int) -> int:
   """First frame of a clip's validation tail (`config.input.eval_tail` = `tail`, the fraction of
   each training clip's frames kept for evaluation; 0: none, returns `num_frames`). Training
@@ -631,18 +645,9 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
   t_len = int(inp.window)
   clips = info["clips"]
   is_train = split == "train"
-  tail = float(_get(inp, "eval_tail", 0.0) or 0.0)
-  end = {i: tail_start(clips[i]["num_frames"], tail, t_len) for i in train_idx}
-  if is_train:
-    per = int(_get(inp, "windows_per_clip", 0))
-    entries = [(i, -1, end[i]) for i in train_idx
-               for _ in range(per or max(1, end[i] // 50))]
-  else:
-    entries = []
-    for i in (train_idx if tail > 0 else eval_idx):
-      n = clips[i]["num_frames"]
-      first = end[i] if tail > 0 else 0
-      entries += [(i, s, n) for s in range(first, max(n - t_len, first) + 1, t_len)]
+  entries = _entries(clips, train_idx, eval_idx, t_len, is_train,
+                     float(_get(inp, "eval_tail", 0.0) or 0.0),
+                     int(_get(inp, "windows_per_clip", 0)))
   if not entries:
     raise ValueError(f"{data_dir}: no clips in split {split!r} (train {len(train_idx)} clips, "
                      f"eval {len(eval_idx)} clips)")
