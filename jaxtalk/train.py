@@ -707,6 +707,7 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh if mesh is not None else sharding_lib.make_mesh(config.mesh)
   _check_batching(config, mesh)
+  tasks_lib.resolve_config(config)  # what the config takes from the data, before config.json.
   _write_config(config, workdir)
   logging_utils.log_info("mesh %s on %d devices; workdir %s", dict(mesh.shape),
                          mesh.devices.size, workdir)

@@ -22,12 +22,12 @@ Args (`--config=configs/posetalk/pld.py:<args>`):
     `FeatureAudioEncoder` (`model.audio_input="features"`). C (`model.audio_dim`) and the wav2vec
     folder (`model.wav2vec_path`, used by `jaxtalk.generators.pld` to compute the same features from
     new audio; `sampling.wav2vec_seconds`: the clips' length) are read from the data_dir's
-    dataset_info.json; shards without the feature are an error naming the data_dir. Synthetic
-    data: C = `input.synthetic_wav2vec_dim`.
+    dataset_info.json when training starts (`jaxtalk.tasks.posetalk.pld.resolve_config`, stored
+    in the stage's config.json); shards without the feature are an error naming the data_dir.
+    Synthetic data: C = `input.synthetic_wav2vec_dim`.
   wav2vec=DIR: the wav2vec 2.0 folder to record (default: the one preprocessing used).
 """
 
-import json
 import math
 import os
 
@@ -111,23 +111,9 @@ def _use_wav2vec(c, args):
   c.sampling.wav2vec_seconds = 10.0
   if args.synthetic:
     c.input.synthetic_wav2vec_dim = c.model.audio_dim
-    return
-  info_path = os.path.join(args.data_dir, "dataset_info.json")
-  if not args.data_dir or not os.path.isfile(info_path):
-    return  # resolved (or reported) by jaxtalk.tasks.posetalk.pld.wav2vec_dim at train time.
-  with open(info_path) as f:
-    info = json.load(f)
-  if "wav2vec" not in info.get("optional_features", []):
-    raise ValueError(
-        f"pld config audio=wav2vec: the shards in {args.data_dir} have no wav2vec features; "
-        "re-run `jaxtalk preprocess ... --wav2vec_path=<wav2vec 2.0 folder>` into that folder, "
-        "or train with audio=mel")
-  c.model.audio_dim = int(info.get("optional_feature_dims", {}).get("wav2vec", c.model.audio_dim))
-  rec = info.get("wav2vec") or {}
-  c.model.wav2vec_path = c.model.wav2vec_path or rec.get("path") or info.get("options", {}).get(
-      "wav2vec_path", "")
-  c.model.wav2vec_layer = int(rec.get("layer", -1))
-  c.sampling.wav2vec_seconds = float(info.get("options", {}).get("max_clip_seconds", 10.0))
+  # Real data: C, the folder (when not given), the layer and wav2vec_seconds come from the
+  # data_dir's dataset_info.json at train time (`jaxtalk.tasks.posetalk.pld.resolve_config`);
+  # a config never reads the disk.
 
 
 def get_sweep(arg=None):

@@ -89,8 +89,19 @@ def task_module(name: str) -> str:
   return MOVED_TASKS.get(name, name)
 
 
+def resolve_config(config) -> None:
+  """Lets the stage `config.task` fill in, in place, what its config takes from the data (a
+  module-level `resolve_config(config)`, optional; e.g. the pld stage's wav2vec feature size).
+  Configs never read the disk: train.py calls this before writing the stage's config.json, and
+  `get_task` calls it too (idempotent), so a config built in code gets the same values."""
+  module = importlib.import_module(task_module(config.task))
+  if hasattr(module, "resolve_config"):
+    module.resolve_config(config)
+
+
 def get_task(config, *, mesh) -> Task:
-  """Imports `config.task` (a module path, see `task_module`) and calls its
-  `get_task(config, mesh=mesh)`."""
+  """Imports `config.task` (a module path, see `task_module`), resolves the config
+  (`resolve_config`) and calls the module's `get_task(config, mesh=mesh)`."""
+  resolve_config(config)
   module = importlib.import_module(task_module(config.task))
   return module.get_task(config, mesh=mesh)

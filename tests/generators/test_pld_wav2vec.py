@@ -176,14 +176,20 @@ def _f16(x):
 # Config and stage.
 # ---------------------------------------------------------------------------------------------
 
-def test_config_reads_the_wav2vec_feature_from_the_data(data):
+def test_config_reads_the_wav2vec_feature_from_the_data(data, tmp_path):
   _, shards, w2v_dir, _ = data
+  # The config itself never reads the disk: a data_dir that does not exist builds the same one.
+  missing = pld_config.get_config(f"size=tiny,data_dir={tmp_path / 'none'},audio=wav2vec")
   c = pld_config.get_config(f"size=tiny,data_dir={shards},audio=wav2vec")
+  assert c.model.to_dict() == missing.model.to_dict() and c.model.wav2vec_path == ""
   assert c.input["keys"] == ("pose", "gaze", "wav2vec", "text_ids", "text_mask", "mask")
   assert (c.model.audio_input, c.model.audio_feature) == ("features", "wav2vec")
+  # Train time (train.py, before config.json): the data's C, folder, layer and clip length.
+  tasks.resolve_config(c)
   assert c.model.audio_dim == C and c.model.wav2vec_path == w2v_dir
   assert c.sampling.wav2vec_seconds == pipeline.Options().max_clip_seconds
   c2 = pld_config.get_config(f"size=tiny,data_dir={shards},audio=wav2vec,wav2vec=other")
+  tasks.resolve_config(c2)
   assert c2.model.wav2vec_path == os.path.abspath("other")
   # The default is the log-mel condition, exactly as before.
   m = pld_config.get_config(f"size=tiny,data_dir={shards}")
@@ -202,7 +208,7 @@ def test_shards_without_wav2vec_fail_naming_the_data_dir(data, tmp_path):
   (mel_only / "dataset_info.json").write_text(json.dumps(info))
   want = rf"shards in {mel_only} have no wav2vec features(.|\n)*--wav2vec_path"
   with pytest.raises(ValueError, match=want):
-    pld_config.get_config(f"size=tiny,data_dir={mel_only},audio=wav2vec")
+    tasks.resolve_config(pld_config.get_config(f"size=tiny,data_dir={mel_only},audio=wav2vec"))
   # The data_dir given by a flag override instead: the stage itself says the same.
   c = _pld_config(root, f"data_dir={shards},audio=wav2vec")
   c.input.data_dir = str(mel_only)
@@ -406,6 +412,7 @@ def test_preprocess_records_the_wav2vec_folder(shared_data, tmp_path, monkeypatc
   assert info["wav2vec"] == {"path": str(tmp_path / "w2v"), "layer": -1}
   assert info["options"]["wav2vec_path"] == str(tmp_path / "w2v")
   c = pld_config.get_config(f"size=tiny,data_dir={tmp_path / 'out'},audio=wav2vec")
+  tasks.resolve_config(c)
   assert c.model.wav2vec_path == str(tmp_path / "w2v") and c.model.audio_dim == C
   assert c.sampling.wav2vec_seconds == 3.0
   from array_record.python import array_record_data_source  # pylint: disable=g-import-not-at-top

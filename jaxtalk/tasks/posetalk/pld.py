@@ -99,6 +99,30 @@ def wav2vec_dim(config) -> int:
   return int(info["optional_feature_dims"]["wav2vec"])
 
 
+def resolve_config(config) -> None:
+  """Fills in, in place, what a pld config with audio=wav2vec takes from its real shards: C
+  (`model.audio_dim`, `wav2vec_dim`), the wav2vec 2.0 folder (`model.wav2vec_path`, when the
+  config names none), its layer (`model.wav2vec_layer`) and `sampling.wav2vec_seconds` (the
+  preprocessed clips' length), from the data_dir's dataset_info.json. train.py calls it (through
+  `jaxtalk.tasks.resolve_config`) before writing the stage's config.json, so `load_pld` reads
+  them from there. A no-op for log-mel or synthetic configs; idempotent.
+
+  Raises:
+    ValueError: as `wav2vec_dim` (no data_dir, or shards without wav2vec features).
+  """
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  m = config.model
+  if pld_lib.audio_feature(m) != "wav2vec" or config.input.get("synthetic", False):
+    return
+  m.audio_dim = wav2vec_dim(config)
+  info = input_pipeline.load_dataset_info(config.input.data_dir)
+  rec = info.get("wav2vec") or {}
+  options = info.get("options", {})
+  m.wav2vec_path = m.get("wav2vec_path") or rec.get("path") or options.get("wav2vec_path", "")
+  m.wav2vec_layer = int(rec.get("layer", -1))
+  config.sampling.wav2vec_seconds = float(options.get("max_clip_seconds", 10.0))
+
+
 class _PLDStage:
   """The pld stage's functions over one frozen pose VAE, denoiser and schedule (see module
   docstring); `get_task` wraps them in a `Task`."""
