@@ -94,22 +94,32 @@ def synth_speech(seconds: float, rng: np.random.Generator):
 
 
 def head_motion(style: str, num_frames: int, rng: np.random.Generator) -> np.ndarray:
-  """Rendering parameters `[T, 3]` (yaw, pitch, roll in radians) for a motion style."""
+  """Rendering parameters `[T, 3]` (yaw, pitch, roll in radians) for a motion style.
+
+  Every style has a sway of 0.25-0.5 Hz on all three angles (yaw 0.08, pitch 0.06, roll 0.04
+  rad); the style adds nods (pitch 0.18 rad, 0.6-0.9 Hz), shakes (yaw 0.3 rad, 0.5-0.8 Hz), tilts
+  (roll 0.18 rad, 0.3-0.5 Hz) or a turn (yaw ramps by 0.5 rad between 0.5 s and 3 s, then holds).
+  Preprocessing's crop box is smoothed over 1 s (`pipeline.Options.crop_sigma`), so it follows
+  slow translation (a turn's) but not these oscillations: they stay visible in the crops.
+  """
   t = np.arange(num_frames) / FPS
-  drift = lambda amp, f: amp * np.sin(2 * np.pi * f * t + rng.uniform(0, 2 * np.pi))
-  yaw = drift(0.03, 0.13)
-  pitch = drift(0.02, 0.17)
-  roll = drift(0.015, 0.11)
+  def sway(amp, lo, hi):
+    return amp * np.sin(2 * np.pi * rng.uniform(lo, hi) * t + rng.uniform(0, 2 * np.pi))
+  yaw = sway(0.08, 0.25, 0.45)
+  pitch = sway(0.06, 0.3, 0.5)
+  roll = sway(0.04, 0.25, 0.4)
+  ramp = np.clip((t - 0.5) / 2.5, 0, 1)
+  ramp = ramp * ramp * (3 - 2 * ramp)  # smoothstep: the turn starts and ends gently.
   if style == "nod":
-    pitch = pitch + 0.12 * np.sin(2 * np.pi * rng.uniform(0.5, 0.8) * t)
+    pitch = pitch + 0.18 * np.sin(2 * np.pi * rng.uniform(0.6, 0.9) * t)
   elif style == "shake":
-    yaw = yaw + 0.22 * np.sin(2 * np.pi * rng.uniform(0.5, 0.8) * t)
+    yaw = yaw + 0.3 * np.sin(2 * np.pi * rng.uniform(0.5, 0.8) * t)
   elif style == "turn_left":
-    yaw = yaw + 0.35 * np.clip(t / t[-1] * 1.3, 0, 1)
+    yaw = yaw + 0.5 * ramp
   elif style == "turn_right":
-    yaw = yaw - 0.35 * np.clip(t / t[-1] * 1.3, 0, 1)
+    yaw = yaw - 0.5 * ramp
   elif style == "tilt":
-    roll = roll + 0.12 * np.sin(2 * np.pi * rng.uniform(0.3, 0.5) * t)
+    roll = roll + 0.18 * np.sin(2 * np.pi * rng.uniform(0.3, 0.5) * t)
   return np.stack([yaw, pitch, roll], axis=-1).astype(np.float32)
 
 

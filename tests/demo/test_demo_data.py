@@ -52,3 +52,22 @@ def test_facemesh_sees_the_rendered_mouth_opening():
       measured.append(av_sync.mouth_opening(lm[None])[0])
   assert np.corrcoef(opening, measured)[0, 1] > 0.9, measured
   assert measured[1] > measured[0] + 0.1, measured  # fully open vs closed, in eye distances
+
+
+def test_head_motion_survives_the_smoothed_crop():
+  """Preprocessing's crop box follows the head through a 1 s Gaussian (`crop_sigma` = 25
+  frames): what the renderer has to learn is the motion left after it. Every style keeps at
+  least 0.04 rad (std) of it on some angle, and the styles move the angle they name."""
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  t = 200
+  left = {}
+  for style, _ in demo_data.STYLES:
+    poses = demo_data.head_motion(style, t, np.random.default_rng(1))
+    assert poses.shape == (t, 3) and np.abs(poses).max() < 0.8
+    left[style] = (poses - ndimage.gaussian_filter1d(poses, 25.0, axis=0, mode="nearest")).std(0)
+    assert left[style].max() > 0.04, (style, left[style])
+  assert left["nod"][1] > 2 * left["still"][1]    # pitch
+  assert left["shake"][0] > 2 * left["still"][0]  # yaw
+  assert left["tilt"][2] > 2 * left["still"][2]   # roll
+  turn = demo_data.head_motion("turn_right", t, np.random.default_rng(1))
+  assert turn[100:, 0].mean() < turn[:10, 0].mean() - 0.35  # turned by about 0.5 rad
