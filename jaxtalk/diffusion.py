@@ -234,14 +234,15 @@ def ddim_sample(eps_fn: Callable, schedule: Schedule, x_T, *, steps: int = 50, e
 
 
 def ddpm_sample(eps_fn: Callable, schedule: Schedule, x_T, *, rng: jax.Array,
-                clip_x0: Optional[float] = None):
+                clip_x0: Optional[float] = None, x0_fn: Optional[Callable] = None):
   """Ancestral DDPM sampler (Ho et al. 2020) over all K steps, posterior variance β̃_t.
 
     x̂0 = (x_t - sqrt(1 - ᾱ_t) ε̂) / sqrt(ᾱ_t)
     μ = (sqrt(ᾱ_{t-1}) β_t x̂0 + sqrt(α_t)(1 - ᾱ_{t-1}) x_t) / (1 - ᾱ_t)
     x_{t-1} = μ + sqrt(β̃_t) z (no noise at t = 0),  β̃_t = β_t (1 - ᾱ_{t-1}) / (1 - ᾱ_t).
 
-  Args: as `ddim_sample`. Returns x_0 `[B, ...]` float32.
+  Args: as `ddim_sample` (`x0_fn(x0_hat, i)`, i = 0 at the first step, is applied before the
+  clip). Returns x_0 `[B, ...]` float32.
   """
   k = schedule.num_steps
   betas = jnp.asarray(schedule.betas, jnp.float32)
@@ -252,6 +253,8 @@ def ddpm_sample(eps_fn: Callable, schedule: Schedule, x_T, *, rng: jax.Array,
     tb = jnp.full((b,), t, jnp.int32)
     eps = eps_fn(x, tb).astype(jnp.float32)
     x0 = predict_x0(schedule, x, tb, eps)
+    if x0_fn is not None:
+      x0 = x0_fn(x0, k - 1 - t)
     if clip_x0 is not None:
       x0 = jnp.clip(x0, -clip_x0, clip_x0)
     a_t, a_p, beta = _abar(schedule, t), _abar(schedule, t - 1), betas[t]

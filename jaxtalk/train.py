@@ -397,6 +397,9 @@ class _StopSignal:
 # =============================================================================================
 
 def _write_config(config, workdir: str):
+  """Fills in what the config takes from the data (`tasks.resolve_config`, every process), then
+  writes `<workdir>/config.json` (process 0)."""
+  tasks_lib.resolve_config(config)
   if jax.process_index() != 0:
     return
   path = os.path.join(workdir, "config.json")
@@ -707,7 +710,6 @@ def train_and_evaluate(config, workdir: str, *, mesh: Optional[Mesh] = None,
   os.makedirs(workdir, exist_ok=True)
   mesh = mesh if mesh is not None else sharding_lib.make_mesh(config.mesh)
   _check_batching(config, mesh)
-  tasks_lib.resolve_config(config)  # what the config takes from the data, before config.json.
   _write_config(config, workdir)
   logging_utils.log_info("mesh %s on %d devices; workdir %s", dict(mesh.shape),
                          mesh.devices.size, workdir)

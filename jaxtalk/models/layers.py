@@ -27,6 +27,7 @@ Warping (PoseTalk eqs. 4-5, "differentiable backward warping"):
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional, Sequence
 
@@ -77,11 +78,13 @@ class Conv(nn.Module):
     zero_init: initialise kernel and bias to zero (output heads that should start as identity).
     bias_init_value: constant initial bias.
     ndim: 2 for images `[N, H, W, C]`, 1 for sequences `[B, T, C]`.
+    kernel_dilation: dilation of the kernel (int or tuple; 1 = dense), as `nn.Conv`'s.
     dtype / param_dtype: compute / parameter dtypes.
   """
   features: int
   kernel_size: Any = 3
   strides: Any = 1
+  kernel_dilation: Any = 1
   padding: Any = "SAME"
   use_bias: bool = True
   feature_group_count: int = 1
@@ -104,7 +107,7 @@ class Conv(nn.Module):
     binit = _part(nn.initializers.constant(self.bias_init_value), ("conv_out",))
     return nn.Conv(
         self.features, ks, strides=st, padding=self.padding, use_bias=self.use_bias,
-        feature_group_count=self.feature_group_count, kernel_init=kinit, bias_init=binit,
+        kernel_dilation=self.kernel_dilation, feature_group_count=self.feature_group_count, kernel_init=kinit, bias_init=binit,
         dtype=self.dtype, param_dtype=self.param_dtype, name="conv")(x)
 
 
@@ -488,18 +491,31 @@ class HeadsProjection(nn.Module):
 
 
 class FeedForward(nn.Module):
-  """LayerNorm -> Dense(mult*D) -> Swish -> Dropout -> Dense(D) -> Dropout (Conformer FFN)."""
+  """LayerNorm -> Dense(mult*D) -> Swish -> Dropout -> Dense(D) -> Dropout (Conformer FFN).
+
+  With `dilation` set, the first layer is a kernel-3 Conv1d over time with that dilation instead
+  of the Dense (GoHD section 3.1: conformers whose feed-forward is a dilated convolution, as
+  DiffWave's layers); then the input must be `[B, T, D]` and padded frames (`mask=False`) are
+  zeroed before the convolution.
+  """
   mult: int = 4
   dropout: float = 0.0
+  dilation: Optional[int] = None
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
-  def __call__(self, x, *, train: bool = False):
+  def __call__(self, x, *, mask=None, train: bool = False):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     d = x.shape[-1]
     y = LayerNorm(name="ln", **kw)(x)
-    y = nn.swish(Dense(self.mult * d, names=("embed", "mlp"), name="fc1", **kw)(y))
+    if self.dilation is None:
+      y = Dense(self.mult * d, names=("embed", "mlp"), name="fc1", **kw)(y)
+    else:
+      if mask is not None:
+        y = jnp.where(mask[..., None], y, 0)
+      y = Conv(self.mult * d, 3, kernel_dilation=self.dilation, ndim=1, name="fc1", **kw)(y)
+    y = nn.swish(y)
     y = nn.Dropout(self.dropout, deterministic=not train)(y)
     y = Dense(d, names=("mlp", "embed"), name="fc2", **kw)(y)
     return nn.Dropout(self.dropout, deterministic=not train)(y)
@@ -540,6 +556,8 @@ class ConformerBlock(nn.Module):
 
   Attributes:
     num_heads: attention heads. ff_mult: FFN expansion. conv_kernel: depthwise kernel size.
+    ff_dilation: when set, both FFNs start with a dilated kernel-3 Conv1d (`FeedForward`), as in
+      GoHD's pose denoiser (section 3.1, Fig. 3).
     dropout: dropout rate (active when `train=True`).
     dtype / param_dtype: compute / parameter dtypes.
 
@@ -556,6 +574,7 @@ class ConformerBlock(nn.Module):
   num_heads: int = 4
   ff_mult: int = 4
   conv_kernel: int = 15
+  ff_dilation: Optional[int] = None
   dropout: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
@@ -571,14 +590,15 @@ class ConformerBlock(nn.Module):
     if mask is not None:
       x = jnp.where(mask[..., None], x, 0)
     x = nn.with_logical_constraint(x, ("batch", "time", "embed"))
-    x = x + 0.5 * FeedForward(self.ff_mult, self.dropout, name="ff1", **kw)(x, train=train)
+    ff = functools.partial(FeedForward, self.ff_mult, self.dropout, self.ff_dilation, **kw)
+    x = x + 0.5 * ff(name="ff1")(x, mask=mask, train=train)
     y = LayerNorm(name="ln_att", **kw)(x)
     y = MultiHeadAttention(self.num_heads, relative=True, dropout=self.dropout, name="mhsa",
                            **kw)(y, mask=mask, train=train)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(y)
     x = x + ConvModule(self.conv_kernel, self.dropout, name="conv", **kw)(x, mask=mask,
                                                                          train=train)
-    x = x + 0.5 * FeedForward(self.ff_mult, self.dropout, name="ff2", **kw)(x, train=train)
+    x = x + 0.5 * ff(name="ff2")(x, mask=mask, train=train)
     x = LayerNorm(name="ln_out", **kw)(x)
     if mask is not None:
       x = jnp.where(mask[..., None], x, 0)

@@ -16,12 +16,14 @@ import jax.numpy as jnp
 import pytest
 
 from configs import syncnet as syncnet_config
+from configs.gohd import pose as gohd_pose_config
 from configs.posetalk import coarse as coarse_config
 from configs.posetalk import enhancer as enhancer_config
 from configs.posetalk import pld as pld_config
 from configs.posetalk import pose_vae as vae_config
 from configs.posetalk import refine as refine_config
 from jaxtalk.core import sharding
+from jaxtalk.models.gohd import pose_denoiser as gohd_denoiser
 from jaxtalk.models.posetalk import pose_denoiser as den_lib
 from jaxtalk.models import syncnet as syncnet_lib
 from jaxtalk.tasks import syncnet as syncnet_task
@@ -76,7 +78,15 @@ def _pld():
       text_mask=jnp.ones((1, 16), bool)))
 
 
-MODELS = {"syncnet": _syncnet, "pose_vae": _pose_vae, "pld": _pld,
+def _gohd_pose():
+  config = gohd_pose_config.get_config("size=paper")
+  net = gohd_denoiser.from_config(config.model)
+  t = int(config.input.window)
+  return jax.eval_shape(net.init, KEY, jnp.zeros((1, t, 6)), jnp.zeros((1,), jnp.int32),
+                        jnp.zeros((1, t, 16, 80)), jnp.zeros((1, 6)))
+
+
+MODELS = {"syncnet": _syncnet, "gohd_pose": _gohd_pose, "pose_vae": _pose_vae, "pld": _pld,
           "coarse": _renderer("coarse", coarse_config),
           "refine": _renderer("refine", refine_config),
           "enhancer": _renderer("enhancer", enhancer_config)}

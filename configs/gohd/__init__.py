@@ -1,0 +1,1 @@
+"""GoHD's stage configs."""

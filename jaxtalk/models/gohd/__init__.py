@@ -1,0 +1,1 @@
+"""GoHD's networks (one model per file)."""
