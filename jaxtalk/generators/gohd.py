@@ -109,13 +109,8 @@ def sample_sequence(net, params, schedule: diffusion.Schedule, audio: np.ndarray
     k_noise, k_ddpm = jax.random.split(jax.random.fold_in(key, i))
     start = np.asarray(p0, np.float32) if i == 0 else out[s]
     known_mask = (np.arange(s, e) < done)[None]
-    y = np.array(fn(audio[s:e][None], jnp.asarray(start)[None],
-                    jax.random.normal(k_noise, (1, window, d), jnp.float32),
-                    known=out[s:e][None], known_mask=known_mask, rng=k_ddpm)[0])
-    n_ov = max(0, done - s)
-    if n_ov:
-      ramp = ((np.arange(n_ov, dtype=np.float32) + 1) / (n_ov + 1))[:, None]
-      y[:n_ov] = (1 - ramp) * out[s:s + n_ov] + ramp * y[:n_ov]
-    out[s:e] = y
-    done = e
+    y = fn(audio[s:e][None], jnp.asarray(start)[None],
+           jax.random.normal(k_noise, (1, window, d), jnp.float32),
+           known=out[s:e][None], known_mask=known_mask, rng=k_ddpm)[0]
+    done = windows_lib.continue_sequence(out, y, s, done)
   return out[:total]

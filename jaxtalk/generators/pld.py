@@ -424,13 +424,7 @@ def sample_motion(params: PLDParams, audio=None, text: Optional[str] = None,
     frames, _ = params._window_fn(  # pylint: disable=protected-access
         params.vae, params.denoiser, clip_p, noise, mel_all[s:e][None], valid[s:e][None], ids,
         tmask, use_text, use_audio, known, known_mask, jnp.float32(guidance), k_eta)
-    frames = np.array(frames[0], np.float32)
-    n_ov = max(0, done - s)
-    if n_ov:
-      ramp = ((np.arange(n_ov, dtype=np.float32) + 1) / (n_ov + 1))[:, None]
-      frames[:n_ov] = (1 - ramp) * out[s:s + n_ov] + ramp * frames[:n_ov]
-    out[s:e] = frames
-    done = e
+    done = windows_lib.continue_sequence(out, frames[0], s, done)
   stats = params.denoiser["stats"]
   raw = motion_lib.denormalize(out[edge:edge + total], np.asarray(stats["feat_mean"]),
                                np.asarray(stats["feat_std"]))

@@ -72,3 +72,21 @@ def run_windowed(fn: Callable[[int, int], np.ndarray], total: int, window: int,
     out[s:e] += w.reshape((-1,) + (1,) * (y.ndim - 1)) * y
     norm[s:e] += w
   return out / norm.reshape((-1,) + (1,) * (out.ndim - 1))
+
+
+def continue_sequence(out: np.ndarray, window_out: np.ndarray, start: int, done: int) -> int:
+  """Writes a window sampled after `[0, done)` into `out[start:start + W]`, in place.
+
+  Frames of the window that `out` already has (`start <= t < done`, the overlap the window was
+  conditioned on) are cross-faded linearly from `out`'s values to the window's; the rest are
+  copied. Returns the new `done` (`start + W`). Used by the sequential diffusion samplers
+  (`jaxtalk.generators.pld`, `jaxtalk.generators.gohd`).
+  """
+  y = np.array(window_out, np.float32)
+  n_ov = max(0, done - start)
+  if n_ov:
+    ramp = (np.arange(n_ov, dtype=np.float32) + 1) / (n_ov + 1)
+    ramp = ramp.reshape((-1,) + (1,) * (y.ndim - 1))
+    y[:n_ov] = (1 - ramp) * out[start:start + n_ov] + ramp * y[:n_ov]
+  out[start:start + y.shape[0]] = y
+  return start + y.shape[0]
