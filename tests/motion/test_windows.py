@@ -39,3 +39,18 @@ def test_bad_arguments():
     windows.window_starts(10, 5, 5)
   with pytest.raises(ValueError, match="positive"):
     windows.window_starts(0, 5, 1)
+
+
+def test_continue_sequence_cross_fades_only_the_frames_already_there():
+  out = np.zeros((10, 2), np.float32)
+  out[:4] = 1.0
+  done = windows.continue_sequence(out, np.full((6, 2), 3.0), start=2, done=4)
+  assert done == 8
+  np.testing.assert_allclose(out[:2], 1.0)                  # before the window: untouched
+  np.testing.assert_allclose(out[2:4, 0], [1 + 2 / 3, 1 + 4 / 3])  # ramp 1/3, 2/3 towards 3
+  np.testing.assert_allclose(out[4:8], 3.0)                 # new frames copied
+  np.testing.assert_allclose(out[8:], 0.0)
+  # The first window (nothing there yet) is copied as is.
+  first = np.zeros((5, 1), np.float32)
+  assert windows.continue_sequence(first, np.arange(5.0)[:, None], 0, 0) == 5
+  np.testing.assert_array_equal(first[:, 0], np.arange(5.0))
