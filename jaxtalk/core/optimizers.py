@@ -30,16 +30,9 @@ PyTree = Any
 
 
 def path_str(path) -> str:
-  """'/'-joined string of a jax key path (DictKey/GetAttrKey/SequenceKey)."""
-  parts = []
-  for k in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(k, attr):
-        parts.append(str(getattr(k, attr)))
-        break
-    else:
-      parts.append(str(k))
-  return "/".join(parts)
+  """'/'-joined string of a jax key path, e.g. "encoder/0/kernel" (`jax.tree_util.keystr` with
+  `simple=True`)."""
+  return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
 def make_schedule(cfg, total_steps: int) -> Callable[[Any], Any]:

@@ -43,18 +43,9 @@ PyTree = Any
 INFER_FILE = "infer.stablehlo"
 
 
-def _path_str(path) -> str:
-  parts = []
-  for k in path:
-    for attr in ("key", "name", "idx"):
-      if hasattr(k, attr):
-        parts.append(str(getattr(k, attr)))
-        break
-  return "/".join(parts)
-
-
 def _flatten(tree: PyTree) -> dict[str, np.ndarray]:
-  return {_path_str(p): np.asarray(x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]}
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(p, simple=True, separator="/"): np.asarray(x) for p, x in flat}
 
 
 def _signature(x) -> dict:
