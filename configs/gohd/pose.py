@@ -40,6 +40,7 @@ def get_config(arg=None):
   c.input.data_dir = args.data_dir
   c.optax.name = "adam"
   c.optax.schedule = "constant"
+  c.optax.freeze = ("^stats/",)  # the residuals' std, measured at init (never trained).
   c.diffusion = dict(schedule="linear", num_steps=150, beta_start=1e-4, beta_end=0.05,
                      sampler="ddpm", sample_steps=50, gamma=0.4)
   c.cond = dict(p_drop_p0=0.2)

@@ -47,7 +47,7 @@ def guided_eps_fn(net, params, audio, p0, gamma: float, mask=None):
 
 def sample_window(net, params, schedule: diffusion.Schedule, audio, p0, noise, *,
                   gamma: float = 0.4, sampler: str = "ddpm", steps: Optional[int] = None,
-                  known=None, known_mask=None, rng=None):
+                  known=None, known_mask=None, rng=None, scale=None):
   """One window of motion, GoHD eqs. 3-4 (traceable; jit it).
 
   Args:
@@ -58,6 +58,8 @@ def sample_window(net, params, schedule: diffusion.Schedule, audio, p0, noise, *
     gamma: γ of eq. 3. sampler: "ddpm" (all N steps, as GoHD) or "ddim" (`steps` steps, η = 0).
     known / known_mask: `[B, W, D]` normalised poses imposed where `known_mask [B, W]` is True.
     rng: key of the DDPM noise (required for "ddpm").
+    scale: optional `[D]` std of the training residuals: the network diffuses x_0 / scale (each
+      dimension at unit scale, as the stage trains it) and the result is scaled back.
 
   Returns:
     p̂ `[B, W, D]` float32 = p_0 + x̂_0 (eq. 4).
@@ -66,9 +68,10 @@ def sample_window(net, params, schedule: diffusion.Schedule, audio, p0, noise, *
     ValueError: unknown sampler, or "ddpm" without rng.
   """
   eps = guided_eps_fn(net, params, audio, p0, gamma)
+  scale = jnp.ones(p0.shape[-1:], jnp.float32) if scale is None else jnp.asarray(scale, jnp.float32)
   x0_fn = None
   if known is not None:
-    known_x0 = known.astype(jnp.float32) - p0[:, None]
+    known_x0 = (known.astype(jnp.float32) - p0[:, None]) / scale
     x0_fn = lambda x0, i: jnp.where(known_mask[..., None], known_x0, x0)
   if sampler == "ddpm":
     if rng is None:
@@ -78,19 +81,19 @@ def sample_window(net, params, schedule: diffusion.Schedule, audio, p0, noise, *
     x0 = diffusion.ddim_sample(eps, schedule, noise, steps=int(steps or 50), x0_fn=x0_fn)
   else:
     raise ValueError(f"sample_window: sampler={sampler!r}; expected 'ddpm' or 'ddim'")
-  return p0[:, None].astype(jnp.float32) + x0
+  return p0[:, None].astype(jnp.float32) + x0 * scale
 
 
 def sample_sequence(net, params, schedule: diffusion.Schedule, audio: np.ndarray, p0: np.ndarray,
                     *, window: int, overlap: int = 10, gamma: float = 0.4, sampler: str = "ddpm",
-                    steps: Optional[int] = None, seed: int = 0) -> np.ndarray:
+                    steps: Optional[int] = None, seed: int = 0, scale=None) -> np.ndarray:
   """Normalised motion `[T, D]` float32 for audio of any length (module docstring).
 
   Args:
     audio: `[T, 16, 80]` or `[T, A]` per-frame audio condition, T >= 1 frames at 25 fps.
     p0: `[D]` normalised source pose (the portrait's).
     window / overlap: the training window W and the frames shared by consecutive windows.
-    gamma / sampler / steps: as `sample_window`. seed: seed of the noise.
+    gamma / sampler / steps / scale: as `sample_window`. seed: seed of the noise.
 
   Raises:
     ValueError: as `windows.window_starts` (overlap >= window) or `sample_window`.
@@ -101,7 +104,7 @@ def sample_sequence(net, params, schedule: diffusion.Schedule, audio: np.ndarray
   if padded > total:  # one window longer than the audio: the last frame's audio is repeated.
     audio = np.concatenate([audio, np.repeat(audio[-1:], padded - total, axis=0)])
   fn = jax.jit(functools.partial(sample_window, net, params, schedule, gamma=gamma,
-                                 sampler=sampler, steps=steps))
+                                 sampler=sampler, steps=steps, scale=scale))
   out = np.zeros((padded, d), np.float32)
   done, key = 0, jax.random.PRNGKey(seed)
   for i, s in enumerate(windows_lib.window_starts(padded, window, overlap)):

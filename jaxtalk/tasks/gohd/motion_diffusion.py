@@ -3,7 +3,10 @@
 
 Input: `pose [B, T, 6]` (or `gaze [B, T, 2]`, `config.model.target`), normalised with the dataset
 statistics, the audio condition (`mel [B, T, 16, 80]`, or stored `wav2vec [B, T, C]`) and
-`mask [B, T]`. x_0 = Δp = p_{1:T} − p_0 with p_0 the window's first frame (eq. 1). Loss: eq. 2,
+`mask [B, T]`. x_0 = Δp = p_{1:T} − p_0 with p_0 the window's first frame (eq. 1), divided per
+dimension by the residuals' std (`params["stats"]["residual_std"]`, measured on the first
+training batch and never trained; rotations move ~5x less than translations in normalised units,
+and unit-scale dimensions are what the noise schedule assumes). Loss: eq. 2,
 `||ε − ε_θ(x_n, c, n)||²` over valid frames. GoHD trains a p_0-conditional and a
 p_0-unconditional model separately; here one network learns both, p_0 being dropped for a
 fraction `config.cond.p_drop_p0` of the windows (classifier-free-guidance training, Ho &
@@ -71,11 +74,21 @@ def get_task(config, *, mesh) -> Task:
   def init(rng, batch):
     x0, p0, _, mask = residual_motion(batch, target)
     b = x0.shape[0]
-    return net.init({"params": rng}, x0, jnp.zeros((b,), jnp.int32), batch[akey], p0,
-                    jnp.ones((b,), bool), mask)["params"]
+    p = dict(net.init({"params": rng}, x0, jnp.zeros((b,), jnp.int32), batch[akey], p0,
+                      jnp.ones((b,), bool), mask)["params"])
+    w = mask.astype(jnp.float32)[..., None]
+    var = jnp.sum(x0 ** 2 * w, axis=(0, 1)) / jnp.maximum(jnp.sum(w), 1.0)
+    p["stats"] = {"residual_std": jnp.maximum(jnp.sqrt(var), 1e-3)}
+    return p
 
-  def noised(batch, rng):
+  def split(params):
+    """`({"params": network params}, residual_std [D])`, the stats never trained."""
+    net_params = {k: v for k, v in params.items() if k != "stats"}
+    return {"params": net_params}, jax.lax.stop_gradient(params["stats"]["residual_std"])
+
+  def noised(params, batch, rng):
     x0, p0, x, mask = residual_motion(batch, target)
+    x0 = x0 / split(params)[1]
     r_n, r_e = jax.random.split(rng)
     n = jax.random.randint(r_n, (x0.shape[0],), 0, sched.num_steps)
     eps = jax.random.normal(r_e, x0.shape, jnp.float32)
@@ -89,9 +102,9 @@ def get_task(config, *, mesh) -> Task:
     """GoHD eq. 2 with p_0 dropped for a fraction p_drop_p0 of the windows (eq. 3's guidance)."""
     del frozen, step
     r_noise, r_drop, r_dropout = jax.random.split(rng, 3)
-    x_n, n, eps, p0, _, mask = noised(batch, r_noise)
+    x_n, n, eps, p0, _, mask = noised(params, batch, r_noise)
     use_p0 = ~jax.random.bernoulli(r_drop, p_drop, (x_n.shape[0],))
-    pred = net.apply({"params": params}, x_n, n, batch[akey], p0, use_p0, mask, train=True,
+    pred = net.apply(split(params)[0], x_n, n, batch[akey], p0, use_p0, mask, train=True,
                      rngs={"dropout": r_dropout})
     l = masked_eps_loss(pred, eps, mask)
     return l, {"loss_eps": l}
@@ -100,13 +113,13 @@ def get_task(config, *, mesh) -> Task:
     del frozen
     rng = jax.random.PRNGKey(int(config.seed) + 101)
     r_noise, r_sample = jax.random.split(rng)
-    x_n, n, eps, p0, x, mask = noised(batch, r_noise)
-    p = {"params": params}
+    x_n, n, eps, p0, x, mask = noised(params, batch, r_noise)
+    p, scale = split(params)
     pred = net.apply(p, x_n, n, batch[akey], p0, jnp.ones((x.shape[0],), bool), mask)
     gen = gohd_lib.sample_window(net, p, sched, batch[akey], p0,
                                  jax.random.normal(r_sample, x.shape, jnp.float32),
                                  gamma=float(d.gamma), sampler="ddim",
-                                 steps=int(d.sample_steps))
+                                 steps=int(d.sample_steps), scale=scale)
     ratio = motion_eval.variance_ratio(gen, x, mask)
     w = mask.astype(jnp.float32)[..., None]
     rmse = jnp.sqrt(jnp.sum((gen - x) ** 2 * w) / jnp.maximum(jnp.sum(w) * x.shape[-1], 1.0))
@@ -118,9 +131,10 @@ def get_task(config, *, mesh) -> Task:
     """One guided DDIM window: inputs `<audio key> [B, W, ...]`, `p0 [B, D]` (normalised),
     `noise [B, W, D]` -> `{target: [B, W, D]}` normalised (eqs. 3-4)."""
     del frozen
-    out = gohd_lib.sample_window(net, {"params": params}, sched, inputs[akey], inputs["p0"],
-                                 inputs["noise"], gamma=float(d.gamma), sampler="ddim",
-                                 steps=int(d.sample_steps))
+    p, scale = split(params)
+    out = gohd_lib.sample_window(net, p, sched, inputs[akey], inputs["p0"], inputs["noise"],
+                                 gamma=float(d.gamma), sampler="ddim",
+                                 steps=int(d.sample_steps), scale=scale)
     return {target: out}
 
   def infer_example():
