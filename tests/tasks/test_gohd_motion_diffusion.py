@@ -48,8 +48,11 @@ def test_residual_is_relative_to_the_first_frame():
 @pytest.mark.parametrize("target", ["pose", "gaze"])
 def test_stage_trains_evaluates_and_infers_on_synthetic_batches(target, tmp_path):
   c = pose_config.get_config(f"size=tiny,synthetic=true,target={target}")
-  c.total_steps, c.eval_every, c.log_every, c.checkpoint_every = 40, 40, 20, 40
+  c.total_steps, c.eval_every, c.log_every, c.checkpoint_every = 10, 10, 5, 10
   c.input.window = 16
+  c.batch_size = 8
+  c.model.update(num_layers=1, channels=16, audio_width=16)  # a 1-layer net: seconds, not minutes
+  c.diffusion.sample_steps = 4
   res = train.train_and_evaluate(c, str(tmp_path / "run"), mesh=_mesh())
   hist = res["history"]
   losses = [h["train/loss_eps"] for h in hist if "train/loss_eps" in h]
