@@ -55,6 +55,27 @@ def residual_motion(batch, target: str):
   return x0, p0, x, mask
 
 
+def split(params):
+  """`({"params": network params}, residual_std [D])` of the stage's params (stats never
+  trained)."""
+  net_params = {k: v for k, v in params.items() if k != "stats"}
+  return {"params": net_params}, jax.lax.stop_gradient(params["stats"]["residual_std"])
+
+
+def masked_eps_loss(pred, eps, mask):
+  """Eq. 2's squared error, averaged over valid frames (`mask [B, T]`) and dimensions."""
+  w = mask.astype(jnp.float32)[..., None]
+  return jnp.sum((pred - eps) ** 2 * w) / jnp.maximum(jnp.sum(w) * pred.shape[-1], 1.0)
+
+
+def model_target(config) -> str:
+  """"pose" or "gaze" (`config.model.target`); raises ValueError otherwise."""
+  target = str(config.model.get("target", "pose"))
+  if target not in TARGET_DIMS:
+    raise ValueError(f"gohd motion diffusion: model.target={target!r}; expected pose or gaze")
+  return target
+
+
 def get_task(config, *, mesh) -> Task:
   """The gohd_pose / gohd_gaze stage (see module docstring).
 
@@ -62,9 +83,7 @@ def get_task(config, *, mesh) -> Task:
     ValueError: `config.model.target` not "pose" or "gaze".
   """
   del mesh
-  target = str(config.model.get("target", "pose"))
-  if target not in TARGET_DIMS:
-    raise ValueError(f"gohd motion diffusion: model.target={target!r}; expected pose or gaze")
+  target = model_target(config)
   net = pose_denoiser.from_config(config.model, config.dtype, out_dim=TARGET_DIMS[target])
   sched = make_schedule(config.diffusion)
   akey = audio_key(config)
@@ -81,11 +100,6 @@ def get_task(config, *, mesh) -> Task:
     p["stats"] = {"residual_std": jnp.maximum(jnp.sqrt(var), 1e-3)}
     return p
 
-  def split(params):
-    """`({"params": network params}, residual_std [D])`, the stats never trained."""
-    net_params = {k: v for k, v in params.items() if k != "stats"}
-    return {"params": net_params}, jax.lax.stop_gradient(params["stats"]["residual_std"])
-
   def noised(params, batch, rng):
     x0, p0, x, mask = residual_motion(batch, target)
     x0 = x0 / split(params)[1]
@@ -93,10 +107,6 @@ def get_task(config, *, mesh) -> Task:
     n = jax.random.randint(r_n, (x0.shape[0],), 0, sched.num_steps)
     eps = jax.random.normal(r_e, x0.shape, jnp.float32)
     return diffusion.q_sample(sched, x0, n, eps), n, eps, p0, x, mask
-
-  def masked_eps_loss(pred, eps, mask):
-    w = mask.astype(jnp.float32)[..., None]
-    return jnp.sum((pred - eps) ** 2 * w) / jnp.maximum(jnp.sum(w) * pred.shape[-1], 1.0)
 
   def loss(params, batch, rng, frozen, step):
     """GoHD eq. 2 with p_0 dropped for a fraction p_drop_p0 of the windows (eq. 3's guidance)."""
