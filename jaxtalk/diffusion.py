@@ -82,6 +82,14 @@ def make_schedule(name: str = "scaled_linear", num_steps: int = 1000, beta_start
   return Schedule(betas=b, alphas_cumprod=np.cumprod(1.0 - b))
 
 
+def schedule_from_config(diff_cfg) -> Schedule:
+  """`make_schedule` from a `config.diffusion` mapping (keys schedule, num_steps, beta_start,
+  beta_end)."""
+  d = dict(diff_cfg)
+  return make_schedule(d["schedule"], int(d["num_steps"]), float(d["beta_start"]),
+                       float(d["beta_end"]))
+
+
 def _abar(schedule: Schedule, t):
   """ᾱ_t gathered for integer t (t = -1 gives 1.0: the clean end of the chain)."""
   table = jnp.asarray(np.concatenate([schedule.alphas_cumprod, [1.0]]), jnp.float32)

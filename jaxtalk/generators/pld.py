@@ -64,9 +64,8 @@ def audio_feature(model_cfg) -> str:
 
 
 def make_schedule(diff_cfg) -> diffusion.Schedule:
-  d = dict(diff_cfg)
-  return diffusion.make_schedule(d["schedule"], int(d["num_steps"]), float(d["beta_start"]),
-                                 float(d["beta_end"]))
+  """The PLD's training schedule (`diffusion.schedule_from_config`)."""
+  return diffusion.schedule_from_config(diff_cfg)
 
 
 def split_stats(den_params):

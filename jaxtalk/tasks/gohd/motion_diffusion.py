@@ -35,9 +35,7 @@ TARGET_DIMS = {"pose": 6, "gaze": 2}
 
 def make_schedule(diff_cfg) -> diffusion.Schedule:
   """The training schedule of `config.diffusion` (GoHD: linear, 150 steps, 1e-4 .. 0.05)."""
-  d = dict(diff_cfg)
-  return diffusion.make_schedule(d["schedule"], int(d["num_steps"]), float(d["beta_start"]),
-                                 float(d["beta_end"]))
+  return diffusion.schedule_from_config(diff_cfg)
 
 
 def audio_key(config) -> str:
