@@ -363,9 +363,26 @@ def landmarks_68(mesh: np.ndarray) -> np.ndarray:
   return mesh[..., list(face.LANDMARKS_68), :]
 
 
-def _eye_height(l68: np.ndarray) -> np.ndarray:
-  d = [np.linalg.norm(l68[..., a, :2] - l68[..., b, :2], axis=-1) for a, b in LID_PAIRS_68]
-  return np.mean(d, axis=0)
+def _eye_height(l68, xp=np):
+  d = [xp.linalg.norm(l68[..., a, :2] - l68[..., b, :2], axis=-1) for a, b in LID_PAIRS_68]
+  return sum(d) / len(d)
+
+
+def eye_features_68(l68, l68_ref, xp=np):
+  """GoHD Fig. 4 on 68 landmarks: f = bl ⊕ fr (see `eye_features`).
+
+  Args:
+    l68: `[..., 68, 3]` (or `[..., 68, 2]`) landmarks of expression-only meshes.
+    l68_ref: `[68, 3]` (or 2) landmarks of the neutral mesh (e = 0).
+    xp: the array module (`numpy`, or `jax.numpy` inside jit: the function is differentiable).
+
+  Returns:
+    `[..., 21]` (xp's float): [0] blink ratio, [1:21] brow displacements (x, y), point-major.
+  """
+  bl = _eye_height(l68, xp) / _eye_height(l68_ref, xp)
+  fr = l68[..., list(BROWS_68), :2] - l68_ref[list(BROWS_68), :2]
+  fr = fr.reshape(fr.shape[:-2] + (2 * len(BROWS_68),))
+  return xp.concatenate([bl[..., None], fr], -1)
 
 
 def eye_features(mesh: np.ndarray, reference: np.ndarray) -> np.ndarray:
@@ -394,10 +411,16 @@ def eye_features(mesh: np.ndarray, reference: np.ndarray) -> np.ndarray:
   he_r = _eye_height(lr)
   if not he_r > 0:
     raise ValueError(f"eye_features: the reference's mean eye height is {he_r} (eyes closed)")
-  bl = _eye_height(lt) / he_r
-  fr = (lt[..., list(BROWS_68), :2] - lr[list(BROWS_68), :2])
-  fr = fr.reshape(fr.shape[:-2] + (2 * len(BROWS_68),))
-  return np.concatenate([bl[..., None], fr], -1).astype(np.float32)
+  return eye_features_68(lt, lr).astype(np.float32)
+
+
+def landmark_basis(basis: ExpressionBasis) -> tuple[np.ndarray, np.ndarray]:
+  """The basis restricted to the 68 landmarks: `(mean68 [68, 3], comps68 [k, 68, 3])` float32,
+  so that `landmarks_68(expression_mesh(basis, e)) == mean68 + einsum("...k,kpc->...pc", e,
+  comps68)`: a linear map losses can use inside jit (GoHD eqs. 20-22)."""
+  comps = basis.components.reshape(basis.num_components, NUM_LANDMARKS, 3)
+  idx = list(face.LANDMARKS_68)
+  return basis.mean[idx].astype(np.float32), comps[:, idx].astype(np.float32)
 
 
 def eye_features_from_coefficients(basis: ExpressionBasis, e: np.ndarray) -> np.ndarray:

@@ -196,6 +196,24 @@ def test_eye_features_from_zero_coefficients_is_the_reference():
   np.testing.assert_allclose(f, np.broadcast_to(np.eye(21)[0], f.shape), atol=1e-6)
 
 
+def test_landmark_basis_and_jnp_eye_features_match_the_mesh_path():
+  import jax
+  import jax.numpy as jnp
+  basis = _basis_off_rigid_points(np.random.default_rng(8))
+  e = np.random.default_rng(9).normal(size=(2, 5, basis.num_components)).astype(np.float32) * 0.1
+  mean68, comps68 = ex.landmark_basis(basis)
+  assert mean68.shape == (68, 3) and comps68.shape == (basis.num_components, 68, 3)
+
+  @jax.jit
+  def f_of_e(e):
+    l68 = mean68 + jnp.einsum("...k,kpc->...pc", e, comps68)
+    return l68, ex.eye_features_68(l68, jnp.asarray(mean68), xp=jnp)
+
+  l68, f = f_of_e(jnp.asarray(e))
+  np.testing.assert_allclose(l68, ex.landmarks_68(ex.expression_mesh(basis, e)), atol=1e-5)
+  np.testing.assert_allclose(f, ex.eye_features_from_coefficients(basis, e), atol=1e-5)
+
+
 # ----------------------------------------------------------------------------------------------
 # Files and errors.
 # ----------------------------------------------------------------------------------------------
