@@ -1,4 +1,5 @@
-"""Reconstruction losses shared by the renderer stages: multi-scale perceptual, mouth-region, L1.
+"""Losses shared by stages: reconstruction (multi-scale perceptual, mouth-region, L1) for the
+renderers; least-squares GAN terms and the sequence SSIM of GoHD eq. 26 for the motion stages.
 
 Conventions: images are float `[..., H, W, 3]` in [-1, 1] (any leading dims, e.g. `[N]` or
 `[B, T]`); boxes are float `[..., 4]` = (x0, y0, x1, y1) in [0, 1] crop coordinates with the same
@@ -297,3 +298,63 @@ def mouth_l1(pred: jax.Array, target: jax.Array, boxes: jax.Array, *, size: int 
   """L1 between mouth crops of `pred` and `target` (same boxes, `size` x `size`); f32 scalar."""
   boxes = expand_boxes(boxes, box_scale, square)
   return l1_loss(crop_and_resize(pred, boxes, size), crop_and_resize(target, boxes, size), mask)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adversarial and sequence losses (motion stages).
+# ---------------------------------------------------------------------------------------------
+def _score_mean(scores: jax.Array, mask=None) -> jax.Array:
+  s = scores.astype(jnp.float32)
+  if mask is None:
+    return jnp.mean(s)
+  w = jnp.broadcast_to(mask.astype(jnp.float32).reshape(mask.shape + (1,) * (s.ndim - mask.ndim)),
+                       s.shape)
+  return jnp.sum(s * w) / jnp.maximum(jnp.sum(w), 1.0)
+
+
+def lsgan_disc_loss(real_scores: jax.Array, fake_scores: jax.Array, mask=None) -> jax.Array:
+  """Least-squares GAN discriminator loss (Mao et al. 2017, a = 0, b = 1):
+  mean (D(real) − 1)² + mean D(fake)², float32 scalar. `mask` (leading dims of the scores, e.g.
+  `[B, T]` for per-frame scores) weights the scores."""
+  return (_score_mean((real_scores - 1.0) ** 2, mask)
+          + _score_mean(fake_scores ** 2, mask))
+
+
+def lsgan_gen_loss(fake_scores: jax.Array, mask=None) -> jax.Array:
+  """Least-squares GAN generator loss (c = 1): mean (D(fake) − 1)², float32 scalar."""
+  return _score_mean((fake_scores - 1.0) ** 2, mask)
+
+
+def sequence_ssim(gen: jax.Array, real: jax.Array, mask=None) -> jax.Array:
+  """GoHD supplementary eq. 26 before the "1 −": the mean over dimensions (and sequences) of
+
+      (2 μ_i μ̂_i + C1)(2 cov_i + C2) / ((μ_i² + μ̂_i² + C1)(σ_i² + σ̂_i² + C2))
+
+  with whole-sequence population statistics of dimension i over the valid frames, C1 =
+  (0.01 L_i)², C2 = (0.03 L_i)², L_i = max − min of the real sequence's dimension i (floored at
+  1e-6; not differentiated): the definition `evaluators.motion.ssim_1d` uses (window=None), so
+  `1 − sequence_ssim` (L_ssim) and the SSIM_e metric read the same quantity.
+
+  Args:
+    gen, real: `[B, T, D]` sequences (same shape). mask: optional `[B, T]` bool, True = valid.
+
+  Returns:
+    float32 scalar, 1 when gen == real on the valid frames.
+  """
+  if gen.shape != real.shape or gen.ndim != 3:
+    raise ValueError(f"sequence_ssim: expected two [B, T, D] of one shape, got {gen.shape}, "
+                     f"{real.shape}")
+  g, r = gen.astype(jnp.float32), real.astype(jnp.float32)
+  w = (jnp.ones(g.shape[:2], jnp.float32) if mask is None
+       else mask.astype(jnp.float32))[..., None]
+  n = jnp.maximum(jnp.sum(w, axis=1), 1.0)                       # [B, 1]
+  mean = lambda x: jnp.sum(x * w, axis=1) / n                     # [B, D]
+  mg, mr = mean(g), mean(r)
+  vgg, vrr = mean((g - mg[:, None]) ** 2), mean((r - mr[:, None]) ** 2)
+  vgr = mean((g - mg[:, None]) * (r - mr[:, None]))
+  big = jnp.where(w > 0, r, -jnp.inf).max(1)
+  small = jnp.where(w > 0, r, jnp.inf).min(1)
+  span = jax.lax.stop_gradient(jnp.maximum(big - small, 1e-6))
+  c1, c2 = (0.01 * span) ** 2, (0.03 * span) ** 2
+  ssim = ((2 * mg * mr + c1) * (2 * vgr + c2)) / ((mg ** 2 + mr ** 2 + c1) * (vgg + vrr + c2))
+  return jnp.mean(ssim)
