@@ -3,8 +3,9 @@
 A motion generator (PLD, GoHD's pose diffusion, PC-Talk's lip transformer) produces a `Motion`;
 a renderer (PoseTalk's CoarseNet/RefineNet/Enhancer, ...) consumes one. Controls
 (`jaxtalk.motion.controls`: pose templates, poses from a reference video re-framed to the
-portrait, gaze override, smoothing) are functions `Motion -> Motion` in between, so every control
-works with every renderer that reads that descriptor (see ../shared/DESIGN.md).
+portrait, gaze override, smoothing, GoHD's pose_scale / exp_scale) are functions
+`Motion -> Motion` in between, so every control works with every renderer that reads that
+descriptor (see ../shared/DESIGN.md).
 
 All fields are at 25 fps with shape `[B, T, ...]`:
   pose        [B, T, 6] float32: yaw, pitch, roll (radians), tx, ty (crop-relative offset of the

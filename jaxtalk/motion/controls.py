@@ -3,7 +3,9 @@
 A control edits the descriptors a motion generator produced (or replaces the generator), so it
 works with every renderer that reads those descriptors: pose templates (PoseTalk Fig. 9: poses
 "sampled from templates"), poses of a reference video re-framed to the portrait, a fixed gaze
-(GoHD's gaze control), temporal smoothing. Lip scale and emotion (PC-Talk) will live here too.
+(GoHD's gaze control), temporal smoothing, GoHD's `pose_scale` / `exp_scale` (`scale_pose`,
+`scale_expression`; declared for methods as `SCALE_CONTROLS`). Lip scale and emotion (PC-Talk)
+will live here too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtalk import methods
 from jaxtalk.motion import FPS, POSE_DIM, Motion
 
 
@@ -79,3 +82,80 @@ def smooth(motion: Motion, sigma_frames: float = 1.5) -> Motion:
     return np.stack([face.smooth(b, sigma_frames) for b in x]).astype(np.float32)
 
   return motion.replace(pose=one(motion.pose), gaze=one(motion.gaze))
+
+
+def scale_pose(motion: Motion, scale: float, source_pose=None) -> Motion:
+  """GoHD's `pose_scale`: multiplies the head pose's deviation from the source pose.
+
+  pose' = p_0 + scale · (pose − p_0) on all six dimensions (yaw, pitch, roll, tx, ty, scale), so
+  rotations and the face's position and size move `scale` times as far from p_0; gaze and
+  expression are unchanged. p_0 is `source_pose` (the portrait's pose, GoHD's p_0 of eqs. 1-4)
+  when given, otherwise each sequence's FIRST frame (which is p_0 for GoHD's sampler, whose
+  residuals start at zero). scale 1 is the identity, 0 holds p_0 on every frame.
+
+  Args:
+    motion: raw `Motion` `[B, T, ...]`.
+    scale: the factor (>= 0 in the front ends; any float works).
+    source_pose: optional `[6]` or `[B, 6]` raw pose p_0.
+
+  Raises:
+    ValueError: `source_pose` of another shape.
+  """
+  pose = jnp.asarray(motion.pose)
+  if source_pose is None:
+    ref = pose[:, :1]
+  else:
+    ref = jnp.asarray(source_pose, pose.dtype)
+    if ref.shape not in ((POSE_DIM,), (pose.shape[0], POSE_DIM)):
+      raise ValueError(f"scale_pose: source_pose must be [{POSE_DIM}] or [B, {POSE_DIM}] with "
+                       f"B = {pose.shape[0]}, got {ref.shape}")
+    ref = ref.reshape(-1, 1, POSE_DIM)
+  return motion.replace(pose=(ref + scale * (pose - ref)).astype(pose.dtype))
+
+
+def scale_expression(motion: Motion, scale: float, source_expression=None) -> Motion:
+  """GoHD's `exp_scale`: multiplies the expression coefficients' deviation from the source's.
+
+  e' = e_0 + scale · (e − e_0) over `Motion.expression [B, T, E]` (E = 64 for GoHD), e_0 =
+  `source_expression` (the portrait's coefficients) when given, otherwise each sequence's first
+  frame. scale 1 is the identity, 0 holds e_0 (a still face), 2 doubles every movement.
+
+  A Motion without expression (PoseTalk's): scale 1 returns it unchanged (the control's default
+  is then harmless); any other scale raises, since nothing would be scaled.
+
+  Args:
+    motion: raw `Motion` `[B, T, ...]`.
+    scale: the factor.
+    source_expression: optional `[E]` or `[B, E]` coefficients e_0.
+
+  Raises:
+    ValueError: scale != 1 on a Motion with `expression=None`, or a `source_expression` of
+      another shape.
+  """
+  if motion.expression is None:
+    if scale == 1:
+      return motion
+    raise ValueError(f"exp_scale={scale}: this Motion has no expression coefficients (its "
+                     "method generates pose and gaze only); exp_scale needs a method that "
+                     "predicts expressions (GoHD)")
+  e = jnp.asarray(motion.expression)
+  if source_expression is None:
+    ref = e[:, :1]
+  else:
+    ref = jnp.asarray(source_expression, e.dtype)
+    if ref.shape not in ((e.shape[-1],), (e.shape[0], e.shape[-1])):
+      raise ValueError(f"scale_expression: source_expression must be [{e.shape[-1]}] or "
+                       f"[B, {e.shape[-1]}] with B = {e.shape[0]}, got {ref.shape}")
+    ref = ref.reshape(-1, 1, e.shape[-1])
+  return motion.replace(expression=(ref + scale * (e - ref)).astype(e.dtype))
+
+
+# Declarations for a method's `controls` (`jaxtalk.methods.Control`): GoHD's release flags.
+SCALE_CONTROLS = (
+    methods.Control("pose_scale", float, 1.0,
+                    "head-motion amplitude: multiplies the pose's deviation from the source "
+                    "pose (GoHD)", range=(0.0, 3.0)),
+    methods.Control("exp_scale", float, 1.0,
+                    "expression amplitude: multiplies the expression coefficients' deviation "
+                    "from the source's (GoHD)", range=(0.0, 3.0)),
+)
