@@ -13,18 +13,27 @@ already sampled are imposed on x̂_0 at every step (inpainting by replacement), 
 cross-faded linearly, so the sequence has no jump at window borders.
 
 All arrays are normalised pose (or gaze) features, float32.
+
+`sample_motion(models, audio, source_motion)` (models from
+`jaxtalk.tasks.gohd.sampling.load_motion_models`) is GoHD's whole motion path from
+trained stages (pose, gaze, and the two-stage expression predictor of section 3.2, eq. 8) to a
+`Motion` in raw units; it needs the training shards' dataset_info.json (pose / gaze statistics)
+and expression basis.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Optional
+import dataclasses
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxtalk import diffusion
+from jaxtalk import motion as motion_lib
+from jaxtalk.features import audio as audio_lib
+from jaxtalk.features import expression as expression_lib
 from jaxtalk.motion import windows as windows_lib
 
 
@@ -84,6 +93,21 @@ def sample_window(net, params, schedule: diffusion.Schedule, audio, p0, noise, *
   return p0[:, None].astype(jnp.float32) + x0 * scale
 
 
+_WINDOW_FNS = {}
+
+
+def _window_fn(net, schedule, gamma, sampler, steps):
+  """`sample_window` jitted with params and scale as arguments (not baked-in constants), one
+  compilation per (network, schedule, sampler settings) for the process, reused across calls."""
+  key = (id(net), id(schedule), float(gamma), sampler, steps)
+  if key not in _WINDOW_FNS:
+    def fn(params, scale, audio, p0, noise, known, known_mask, rng):
+      return sample_window(net, params, schedule, audio, p0, noise, gamma=gamma, sampler=sampler,
+                           steps=steps, known=known, known_mask=known_mask, rng=rng, scale=scale)
+    _WINDOW_FNS[key] = (jax.jit(fn), net, schedule)  # keeps net/schedule alive: ids stay unique.
+  return _WINDOW_FNS[key][0]
+
+
 def sample_sequence(net, params, schedule: diffusion.Schedule, audio: np.ndarray, p0: np.ndarray,
                     *, window: int, overlap: int = 10, gamma: float = 0.4, sampler: str = "ddpm",
                     steps: Optional[int] = None, seed: int = 0, scale=None) -> np.ndarray:
@@ -103,8 +127,7 @@ def sample_sequence(net, params, schedule: diffusion.Schedule, audio: np.ndarray
   padded = max(total, window)
   if padded > total:  # one window longer than the audio: the last frame's audio is repeated.
     audio = np.concatenate([audio, np.repeat(audio[-1:], padded - total, axis=0)])
-  fn = jax.jit(functools.partial(sample_window, net, params, schedule, gamma=gamma,
-                                 sampler=sampler, steps=steps, scale=scale))
+  fn = _window_fn(net, schedule, gamma, sampler, steps)
   out = np.zeros((padded, d), np.float32)
   done, key = 0, jax.random.PRNGKey(seed)
   for i, s in enumerate(windows_lib.window_starts(padded, window, overlap)):
@@ -112,8 +135,125 @@ def sample_sequence(net, params, schedule: diffusion.Schedule, audio: np.ndarray
     k_noise, k_ddpm = jax.random.split(jax.random.fold_in(key, i))
     start = np.asarray(p0, np.float32) if i == 0 else out[s]
     known_mask = (np.arange(s, e) < done)[None]
-    y = fn(audio[s:e][None], jnp.asarray(start)[None],
+    y = fn(params, scale, audio[s:e][None], jnp.asarray(start)[None],
            jax.random.normal(k_noise, (1, window, d), jnp.float32),
-           known=out[s:e][None], known_mask=known_mask, rng=k_ddpm)[0]
+           out[s:e][None], known_mask, k_ddpm)[0]
     done = windows_lib.continue_sequence(out, y, s, done)
   return out[:total]
+
+
+# ----------------------------------------------------------------------------------------------
+# GoHD's motion from trained stages: pose + gaze diffusion and the two-stage expression predictor.
+# ----------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class MotionStage:
+  """One trained stage, ready to sample (built by `jaxtalk.tasks.gohd.sampling.load_motion_models`).
+
+  Attributes:
+    config: the stage's resolved config (ConfigDict).
+    params: pose / gaze: the denoiser's `{"params": ...}`; expression: the stage's params.
+    net / schedule / scale: pose / gaze: the denoiser, its training schedule and the residuals'
+      std `[D]` (`params["stats"]["residual_std"]` of the stage).
+    infer / frozen: expression: the stage's `Task.infer` and frozen params.
+  """
+  config: Any
+  params: Any
+  net: Any = None
+  schedule: Any = None
+  scale: Any = None
+  infer: Any = None
+  frozen: Any = None
+
+
+@dataclasses.dataclass
+class MotionModels:
+  """GoHD's motion generators and the data statistics they need.
+
+  Attributes:
+    pose / gaze / expression: trained gohd_pose, gohd_gaze and gohd_exp_eye stages (gaze and
+      expression optional: missing ones keep the source's gaze / have no expression).
+    pose_mean, pose_std `[6]`, gaze_mean, gaze_std `[2]`: the shards' statistics (raw units) the
+      diffusion stages were trained in.
+    basis: the shards' expression basis (f_0 of the source is computed from e_0 with it).
+  """
+  pose: MotionStage
+  gaze: Optional[MotionStage]
+  expression: Optional[MotionStage]
+  pose_mean: np.ndarray
+  pose_std: np.ndarray
+  gaze_mean: np.ndarray
+  gaze_std: np.ndarray
+  basis: Any = None
+
+
+def _sample_target(stage: MotionStage, mel_w, start_norm, *, gamma, seed):
+  d = stage.config.diffusion
+  return sample_sequence(stage.net, stage.params, stage.schedule, mel_w, start_norm,
+                         window=int(stage.config.input.window),
+                         overlap=int(stage.config.sampling.overlap), gamma=gamma,
+                         sampler=str(d.sampler), steps=int(d.sample_steps), seed=seed,
+                         scale=stage.scale)
+
+
+def sample_motion(models: MotionModels, audio: np.ndarray, source_motion, seconds=None,
+                  gamma: float = 0.4, seed: int = 0):
+  """GoHD's audio-driven motion: pose and gaze by conformer diffusion (eqs. 3-4, windows for any
+  length) and expression by the two-stage predictor (eq. 8), from one source frame.
+
+  Args:
+    models: `jaxtalk.tasks.gohd.sampling.load_motion_models`.
+    audio: `[N]` float32 mono speech at 16 kHz in [-1, 1].
+    source_motion: `Motion` of the portrait (raw units, `[1, 1, ...]` or `[1, T, ...]`: frame 0
+      is used): pose (and gaze; expression `[1, 1, 64]` when `models.expression` is set, zeros =
+      the basis' neutral face when None).
+    seconds: length of the result (default: the audio's); audio shorter than that is padded
+      with silence.
+    gamma: γ of eq. 3 (GoHD: 0.4). seed: seed of every noise draw.
+
+  Returns:
+    `Motion` `[1, T, ...]`, T = 25 fps frames, raw units; `expression [1, T, 64]` when
+    `models.expression` is set, otherwise None.
+
+  Raises:
+    ValueError: empty audio or a source without pose.
+  """
+  wav = np.asarray(audio, np.float32).reshape(-1)
+  frames = int(round((seconds if seconds is not None else wav.size / audio_lib.SAMPLE_RATE)
+                     * audio_lib.FPS))
+  if frames < 1 or wav.size == 0:
+    raise ValueError(f"sample_motion: no audio frames (audio {wav.size} samples, seconds "
+                     f"{seconds})")
+  need = frames * audio_lib.SAMPLES_PER_FRAME
+  wav = np.pad(wav, (0, max(need - wav.size, 0)))[:need]
+  mel_w = audio_lib.mel_windows(audio_lib.log_mel(wav), frames)
+  p0 = np.asarray(source_motion.pose, np.float32).reshape(-1, 6)[0]
+  g0 = np.asarray(source_motion.gaze, np.float32).reshape(-1, 2)[0]
+  pose = _sample_target(models.pose, mel_w, (p0 - models.pose_mean) / models.pose_std,
+                        gamma=gamma, seed=seed) * models.pose_std + models.pose_mean
+  if models.gaze is not None:
+    gaze = _sample_target(models.gaze, mel_w, (g0 - models.gaze_mean) / models.gaze_std,
+                          gamma=gamma, seed=seed + 1) * models.gaze_std + models.gaze_mean
+  else:
+    gaze = np.broadcast_to(g0, (frames, 2))
+  expression = None
+  if models.expression is not None:
+    expression = _sample_expression(models, mel_w, source_motion, seed)
+  return motion_lib.Motion(pose=jnp.asarray(pose)[None], gaze=jnp.asarray(gaze)[None],
+                           expression=expression)
+
+
+def _sample_expression(models: MotionModels, mel_w, source_motion, seed: int):
+  """ê `[1, T, 64]` of eq. 8 (the whole sequence in one LSTM pass)."""
+  st = models.expression
+  k = models.basis.num_components
+  e0 = (np.zeros([k], np.float32) if source_motion.expression is None
+        else np.asarray(source_motion.expression, np.float32).reshape(-1, k)[0])
+  f0 = expression_lib.eye_features_from_coefficients(models.basis, e0)
+  frames = mel_w.shape[0]
+  noise = jax.random.normal(jax.random.PRNGKey(seed + 2),
+                            (1, frames, int(st.config.model.noise_dim)), jnp.float32)
+  out = jax.jit(st.infer)(st.params, st.frozen,
+                               {"mel": jnp.asarray(mel_w)[None],
+                                "source_expression": jnp.asarray(e0)[None],
+                                "source_eye_features": jnp.asarray(f0)[None], "noise": noise})
+  return out["expression"]
