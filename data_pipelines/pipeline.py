@@ -23,11 +23,16 @@ Per input video (`process_video`, plain Python, also used by benchmarks/preproce
      t + offset (real neighbouring audio of the source; video frames are trimmed at the clip's
      ends only where the source has no audio for them), and the mel / wav2vec features are
      computed from the shifted audio. Shifts are logged, noted in the clip and warnings.jsonl;
-  6. one record per clip (`schema.py`).
+  6. one record per clip (`schema.py`); when the manifest line names `coefficients` (a
+     Deep3DFaceRecon file, `load_coefficients`), its `exp` rows of the source frames each 25 fps
+     frame shows become the clip's `expression` (`expression_source` "deep3dfacerecon"; angle and
+     trans, when both present, `pose_3dmm`; no `eye_features`: they need BFM's mesh). FaceMesh-basis
+     coefficients and eye features are added afterwards by `jaxtalk expression-basis`
+     (`expression_pass.py`).
 Inputs that fail go to `dead_letter.jsonl` as {"path", "id", "stage", "reason"} and the run goes
 on: unreadable/corrupt/truncated file (stage "decode"), too short ("decode"), no face / face too
 rarely found ("face"), no audio track, silent or unreadable audio ("audio"), extreme head pose
-("pose").
+("pose"), a coefficients file that is missing, malformed or of another length ("coefficients").
 
 Outputs in `output_dir`:
   clips-SSSSS-of-NNNNN.array_record   records; clip -> shard by a stable hash of the clip id, sorted
@@ -234,6 +239,117 @@ def _sync_clip(s: int, e: int, landmarks: np.ndarray, wav: np.ndarray, opts: Opt
   return out
 
 
+# Deep3DFaceRecon's coefficient vector (its `split_coeff`): id 80, exp 64, tex 80, angle 3,
+# gamma 27, trans 3.
+DEEP3D_SPLIT = dict(id=(0, 80), exp=(80, 144), tex=(144, 224), angle=(224, 227),
+                    gamma=(227, 254), trans=(254, 257))
+COEFFICIENT_DIMS = dict(exp=64, angle=3, trans=3)
+
+
+def _coefficient_arrays(path: str) -> dict:
+  """The raw arrays of a coefficients file by name (see `load_coefficients` for the formats)."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext == ".mat":
+    import scipy.io  # pylint: disable=g-import-not-at-top
+    return {k: v for k, v in scipy.io.loadmat(path).items() if not k.startswith("__")}
+  if ext == ".npz":
+    with np.load(path, allow_pickle=False) as z:
+      return {k: z[k] for k in z.files}
+  if ext == ".npy":
+    arr = np.load(path, allow_pickle=False)
+    if arr.ndim == 2 and arr.shape[1] == DEEP3D_SPLIT["trans"][1]:
+      return {k: arr[:, a:b] for k, (a, b) in DEEP3D_SPLIT.items()}
+    if arr.ndim == 2 and arr.shape[1] == COEFFICIENT_DIMS["exp"]:
+      return {"exp": arr}
+    raise ValueError(f"a .npy of coefficients is [N, 64] (exp) or [N, 257] (Deep3DFaceRecon's "
+                     f"whole vector), got {list(arr.shape)}")
+  raise ValueError(f"unknown coefficients format {ext!r} (.mat, .npy or .npz)")
+
+
+def load_coefficients(path: str) -> dict:
+  """Reads a video's 3DMM coefficients written by Deep3DFaceRecon (one row per source frame).
+
+  Formats: `.mat` (`scipy.io.loadmat`) or `.npz` with `exp [N, 64]` and optionally
+  `angle [N, 3]` and `trans [N, 3]` (the per-frame outputs of Deep3DFaceRecon's `split_coeff`
+  stacked over the video's frames); `.npy` holding `exp [N, 64]` alone or the whole
+  coefficient vector `[N, 257]` (split as `DEEP3D_SPLIT`). Pickled arrays are refused.
+
+  Args:
+    path: the file.
+
+  Returns:
+    {"exp": [N, 64] float32} plus "angle" / "trans" `[N, 3]` float32 when the file has them.
+
+  Raises:
+    ValueError: naming the file when it is missing or unreadable, has no `exp`, or has arrays
+      of the wrong shapes, different row counts or non-finite values.
+  """
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: coefficients file not found")
+  try:
+    raw = _coefficient_arrays(path)
+  except ValueError as e:
+    raise ValueError(f"{path}: {e}") from e
+  except Exception as e:  # pylint: disable=broad-except  # scipy / numpy raise many types.
+    raise ValueError(f"{path}: not a readable coefficients file ({type(e).__name__}: {e})") from e
+  if "exp" not in raw:
+    raise ValueError(f"{path}: no `exp` array (has {sorted(raw)}); expected Deep3DFaceRecon's "
+                     "exp [N, 64] and optionally angle, trans [N, 3]")
+  out = {}
+  for name, dim in COEFFICIENT_DIMS.items():
+    if name not in raw:
+      continue
+    arr = np.asarray(raw[name])
+    if arr.ndim != 2 or arr.shape[1] != dim or not arr.shape[0] or arr.dtype.kind not in "fiu":
+      raise ValueError(f"{path}: `{name}` should be a number array [N, {dim}] (one row per "
+                       f"source frame), got {arr.dtype} {list(arr.shape)}")
+    if not np.all(np.isfinite(arr)):
+      raise ValueError(f"{path}: `{name}` has {int(np.sum(~np.isfinite(arr)))} non-finite values")
+    out[name] = arr.astype(np.float32)
+  rows = {k: v.shape[0] for k, v in out.items()}
+  if len(set(rows.values())) > 1:
+    raise ValueError(f"{path}: arrays of different lengths {rows}")
+  return out
+
+
+def _source_frames(video: str, num_frames: int) -> tuple[np.ndarray, int]:
+  """(`[num_frames]` index, in presentation order, of the source frame each 25 fps output frame
+  shows, number of source frames), by `decode.py`'s rule (the frame nearest in time)."""
+  times, *_ = decode._frame_times(video)  # pylint: disable=protected-access
+  t = np.asarray(times, np.float64) - times[0]
+  mids = (t[:-1] + t[1:]) / 2
+  return np.searchsorted(mids, np.arange(num_frames) / decode.FPS, side="right"), len(times)
+
+
+def _imported_coefficients(item, info, warnings: list, timings) -> Optional[dict]:
+  """The manifest's coefficients (`item.coefficients`) at the 25 fps frames: {"exp" [T, 64],
+  "pose" [T, 6] or absent}, T = `info.num_frames`; None without a file. Raises StageError
+  ("coefficients") for a bad file or one whose rows are not the video's frames (+-1)."""
+  if not item.coefficients:
+    return None
+  with _Timer(timings, "features"):
+    try:
+      coeffs = load_coefficients(item.coefficients)
+      idx, n_src = _source_frames(item.video, info.num_frames)
+    except (ValueError, decode.DecodeError) as e:
+      raise StageError("coefficients", str(e)) from e
+  n = coeffs["exp"].shape[0]
+  if abs(n - n_src) > 1:
+    raise StageError("coefficients", f"{item.coefficients}: {n} rows, but {item.video} has "
+                                     f"{n_src} frames ({info.fps:.3f} fps): one row per source "
+                                     "frame expected")
+  if n != n_src:
+    warnings.append(f"{item.coefficients}: {n} rows for {n_src} source frames; the nearest row "
+                    "is used at the end")
+  idx = np.minimum(idx, n - 1)
+  out = {"exp": coeffs["exp"][idx]}
+  if "angle" in coeffs and "trans" in coeffs:
+    out["pose"] = np.concatenate([coeffs["angle"], coeffs["trans"]], -1)[idx]
+  elif "angle" in coeffs or "trans" in coeffs:
+    warnings.append(f"{item.coefficients}: has only one of angle / trans; pose_3dmm not stored")
+  return out
+
+
 _FEATURE_MODELS = {}  # (kind, path) -> loaded model, one per worker process.
 
 
@@ -422,8 +538,9 @@ def _encode_crops(item, info, kept, opts: Options, timings) -> list[list[bytes]]
 
 
 def _clip_record(item, emotion: str, clip, jpegs, wav, num_faces, notes, opts: Options,
-                 timings) -> dict:
-  """The record dict (`schema.py`) of one synced clip, with its audio, mel and crop landmarks."""
+                 timings, coeffs: Optional[dict] = None) -> dict:
+  """The record dict (`schema.py`) of one synced clip, with its audio, mel and crop landmarks
+  (and the imported 3DMM coefficients of its frames, `_imported_coefficients`)."""
   from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
   ci, s, e, boxes, lm, pose, gz, ff, sync = clip
@@ -455,6 +572,10 @@ def _clip_record(item, emotion: str, clip, jpegs, wav, num_faces, notes, opts: O
       except ValueError as err:
         raise StageError("features", str(err)) from err
     record["wav2vec"] = feats.astype(np.float16)
+  if coeffs is not None:
+    record.update(expression=coeffs["exp"][s:e], expression_source=schema.DEEP3DFACERECON)
+    if "pose" in coeffs:
+      record["pose_3dmm"] = coeffs["pose"][s:e]
   return record
 
 
@@ -464,7 +585,8 @@ def process_video(item: readers.VideoItem, opts: Options,
 
   Steps: probe; audio (rejected early when silent or short); pass 1, face landmarks of every
   frame; clips = runs of face frames, without extreme poses; audio-visual sync per clip; pass 2,
-  JPEG crops; records (audio, mel, crop landmarks, optional wav2vec / CLIP text features).
+  JPEG crops; records (audio, mel, crop landmarks, optional wav2vec / CLIP text features and
+  imported 3DMM coefficients).
 
   Args:
     item: the video and its metadata.
@@ -492,6 +614,7 @@ def process_video(item: readers.VideoItem, opts: Options,
   if info.num_frames < min_frames:
     raise StageError("decode", f"too short: {info.duration:.2f} s of video, need at least "
                                f"{opts.min_clip_seconds} s")
+  coeffs = _imported_coefficients(item, info, warnings, timings)
   wav, usable = _checked_audio(item, info, opts, min_frames, warnings, timings)
   landmarks, found, num_faces = _track_faces(item, info, usable, warnings, timings)
   with _Timer(timings, "landmarks_pose"):
@@ -510,7 +633,7 @@ def process_video(item: readers.VideoItem, opts: Options,
   records = []
   for j, clip in enumerate(kept):
     records.append(_clip_record(item, emotion, clip, jpegs[j], wav, num_faces, video_warnings,
-                                opts, timings))
+                                opts, timings, coeffs))
     if text_embedding is not None:
       records[-1]["text_embedding"] = text_embedding.astype(np.float16)
   return records, warnings
@@ -545,15 +668,43 @@ def clip_summary(record: dict) -> dict:
                  mel=[len(mel), mel.sum(0).tolist(), (mel ** 2).sum(0).tolist()]))
 
 
-def write_shard(path: str, payloads: list[bytes]) -> None:
-  """Writes records to an ArrayRecord file (temp name, then rename)."""
+def write_shard(path: str, payloads: Iterable[bytes]) -> int:
+  """Writes records to an ArrayRecord file atomically; returns how many were written.
+
+  The records go to `<path>.tmp` in the same folder, which is flushed to disk (fsync) and then
+  renamed over `path` (`os.replace`, atomic on POSIX), and the folder is synced. If anything
+  fails (including an exception raised by the `payloads` iterable), the temporary file is
+  removed and `path` is left as it was: a crash never leaves a half-written shard.
+  """
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   tmp = path + ".tmp"
-  writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
-  for p in payloads:
-    writer.write(p)
-  writer.close()
-  os.replace(tmp, path)
+  count = 0
+  try:
+    writer = array_record_module.ArrayRecordWriter(tmp, "group_size:1")
+    try:
+      for p in payloads:
+        writer.write(p)
+        count += 1
+      if not writer.ok():
+        raise OSError(f"{tmp}: ArrayRecord writer failed")
+    finally:
+      writer.close()
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+  fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+  try:
+    os.fsync(fd)
+  finally:
+    os.close(fd)
+  return count
 
 
 def _mean_std(parts: list[list]) -> tuple[list[float], list[float]]:

@@ -3,7 +3,10 @@
 `read_items(input_path)` accepts
   * a JSON-lines manifest (`*.jsonl`): one object per video with keys `video` (path, relative to
     the manifest's folder or absolute; required) and optional `id`, `audio` (separate audio file,
-    e.g. MEAD's .m4a), `dataset`, `speaker`, `emotion`, `intensity`, `view`, `text`;
+    e.g. MEAD's .m4a), `dataset`, `speaker`, `emotion`, `intensity`, `view`, `text`, and
+    `coefficients` (the video's 3DMM coefficients from Deep3DFaceRecon, `.mat` / `.npy` /
+    `.npz`, one row per source-video frame: imported as the records' `expression`, see
+    `pipeline.load_coefficients`; relative to the manifest's folder or absolute);
   * a CSV manifest (`*.csv`) with a header row naming the same columns;
   * a glob pattern or a directory (all `*.mp4|*.mov|*.mkv|*.avi|*.webm` below it, recursively);
     metadata is then parsed from each path by the first dataset layout that matches:
@@ -47,6 +50,7 @@ class VideoItem:
   intensity: int = 0
   view: str = ""
   text: str = ""
+  coefficients: str = ""
 
   def to_json(self) -> dict:
     return dataclasses.asdict(self)
@@ -104,8 +108,11 @@ def _from_row(row: dict, base: str) -> VideoItem:
   if audio and not os.path.isabs(audio):
     audio = os.path.join(base, audio)
   vid = row.get("id") or os.path.splitext(os.path.basename(video))[0]
+  coefficients = row.get("coefficients") or ""
+  if coefficients and not os.path.isabs(coefficients):
+    coefficients = os.path.join(base, coefficients)
   return VideoItem(
-      id=str(vid), video=video, audio=audio or "",
+      id=str(vid), video=video, audio=audio or "", coefficients=coefficients,
       dataset=row.get("dataset") or parsed.dataset,
       speaker=str(row.get("speaker") or parsed.speaker),
       emotion=(row.get("emotion") or parsed.emotion or "neutral"),

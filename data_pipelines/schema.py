@@ -57,9 +57,35 @@ R = crop resolution, N = T * 640 audio samples (16 kHz), M = mel frames (see
                               `audio`, `mel` and `wav2vec` come from the source's audio starting
                               at start_time + audio_shift / 25 s (so audio sample n is at source
                               time start_time + audio_shift / 25 + n / 16000); absent = 0.
+  expression       [T, K] float32  optional: expression coefficients e_t, GoHD's e (K = 64, the
+                              default), one row per frame, raw units (not normalised). Where
+                              they come from is `expression_source`:
+                              "facemesh_pca:v<V>:<fingerprint>": the FaceMesh PCA substitute for
+                              BFM (`jaxtalk.features.expression`, basis format version V, basis
+                              `expression.fingerprint`), unit inter-ocular distance, written into
+                              the shards by `jaxtalk expression-basis` (`expression_pass.py`);
+                              "deep3dfacerecon": imported BFM expression coefficients (`exp` of a
+                              Deep3DFaceRecon file named by the manifest's `coefficients`), the
+                              source-video frame shown by each 25 fps frame
+                              (`pipeline.load_coefficients`).
+  eye_features     [T, 21] float32  optional: GoHD's eye-motion features f_t (Fig. 4: blink ratio
+                              ⊕ the ten brow points' (x, y) displacements, IOD) computed from
+                              `expression` with the basis
+                              (`expression.eye_features_from_coefficients`). Only for
+                              "facemesh_pca": from Deep3DFaceRecon coefficients f needs BFM's mesh,
+                              which jaxtalk cannot ship, so such records have no eye_features.
+  pose_3dmm        [T, 6] float32  optional, "deep3dfacerecon" records whose file has both `angle`
+                              and `trans`: Deep3DFaceRecon's rotation angles (3, radians, its own
+                              Euler convention) ⊕ its translation (3, its camera-space units), as
+                              imported for the same frames as `expression`. Stored for reference
+                              only: it is not the `pose` convention and no stage reads it.
+  expression_source str       optional (present with `expression`): see `expression`.
 
-The optional scalars were added without a schema_version change (records without them are still
-version 1; readers ignore fields they do not know).
+Version history: 1 -> 2 (issue 16, GoHD): the optional expression, eye_features, pose_3dmm and
+expression_source fields. Readers refuse every other version (`check_schema_version`): shards of
+version 1 are rebuilt by re-running `jaxtalk preprocess` (then `jaxtalk expression-basis` for e
+and f). The optional audio-visual scalars were added within version 1; readers ignore fields they
+do not know.
 """
 
 from __future__ import annotations
@@ -71,7 +97,7 @@ import numpy as np
 
 from jaxtalk.features.audio import FPS, SAMPLE_RATE, SAMPLES_PER_FRAME  # pylint: disable=g-importing-member
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 NUM_MELS = 80
 NUM_LANDMARKS = 478
@@ -105,19 +131,31 @@ ARRAY_FIELDS = {
 }
 
 
-# Optional fields: dtype and rank.
+# Optional fields: dtype and rank (rank-2 fields have one row per frame).
 OPTIONAL_FIELDS = {
   "wav2vec": (np.float16, 2),
   "text_embedding": (np.float16, 1),
+  "expression": (np.float32, 2),
+  "eye_features": (np.float32, 2),
+  "pose_3dmm": (np.float32, 2),
 }
 
+# Trailing dimension of the optional fields that have a fixed one.
+OPTIONAL_FIELD_DIMS = {"eye_features": 21, "pose_3dmm": 6}
 
-# Optional scalar fields: Python type (audio-visual sync, `data_pipelines/av_sync.py`).
+# Optional scalar fields: Python type (audio-visual sync, `data_pipelines/av_sync.py`; the
+# expression's origin).
 OPTIONAL_SCALARS = {
   "av_offset": int,
   "av_confidence": float,
   "audio_shift": int,
+  "expression_source": str,
 }
+
+# `expression_source` values: the FaceMesh basis (followed by ":v<version>:<fingerprint>") and
+# imported Deep3DFaceRecon coefficients.
+FACEMESH_PCA = "facemesh_pca"
+DEEP3DFACERECON = "deep3dfacerecon"
 
 
 def emotion_name(label: Optional[str]) -> str:
@@ -154,18 +192,71 @@ def _unpack_hook(obj):
   return obj
 
 
+def check_schema_version(version: Any, where: str) -> None:
+  """Raises a ValueError naming `where` and the fix unless `version` is `SCHEMA_VERSION`.
+
+  Args:
+    version: the `schema_version` of a record or of dataset_info.json.
+    where: what it was read from ("clip record", "<dir>/dataset_info.json", ...).
+  """
+  if version == SCHEMA_VERSION:
+    return
+  if isinstance(version, int) and not isinstance(version, bool) and version < SCHEMA_VERSION:
+    raise ValueError(
+        f"{where}: schema_version {version}, this code reads {SCHEMA_VERSION} (version 2 added "
+        "the GoHD expression fields); rebuild the shards: re-run `jaxtalk preprocess` (then "
+        "`jaxtalk expression-basis --data_dir DIR` for the expression coefficients)")
+  raise ValueError(f"{where}: schema_version {version!r}, this code reads {SCHEMA_VERSION} "
+                   "(written by another jaxtalk version?); re-run `jaxtalk preprocess`")
+
+
+def _bad_type(value, kind) -> bool:
+  if kind is str:
+    return not isinstance(value, str)
+  return isinstance(value, bool) or not isinstance(value, (int, float) if kind is float else int)
+
+
+def _validate_optional(record: Mapping[str, Any], t: int) -> None:
+  """The optional fields' dtypes, ranks, rows (T) and fixed trailing dims, and their pairing
+  (eye_features and expression_source go with expression)."""
+  cid = record["clip_id"]
+  for name, (dtype, rank) in OPTIONAL_FIELDS.items():
+    if name not in record:
+      continue
+    arr = record[name]
+    if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != rank:
+      raise ValueError(f"clip {cid}: optional field {name} should be {np.dtype(dtype).name} of "
+                       f"rank {rank}, got {getattr(arr, 'dtype', type(arr))} "
+                       f"{getattr(arr, 'shape', '')}")
+    if rank == 2 and arr.shape[0] != t:
+      raise ValueError(f"clip {cid}: {name} has {arr.shape[0]} rows, expected {t}")
+    dim = OPTIONAL_FIELD_DIMS.get(name)
+    if dim is not None and arr.shape[-1] != dim:
+      raise ValueError(f"clip {cid}: {name} should be [{t}, {dim}], got {list(arr.shape)}")
+  for name, kind in OPTIONAL_SCALARS.items():
+    if name in record and _bad_type(record[name], kind):
+      raise ValueError(f"clip {cid}: optional field {name} should be {kind.__name__}, got "
+                       f"{type(record[name]).__name__}")
+  has_exp = "expression" in record
+  if has_exp != ("expression_source" in record):
+    raise ValueError(f"clip {cid}: expression and expression_source go together (got only "
+                     f"{'expression' if has_exp else 'expression_source'})")
+  for name in ("eye_features", "pose_3dmm"):
+    if name in record and not has_exp:
+      raise ValueError(f"clip {cid}: {name} without expression")
+
+
 def validate_record(record: Mapping[str, Any]) -> None:
   """Checks that `record` has every field with consistent shapes and dtypes.
 
   Raises:
-    ValueError: naming the first missing or malformed field.
+    ValueError: naming the first missing or malformed field (a record of another schema version
+      names the fix, `check_schema_version`).
   """
   missing = [k for k in REQUIRED_FIELDS if k not in record]
   if missing:
     raise ValueError(f"clip record missing fields {missing}")
-  if record["schema_version"] != SCHEMA_VERSION:
-    raise ValueError(
-        f"clip record schema_version {record['schema_version']}, expected {SCHEMA_VERSION}")
+  check_schema_version(record["schema_version"], f"clip record {record['clip_id']}")
   t = int(record["num_frames"])
   if len(record["frames"]) != t:
     raise ValueError(f"clip {record['clip_id']}: {len(record['frames'])} frames, num_frames={t}")
@@ -179,20 +270,7 @@ def validate_record(record: Mapping[str, Any]) -> None:
     if record[name].shape[0] != t:
       raise ValueError(f"clip {record['clip_id']}: {name} has {record[name].shape[0]} rows, "
                        f"expected {t}")
-  for name, (dtype, rank) in OPTIONAL_FIELDS.items():
-    if name in record:
-      arr = record[name]
-      if not isinstance(arr, np.ndarray) or arr.dtype != dtype or arr.ndim != rank:
-        raise ValueError(f"clip {record['clip_id']}: optional field {name} should be "
-                         f"{np.dtype(dtype).name} of rank {rank}, got "
-                         f"{getattr(arr, 'dtype', type(arr))} {getattr(arr, 'shape', '')}")
-      if rank == 2 and arr.shape[0] != t:
-        raise ValueError(f"clip {record['clip_id']}: {name} has {arr.shape[0]} rows, expected {t}")
-  for name, kind in OPTIONAL_SCALARS.items():
-    if name in record and (isinstance(record[name], bool) or
-                           not isinstance(record[name], (int, float) if kind is float else int)):
-      raise ValueError(f"clip {record['clip_id']}: optional field {name} should be "
-                       f"{kind.__name__}, got {type(record[name]).__name__}")
+  _validate_optional(record, t)
   if record["audio"].shape[0] != t * SAMPLES_PER_FRAME:
     raise ValueError(f"clip {record['clip_id']}: audio has {record['audio'].shape[0]} samples, "
                      f"expected {t * SAMPLES_PER_FRAME}")
@@ -213,15 +291,17 @@ def decode_record(data: bytes, keys: Optional[Iterable[str]] = None) -> dict[str
     keys: if given, only these fields (plus schema_version and clip_id) are returned.
 
   Raises:
-    ValueError: if the bytes are not a clip record of a known schema version.
+    ValueError: if the bytes are not a clip record, or one of another schema version (naming the
+      fix: re-run `jaxtalk preprocess`, `check_schema_version`).
   """
   try:
     record = msgpack.unpackb(data, object_hook=_unpack_hook, raw=False)
   except Exception as e:  # pylint: disable=broad-except  # msgpack raises several types.
     raise ValueError(f"not a jaxtalk clip record ({type(e).__name__}: {e})") from e
-  if not isinstance(record, dict) or record.get("schema_version") != SCHEMA_VERSION:
-    version = record.get("schema_version") if isinstance(record, dict) else None
-    raise ValueError(f"clip record schema_version {version!r}, expected {SCHEMA_VERSION}")
+  if not isinstance(record, dict):
+    raise ValueError(f"not a jaxtalk clip record (a msgpack {type(record).__name__})")
+  check_schema_version(record.get("schema_version"),
+                       f"clip record {record.get('clip_id', '?')}")
   if keys is not None:
     keep = set(keys) | {"schema_version", "clip_id"}
     record = {k: v for k, v in record.items() if k in keep}

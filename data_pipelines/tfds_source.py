@@ -1,12 +1,16 @@
 """A TensorFlow Datasets view of the preprocessed clips (no TensorFlow needed).
 
 `JaxtalkClips` is a TFDS `GeneratorBasedBuilder` whose examples are the clip records of a
-`jaxtalk preprocess` output directory (one example per clip, every field of `schema.py`, frames
-as a sequence of JPEG images). It is prepared with `file_format="array_record"`, which TFDS
+`jaxtalk preprocess` output directory (one example per clip: the required array fields and the
+clip's metadata of `schema.py`, frames as a sequence of JPEG images; the optional fields, e.g.
+wav2vec or the GoHD expression coefficients, are not part of this view). It is prepared with `file_format="array_record"`, which TFDS
 supports without TensorFlow, and read with `as_data_source()` (random access, decoded numpy):
 
   source = tfds_source.data_source("/data/shards", "/data/tfds")   # {"train": ..., "eval": ...}
   example = source["train"][0]   # {"frames": [T x uint8 [R, R, 3]], "pose": float32 [T, 6], ...}
+
+The dataset version is the schema version (`schema.SCHEMA_VERSION`.0.0); shards of another
+schema version are refused with the fix (re-run `jaxtalk preprocess`).
 
 Splits: "train" and "eval" as chosen by `jaxtalk.core.input_pipeline.split_clips` (the deterministic
 clip-id hash, or `holdout` ids). Preparing copies the data once into TFDS's own ArrayRecord
@@ -15,6 +19,7 @@ layout under `tfds_dir`; jaxtalk's own training reads the original shards direct
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Optional, Sequence
 
@@ -23,7 +28,9 @@ import numpy as np
 from data_pipelines import schema
 
 
+@functools.lru_cache(maxsize=None)
 def _builder_class():
+  """The builder class, defined once per process (TFDS refuses to register a name twice)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   class JaxtalkClips(tfds.core.GeneratorBasedBuilder):
@@ -75,6 +82,8 @@ def _builder_class():
       if not self.shards_dir:
         raise ValueError("JaxtalkClips needs shards_dir= (a `jaxtalk preprocess` output)")
       info = input_pipeline.load_dataset_info(self.shards_dir)
+      schema.check_schema_version(info.get("schema_version"),
+                                  os.path.join(self.shards_dir, "dataset_info.json"))
       train, ev = input_pipeline.split_clips(info, self.holdout, self.eval_fraction)
       return {"train": self._generate_examples(info, train),
               "eval": self._generate_examples(info, ev)}

@@ -15,8 +15,9 @@ SUBCOMMANDS = {
              "params-only and StableHLO export of a trained stage"),
   "demo": ("jaxtalk.demo.run", "run",
            "preprocess -> train every stage -> export -> generate -> eval"),
-  "expression-basis": ("jaxtalk.features.expression", "run",
-                       "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards"),
+  "expression-basis": ("data_pipelines.expression_pass", "run",
+                       "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards "
+                       "and write e, f into them"),
 }
 
 

@@ -12,6 +12,11 @@ Two sources with the same schema:
   (config.input.shuffle_seed, global example index), so every run, process layout and restore
   sees the same data. Frames show a face-like ellipse whose position follows the pose and whose
   mouth opening follows the mel energy, so stages can learn something from it in smoke runs.
+  The expression keys come from `expression.synthetic_coefficients` (e_0 = the mouth opening, so
+  the mel's energy; e_1 = a blink process; slow brow / smile and small other components) in the
+  basis `expression.synthetic_basis()` (what `expression.basis_for_config` returns for synthetic
+  configs), and f = `expression.eye_features_from_coefficients` of that e (blinks are not drawn
+  in the frames).
 * real (`config.input.data_dir`): see `_real_dataset` (written by `data_pipelines/pipeline.py`).
 
 Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
@@ -60,10 +65,30 @@ ALL_KEYS = ("frames", "source", "source_pose", "pose", "gaze", "mel", "mouth_box
             "text_mask", "emotion", "speaker", "mask")
 
 # Extra keys, produced only when listed in config.input.keys (and, for real data, present in the
-# shards: `jaxtalk preprocess --wav2vec_path / --clip_path`):
-#   wav2vec         [B, T, C] float32  wav2vec 2.0 features, one row per frame
-#   text_embedding  [B, D]    float32  pooled CLIP text embedding of the description
-OPTIONAL_KEYS = ("wav2vec", "text_embedding")
+# shards: `jaxtalk preprocess --wav2vec_path / --clip_path`, `jaxtalk expression-basis`):
+#   wav2vec              [B, T, C] float32  wav2vec 2.0 features, one row per frame
+#   text_embedding       [B, D]    float32  pooled CLIP text embedding of the description
+#   expression           [B, T, K] float32  GoHD's expression coefficients e_t (K = 64), raw
+#                                           basis coordinates (not normalised; the basis:
+#                                           `jaxtalk.features.expression.basis_for_config`)
+#   eye_features         [B, T, 21] float32 GoHD's eye-motion features f_t (Fig. 4) from e_t
+#   source_expression    [B, K]    float32  e at the example's source frame (`source`)
+#   source_eye_features  [B, 21]   float32  f at the source frame
+OPTIONAL_KEYS = ("wav2vec", "text_embedding", "expression", "eye_features", "source_expression",
+                 "source_eye_features")
+
+# The record field each optional key is read from, and what adds it to shards that lack it.
+_OPTIONAL_FIELD = {"wav2vec": "wav2vec", "text_embedding": "text_embedding",
+                   "expression": "expression", "eye_features": "eye_features",
+                   "source_expression": "expression", "source_eye_features": "eye_features"}
+_ADDED_BY = {
+  "wav2vec": "`jaxtalk preprocess --wav2vec_path DIR`",
+  "text_embedding": "`jaxtalk preprocess --clip_path DIR`",
+  "expression": "`jaxtalk expression-basis --data_dir {data_dir}`",
+  "eye_features": "`jaxtalk expression-basis --data_dir {data_dir}` (imported Deep3DFaceRecon "
+                  "coefficients have no eye features)",
+}
+_EXPRESSION_KEYS = ("expression", "eye_features", "source_expression", "source_eye_features")
 
 _SYNTHETIC_SIZE = 1 << 40  # "infinite" synthetic index space.
 
@@ -215,7 +240,22 @@ class _Synthetic:
           [t_len, self.wav2vec_dim])).astype(np.float32)
     if "text_embedding" in keys:
       out["text_embedding"] = rng.standard_normal([self.text_embedding_dim]).astype(np.float32)
+    if set(_EXPRESSION_KEYS) & set(keys):
+      out.update(self._expression(index, opening, sl, src_t))
     return out
+
+  def _expression(self, index: int, opening: np.ndarray, sl: slice, src_t: int) -> dict:
+    """The expression keys asked for, from the virtual clip's mouth opening `[total]` (own random
+    stream: the other keys' values do not depend on whether these are asked for)."""
+    from jaxtalk.features import expression as expression_lib  # pylint: disable=g-import-not-at-top
+    basis = expression_lib.synthetic_basis()
+    e = expression_lib.synthetic_coefficients(
+        np.random.default_rng([self.seed, int(index), 1]), opening, basis)
+    out = {"expression": e[sl], "source_expression": e[src_t]}
+    if {"eye_features", "source_eye_features"} & set(self.keys):
+      f = expression_lib.eye_features_from_coefficients(basis, e)
+      out.update(eye_features=f[sl], source_eye_features=f[src_t])
+    return {k: np.asarray(v, np.float32) for k, v in out.items() if k in self.keys}
 
 
 def _synthetic_dataset(config, split: str) -> grain.MapDataset:
@@ -454,7 +494,7 @@ class _Windows:
     need |= {"frames"} if {"frames", "source"} & keys else set()
     need |= {"pose"} if {"pose", "source_pose"} & keys else set()
     need |= {"gaze", "mel", "mouth_box"} & keys
-    need.update(k for k in OPTIONAL_KEYS if k in keys)
+    need.update(_OPTIONAL_FIELD[k] for k in OPTIONAL_KEYS if k in keys)
     return need
 
   def _window_source_crop(self, n: int, res: int, start: int, rng, end: int = -1):
@@ -483,10 +523,20 @@ class _Windows:
     return start, valid, idx, src, (c, ox, oy)
 
   def _example(self, index, start, rng, end=-1):
-    keys = self.keys
     rec = schema.decode_record(self.source[index], keys=self._record_keys())
-    n, t_len, res = int(rec["num_frames"]), self.window, int(rec["resolution"])
-    start, valid, idx, src, (c, ox, oy) = self._window_source_crop(n, res, start, rng, end)
+    n, res = int(rec["num_frames"]), int(rec["resolution"])
+    start, valid, idx, src, crop = self._window_source_crop(n, res, start, rng, end)
+    out = self._images(rec, idx, src, res, crop)
+    out.update(self._motion(rec, idx, src, res, crop))
+    out.update(self._audio_and_labels(rec, start))
+    if "mask" in self.keys:
+      out["mask"] = valid
+    out.update(self._optional(rec, idx, src))
+    return out
+
+  def _images(self, rec, idx, src, res, crop) -> dict:
+    """frames [T, H, W, 3], source [H, W, 3] in [-1, 1] and mouth_box [T, 4] in the crop."""
+    keys, (c, ox, oy) = self.keys, crop
     out = {}
 
     def frame(k):
@@ -504,6 +554,16 @@ class _Windows:
       out["frames"] = np.stack([cache[k] for k in idx])
     if "source" in keys:
       out["source"] = frame(src)
+    if "mouth_box" in keys:
+      box = np.asarray(rec["mouth_box"], np.float32)[idx]
+      off = np.array([ox, oy, ox, oy], np.float32)
+      out["mouth_box"] = np.clip((box * res - off) / c, 0.0, 1.0).astype(np.float32)
+    return out
+
+  def _motion(self, rec, idx, src, res, crop) -> dict:
+    """pose [T, 6], source_pose [6] and gaze [T, 2], normalised by the dataset statistics."""
+    keys, (c, ox, oy) = self.keys, crop
+    out = {}
     if "pose" in rec:
       pose = np.asarray(rec["pose"], np.float32).copy()
       if self.crop_adjusts_pose and (c != res or ox or oy):
@@ -517,12 +577,15 @@ class _Windows:
         out["source_pose"] = pose[src]
     if "gaze" in keys:
       out["gaze"] = ((np.asarray(rec["gaze"], np.float32) - self.gaze_mean) / self.gaze_std)[idx]
+    return out
+
+  def _audio_and_labels(self, rec, start) -> dict:
+    """mel windows [T, 16, 80], text_ids / text_mask [Lt], emotion and speaker ids."""
+    keys = self.keys
+    out = {}
     if "mel" in keys:
-      out["mel"] = audio_lib.mel_windows(np.asarray(rec["mel"], np.float32), t_len, offset=start)
-    if "mouth_box" in keys:
-      box = np.asarray(rec["mouth_box"], np.float32)[idx]
-      off = np.array([ox, oy, ox, oy], np.float32)
-      out["mouth_box"] = np.clip((box * res - off) / c, 0.0, 1.0).astype(np.float32)
+      out["mel"] = audio_lib.mel_windows(np.asarray(rec["mel"], np.float32), self.window,
+                                         offset=start)
     if "text_ids" in keys or "text_mask" in keys:
       ids, mask = self.tokenizer.encode([rec["text"]], self.text_len)
       if "text_ids" in keys:
@@ -533,12 +596,23 @@ class _Windows:
       out["emotion"] = np.int32(schema.emotion_index(rec["emotion"]))
     if "speaker" in keys:
       out["speaker"] = np.int32(self.speakers.get(rec["speaker"], 0))
-    if "mask" in keys:
-      out["mask"] = valid
-    if "wav2vec" in keys:
-      out["wav2vec"] = np.asarray(rec["wav2vec"], np.float32)[idx]
-    if "text_embedding" in keys:
-      out["text_embedding"] = np.asarray(rec["text_embedding"], np.float32)
+    return out
+
+  def _optional(self, rec, idx, src) -> dict:
+    """The optional keys (`OPTIONAL_KEYS`) asked for, float32: per-frame fields at the window's
+    frames, `source_*` at the source frame, text_embedding as stored."""
+    out = {}
+    for key in OPTIONAL_KEYS:
+      if key not in self.keys:
+        continue
+      field = _OPTIONAL_FIELD[key]
+      if field not in rec:
+        raise ValueError(f"record {rec['clip_id']} has no {field} (see `OPTIONAL_KEYS`)")
+      value = np.asarray(rec[field], np.float32)
+      if key == "text_embedding":
+        out[key] = value
+      else:
+        out[key] = value[src] if key.startswith("source_") else value[idx]
     return out
 
 
@@ -591,6 +665,30 @@ def out_of_sync_clips(info: Mapping[str, Any], max_av_offset: int,
   return out, unknown
 
 
+def _check_optional_features(info: Mapping[str, Any], keys: Sequence[str], data_dir: str) -> None:
+  """Raises a ValueError naming what adds them when `keys` ask for optional fields that not
+  every clip has (dataset_info.json `optional_features`), or for expression coefficients of
+  mixed origins (`expression_source`: another basis fit, or imported Deep3DFaceRecon ones)."""
+  fields = sorted({_OPTIONAL_FIELD[k] for k in keys if k in OPTIONAL_KEYS})
+  missing = [f for f in fields if f not in info.get("optional_features", [])]
+  if missing:
+    lacking = sorted(c["clip_id"] for c in info.get("clips", [])
+                     if not set(missing) <= set(c.get("features", [])))
+    how = "; ".join(f"{f}: {_ADDED_BY[f].format(data_dir=data_dir)}" for f in missing)
+    raise ValueError(f"{data_dir}: config.input.keys asks for {missing}, which these shards do "
+                     f"not have ({len(lacking)} of {len(info.get('clips', []))} clips lack them, "
+                     f"e.g. {lacking[:3]}); add them with {how}")
+  if "expression" in fields:
+    sources = sorted({str(c.get("expression_source")) for c in info["clips"]})
+    if len(sources) > 1:
+      fix = (f"re-run `jaxtalk expression-basis --data_dir {data_dir}`"
+             if schema.DEEP3DFACERECON not in sources else
+             "imported Deep3DFaceRecon coefficients are kept by `jaxtalk expression-basis`: use "
+             "shards whose videos all have, or all lack, a manifest `coefficients` file")
+      raise ValueError(f"{data_dir}: the clips' expression coefficients come from different "
+                       f"sources {sources} (coefficients of different bases do not mix); {fix}")
+
+
 def _real_dataset(config, split: str) -> grain.MapDataset:
   """Windows of T frames from the clips of `split` (see module docstring for the options).
 
@@ -608,18 +706,13 @@ def _real_dataset(config, split: str) -> grain.MapDataset:
   if not data_dir:
     raise ValueError("config.input.data_dir is empty (set it, or config.input.synthetic=True)")
   info = load_dataset_info(data_dir)
-  if info.get("schema_version") != schema.SCHEMA_VERSION:
-    raise ValueError(f"{data_dir}: schema_version {info.get('schema_version')}, this code reads "
-                     f"{schema.SCHEMA_VERSION}; re-run jaxtalk preprocess")
+  schema.check_schema_version(info.get("schema_version"),
+                              os.path.join(data_dir, "dataset_info.json"))
   paths = [os.path.join(data_dir, s) for s in info["shards"]]
   missing = [p for p in paths if not os.path.isfile(p)]
   if missing:
     raise ValueError(f"{data_dir}: shards listed in dataset_info.json are missing: {missing}")
-  missing_opt = [k for k in batch_keys(config)
-                 if k in OPTIONAL_KEYS and k not in info.get("optional_features", [])]
-  if missing_opt:
-    raise ValueError(f"{data_dir}: config.input.keys asks for {missing_opt}, which these shards "
-                     "do not have (preprocess with --wav2vec_path / --clip_path)")
+  _check_optional_features(info, batch_keys(config), data_dir)
   train_idx, eval_idx = split_clips(info, tuple(_get(inp, "holdout", ()) or ()),
                                     float(_get(inp, "eval_fraction", 0.2)),
                                     tuple(_get(inp, "exclude", ()) or ()))

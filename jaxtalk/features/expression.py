@@ -44,8 +44,17 @@ expression basis from the FaceMesh landmarks preprocessing already stores
    compare like with like only within jaxtalk.
 
 The basis is versioned (`VERSION`; `load` refuses other versions) and saved as .npz
-(`save`/`load`). `jaxtalk expression-basis --data_dir SHARDS` (`run`) fits it over the training
-clips of a shard directory and records it in dataset_info.json under `expression_basis`.
+(`save`/`load`). `jaxtalk expression-basis --data_dir SHARDS` (`data_pipelines/expression_pass.py`)
+fits it over the training clips of a shard directory, records it in dataset_info.json under
+`expression_basis`, and writes e_t and f_t of every clip into the records (`expression`,
+`eye_features`, `expression_source` = `source_tag(basis)`: data_pipelines/schema.py). Stages get
+the basis their batches' e belongs to from `basis_for_config(config)` (the shards' file, or
+`synthetic_basis()` for `config.input.synthetic`, whose e and f the synthetic input source draws
+with `synthetic_coefficients`).
+
+`expression_mesh`, `landmarks_68`, `eye_features` and `eye_features_from_coefficients` take numpy
+arrays (and return float32 numpy) or jax arrays (and then compute with jax.numpy: differentiable,
+usable inside jit), so the same functions serve preprocessing, evaluation and training losses.
 
 Note: the 10 iris points (468-477) are part of the 478 points, so eye-in-head gaze shows up in
 e as well (GoHD keeps gaze g separate); `RIGID_POINTS` never include them.
@@ -54,10 +63,11 @@ e as well (GoHD keeps gaze g separate); `RIGID_POINTS` never include them.
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
+import hashlib
 import os
 import sys
-from typing import Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -335,29 +345,40 @@ def coefficients(basis: ExpressionBasis, landmarks: np.ndarray,
   return (r.reshape(len(r), -1) @ basis.components.T).astype(np.float32)
 
 
-def expression_mesh(basis: ExpressionBasis, e: np.ndarray) -> np.ndarray:
+def _array_module(*xs):
+  """`jax.numpy` if any of `xs` is a jax array (a tracer inside jit included), else numpy."""
+  jax = sys.modules.get("jax")
+  if jax is not None and any(isinstance(x, jax.Array) for x in xs):
+    return jax.numpy
+  return np
+
+
+def expression_mesh(basis: ExpressionBasis, e):
   """The expression-only mesh of eq. 10 with identity and pose zero: S̄ + e·B_exp.
 
   Args:
     basis: the fitted basis.
-    e: `[..., k]` coefficients.
+    e: `[..., k]` coefficients: a numpy array, or a jax array (then computed with jax.numpy,
+      differentiable and traceable under jit).
 
   Returns:
-    `[..., 478, 3]` float32 in the canonical frame (unit IOD).
+    `[..., 478, 3]` float32 in the canonical frame (unit IOD), of e's array kind.
 
   Raises:
     ValueError: if e's last dimension is not the basis' k.
   """
-  e = np.asarray(e, np.float32)
+  xp = _array_module(e)
+  e = xp.asarray(e, xp.float32)
   if e.ndim < 1 or e.shape[-1] != basis.num_components:
     raise ValueError(f"expression_mesh: expected e [..., {basis.num_components}], got {e.shape}")
-  delta = (e @ basis.components).reshape(e.shape[:-1] + (NUM_LANDMARKS, 3))
-  return basis.mean + delta
+  delta = (e @ xp.asarray(basis.components)).reshape(e.shape[:-1] + (NUM_LANDMARKS, 3))
+  return xp.asarray(basis.mean) + delta
 
 
-def landmarks_68(mesh: np.ndarray) -> np.ndarray:
-  """`[..., 478, 3]` mesh -> `[..., 68, 3]` iBUG-68-like landmarks (`face.LANDMARKS_68`)."""
-  mesh = np.asarray(mesh)
+def landmarks_68(mesh):
+  """`[..., 478, 3]` mesh -> `[..., 68, 3]` iBUG-68-like landmarks (`face.LANDMARKS_68`); numpy
+  or jax arrays (indexing only, differentiable)."""
+  mesh = _array_module(mesh).asarray(mesh)
   if mesh.shape[-2:] != (NUM_LANDMARKS, 3):
     raise ValueError(f"landmarks_68: expected [..., {NUM_LANDMARKS}, 3], got {mesh.shape}")
   return mesh[..., list(face.LANDMARKS_68), :]
@@ -385,7 +406,7 @@ def eye_features_68(l68, l68_ref, xp=np):
   return xp.concatenate([bl[..., None], fr], -1)
 
 
-def eye_features(mesh: np.ndarray, reference: np.ndarray) -> np.ndarray:
+def eye_features(mesh, reference):
   """GoHD's eye-motion feature f_t = bl_t ⊕ fr_t (Fig. 4) of expression-only meshes.
 
   bl_t = he_t / he_r, he = mean of the 2-D lid distances |l37-l41|, |l38-l40|, |l43-l47|,
@@ -393,25 +414,29 @@ def eye_features(mesh: np.ndarray, reference: np.ndarray) -> np.ndarray:
   See the module docstring (item 5) for the FaceMesh points.
 
   Args:
-    mesh: `[..., 478, 3]` expression-only meshes (`expression_mesh`), canonical frame.
+    mesh: `[..., 478, 3]` expression-only meshes (`expression_mesh`), canonical frame; numpy,
+      or jax (then computed with jax.numpy, differentiable).
     reference: `[478, 3]` the neutral mesh, e = 0 (`basis.mean`).
 
   Returns:
     `[..., 21]` float32: [0] blink ratio (1 = the reference opening, 0 = lids touching; > 1
-    wider open), [1:21] brow displacements in the mesh's unit (IOD), x right, y down.
+    wider open), [1:21] brow displacements in the mesh's unit (IOD), x right, y down; a jax
+    array when either input is one.
 
   Raises:
-    ValueError: on wrong shapes, or a reference whose eyes are closed (he_r = 0).
+    ValueError: on wrong shapes, or a (numpy) reference whose eyes are closed (he_r = 0).
   """
-  mesh = np.asarray(mesh, np.float32)
-  ref = np.asarray(reference, np.float32)
+  xp, ref_xp = _array_module(mesh, reference), _array_module(reference)
+  mesh = xp.asarray(mesh, xp.float32)
+  ref = ref_xp.asarray(reference, ref_xp.float32)
   if ref.shape != (NUM_LANDMARKS, 3):
     raise ValueError(f"eye_features: expected reference [{NUM_LANDMARKS}, 3], got {ref.shape}")
   lt, lr = landmarks_68(mesh), landmarks_68(ref)
-  he_r = _eye_height(lr)
-  if not he_r > 0:
-    raise ValueError(f"eye_features: the reference's mean eye height is {he_r} (eyes closed)")
-  return eye_features_68(lt, lr).astype(np.float32)
+  if ref_xp is np:
+    he_r = _eye_height(lr)
+    if not he_r > 0:
+      raise ValueError(f"eye_features: the reference's mean eye height is {he_r} (eyes closed)")
+  return eye_features_68(lt, lr, xp).astype(xp.float32)
 
 
 def landmark_basis(basis: ExpressionBasis) -> tuple[np.ndarray, np.ndarray]:
@@ -423,9 +448,9 @@ def landmark_basis(basis: ExpressionBasis) -> tuple[np.ndarray, np.ndarray]:
   return basis.mean[idx].astype(np.float32), comps[:, idx].astype(np.float32)
 
 
-def eye_features_from_coefficients(basis: ExpressionBasis, e: np.ndarray) -> np.ndarray:
+def eye_features_from_coefficients(basis: ExpressionBasis, e):
   """f of coefficients e `[..., k]` -> `[..., 21]`: `eye_features(expression_mesh(basis, e),
-  basis.mean)` (GoHD section 3.2: f computed from e)."""
+  basis.mean)` (GoHD section 3.2: f computed from e); numpy or jax e (differentiable)."""
   return eye_features(expression_mesh(basis, e), basis.mean)
 
 
@@ -476,48 +501,6 @@ def load(path: str) -> ExpressionBasis:
       version=version)
 
 
-def read_landmarks(data_dir: str, clip_ids: Optional[Sequence[str]] = None) -> dict:
-  """Stored landmarks of whole clips: {clip_id: `[T, 478, 3]` float32 crop coordinates}.
-
-  Raises:
-    ValueError: naming the file when dataset_info.json or a shard is missing, or a record is of
-      another schema version or lacks landmarks.
-  """
-  import grain  # pylint: disable=g-import-not-at-top
-  from data_pipelines import schema  # pylint: disable=g-import-not-at-top
-  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
-  info = input_pipeline.load_dataset_info(data_dir)
-  info_path = os.path.join(data_dir, "dataset_info.json")
-  if "shards" not in info or "clips" not in info:
-    raise ValueError(f"{info_path}: no `shards`/`clips` (not written by `jaxtalk preprocess`?)")
-  if info.get("schema_version") != schema.SCHEMA_VERSION:
-    raise ValueError(f"{info_path}: schema_version {info.get('schema_version')}, this code reads "
-                     f"{schema.SCHEMA_VERSION}; re-run `jaxtalk preprocess`")
-  keep = set(clip_ids) if clip_ids is not None else None
-  out = {}
-  for name in info["shards"]:
-    path = os.path.join(data_dir, name)
-    if not os.path.isfile(path):
-      raise ValueError(f"{path}: shard listed in {info_path} is missing")
-    source = grain.sources.ArrayRecordDataSource([path])
-    for i in range(len(source)):
-      try:
-        rec = schema.decode_record(source[i], keys=("landmarks",))
-      except ValueError as e:
-        raise ValueError(f"{path}: record {i}: {e}; re-run `jaxtalk preprocess`") from e
-      if keep is not None and rec["clip_id"] not in keep:
-        continue
-      lm = rec.get("landmarks")
-      if lm is None or np.ndim(lm) != 3 or np.shape(lm)[1:] != (NUM_LANDMARKS, 3):
-        raise ValueError(f"{path}: record {i} ({rec['clip_id']}) has no landmarks "
-                         f"[T, {NUM_LANDMARKS}, 3] (got {None if lm is None else np.shape(lm)}); "
-                         "re-run `jaxtalk preprocess`")
-      out[rec["clip_id"]] = np.asarray(lm, np.float32)
-  if keep is not None and keep - set(out):
-    raise ValueError(f"{data_dir}: clips not found in the shards: {sorted(keep - set(out))}")
-  return out
-
-
 def fit_clips(clips: Mapping[str, np.ndarray] | Sequence[np.ndarray],
               k: int = NUM_COMPONENTS) -> ExpressionBasis:
   """The whole fit over training clips: canonical face, per-clip identities, PCA.
@@ -532,86 +515,219 @@ def fit_clips(clips: Mapping[str, np.ndarray] | Sequence[np.ndarray],
   return fit_basis(res, mean, k)
 
 
-def fit_shards(data_dir: str, *, components: int = NUM_COMPONENTS, holdout: Sequence[str] = (),
-               eval_fraction: float = 0.2, log=print) -> dict:
-  """Fits the basis over the training clips of `data_dir`, writes `<data_dir>/expression_basis.npz`
-  and records it in dataset_info.json under `expression_basis` (atomically).
+def fingerprint(basis: ExpressionBasis) -> str:
+  """12 hex digits of the sha256 of the basis' version, mean and components (float32 bytes):
+  which basis a record's coefficients were computed with (`source_tag`)."""
+  h = hashlib.sha256(f"v{basis.version}".encode())
+  for arr in (basis.mean, basis.components):
+    h.update(np.ascontiguousarray(arr, np.float32).tobytes())
+  return h.hexdigest()[:12]
 
-  The train/eval split is `input_pipeline.split_clips(info, holdout, eval_fraction)`, the one
-  the training stages use with the same `config.input.holdout`, so the basis never sees eval
-  clips.
+
+def source_tag(basis: ExpressionBasis) -> str:
+  """The records' `expression_source` for coefficients of this basis:
+  "facemesh_pca:v<version>:<fingerprint>" (data_pipelines/schema.py)."""
+  return f"facemesh_pca:v{basis.version}:{fingerprint(basis)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# The basis of a stage's data.
+# ----------------------------------------------------------------------------------------------
+def _cfg_get(cfg, name, default):
+  try:
+    value = cfg.get(name, default)
+  except AttributeError:
+    value = getattr(cfg, name, default)
+  return default if value is None else value
+
+
+def _check_sources(info: Mapping[str, Any], basis: ExpressionBasis, data_dir: str) -> None:
+  """Raises unless the clips' `expression_source` (dataset_info.json) is this basis' tag."""
+  from data_pipelines import schema  # pylint: disable=g-import-not-at-top
+  sources = {c.get("expression_source") for c in info.get("clips", [])}
+  path = os.path.join(data_dir, BASIS_FILE)
+  fix = f"run `jaxtalk expression-basis --data_dir {data_dir}`"
+  if schema.DEEP3DFACERECON in sources:
+    raise ValueError(f"{data_dir}: clips carry imported Deep3DFaceRecon (BFM) coefficients, which "
+                     f"the FaceMesh basis {path} does not describe (their mesh needs BFM, which "
+                     "jaxtalk cannot ship)")
+  if sources == {None}:
+    raise ValueError(f"{data_dir}: the shards have no expression coefficients; {fix}")
+  tag = source_tag(basis)
+  other = sorted(str(s) for s in sources if s != tag)
+  if other:
+    raise ValueError(f"{data_dir}: clips' expression coefficients come from {other}, not from "
+                     f"{path} ({tag}; missing on some clips, or written with an older fit); {fix}")
+
+
+def basis_for_config(config) -> ExpressionBasis:
+  """The expression basis that the batches' `expression` of `config` belongs to.
+
+  Turns a stage's e into meshes and landmarks (`expression_mesh`, `landmarks_68`, `eye_features`).
+
+  Args:
+    config: a stage config; reads `config.input.synthetic` and `config.input.data_dir`.
 
   Returns:
-    the `expression_basis` entry written (file, version, components, explained variance, ...).
+    synthetic data: `synthetic_basis()` (the input pipeline's synthetic e and f come from it);
+    real data: `<data_dir>/expression_basis.npz` (`load`).
 
   Raises:
-    ValueError: on unreadable shards (names the file), or too few frames for `components`.
+    ValueError: no data_dir; the basis file is missing (names `jaxtalk expression-basis`); or
+      the shards' coefficients are not this basis' (another fit, missing on some clips, or
+      imported Deep3DFaceRecon coefficients).
   """
-  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
-  info_path = os.path.join(data_dir, "dataset_info.json")
-  info = input_pipeline.load_dataset_info(data_dir)
-  if "clips" not in info:
-    raise ValueError(f"{info_path}: no `clips` (not written by `jaxtalk preprocess`?)")
-  train_idx, eval_idx = input_pipeline.split_clips(info, tuple(holdout), eval_fraction)
-  if not train_idx:
-    raise ValueError(f"{data_dir}: no training clips left (holdout={list(holdout)})")
-  train_ids = [info["clips"][i]["clip_id"] for i in train_idx]
-  eval_ids = [info["clips"][i]["clip_id"] for i in eval_idx]
-  log(f"expression basis: reading the landmarks of {len(train_ids)} training clips "
-      f"({len(eval_ids)} held out: {', '.join(eval_ids) or 'none'})")
-  clips = read_landmarks(data_dir, train_ids)
-  frames = sum(len(c) for c in clips.values())
-  log(f"expression basis: fitting {components} components on {frames} frames")
-  basis = fit_clips(clips, components)
+  from jaxtalk.core import files  # pylint: disable=g-import-not-at-top
+  inp = config.input
+  if _cfg_get(inp, "synthetic", False):
+    return synthetic_basis()
+  data_dir = _cfg_get(inp, "data_dir", "")
+  if not data_dir:
+    raise ValueError("config.input.data_dir is empty (set it, or config.input.synthetic=True)")
   path = os.path.join(data_dir, BASIS_FILE)
-  save(basis, path)
-  evr = basis.explained_variance_ratio
-  entry = dict(file=BASIS_FILE, version=VERSION, components=basis.num_components,
-               explained_variance=float(evr.sum()),
-               explained_variance_ratio=[round(float(v), 6) for v in evr],
-               num_frames=int(frames), train_clips=sorted(train_ids), holdout=list(holdout),
-               unit="inter-ocular distance (outer eye corners 33-263)")
-  info[INFO_KEY] = entry
-  tmp = info_path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=1, sort_keys=True)
-  os.replace(tmp, info_path)
-  return entry
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: not found; run `jaxtalk expression-basis --data_dir {data_dir}` "
+                     "(fits the basis and writes e and f into the shards)")
+  basis = load(path)
+  info = files.read_json(os.path.join(data_dir, "dataset_info.json"),
+                         hint="; run `jaxtalk preprocess` first")
+  _check_sources(info, basis, data_dir)
+  return basis
 
 
-def run(argv: list[str]) -> int:
-  """`jaxtalk expression-basis` entry point (argv[0] is the program name)."""
-  import argparse  # pylint: disable=g-import-not-at-top
-  parser = argparse.ArgumentParser(
-      prog=argv[0] if argv else "jaxtalk expression-basis",
-      description="Fits the FaceMesh expression basis (GoHD's e substitute, "
-                  "jaxtalk/features/expression.py) over the training clips of preprocessed "
-                  f"shards; writes <data_dir>/{BASIS_FILE} and the `{INFO_KEY}` entry of "
-                  "dataset_info.json.")
-  parser.add_argument("--data_dir", required=True, help="shards + dataset_info.json")
-  parser.add_argument("--components", type=int, default=NUM_COMPONENTS,
-                      help=f"basis size k (default {NUM_COMPONENTS}, GoHD's e)")
-  parser.add_argument("--holdout", default="",
-                      help="comma-separated clip, video or speaker ids kept out of the fit (as "
-                           "config.input.holdout); default: the md5 split of --eval_fraction")
-  parser.add_argument("--eval_fraction", type=float, default=0.2,
-                      help="without --holdout, the fraction of clips held out (default 0.2, "
-                           "as the training input pipeline)")
-  args = parser.parse_args(list(argv[1:]))
-  holdout = [h for h in args.holdout.split(",") if h]
-  try:
-    entry = fit_shards(args.data_dir, components=args.components, holdout=holdout,
-                       eval_fraction=args.eval_fraction)
-  except ValueError as e:
-    print(f"jaxtalk expression-basis: {e}", file=sys.stderr)
-    return 2
-  evr = entry["explained_variance_ratio"]
-  print(f"{entry['components']} components explain {entry['explained_variance']:.4f} of the "
-        f"training expression variance (first 5: {', '.join(f'{v:.3f}' for v in evr[:5])}); "
-        f"wrote {os.path.join(args.data_dir, BASIS_FILE)} and dataset_info.json "
-        f"`{INFO_KEY}`")
-  return 0
+# ----------------------------------------------------------------------------------------------
+# Synthetic basis and coefficients (`config.input.synthetic`).
+# ----------------------------------------------------------------------------------------------
+# Designed components of `synthetic_basis` (the rest are random directions on other points).
+SYNTHETIC_MOUTH, SYNTHETIC_BLINK, SYNTHETIC_BROW, SYNTHETIC_FROWN, SYNTHETIC_SMILE = range(5)
+_UPPER_LIPS = (39, 37, 0, 267, 269, 82, 13, 312)
+_LOWER_LIPS = (405, 314, 17, 84, 181, 317, 14, 87)
+_JAW = ((152, 1.0), (148, 1.0), (377, 1.0), (149, 0.9), (378, 0.9), (136, 0.6), (365, 0.6),
+        (172, 0.3), (397, 0.3), (58, 0.2), (288, 0.2))
+_UPPER_LIDS = (160, 158, 159, 385, 387, 386)
+_LOWER_LIDS = (144, 153, 145, 380, 373, 374)
 
 
-if __name__ == "__main__":
-  sys.exit(run(sys.argv))
+def _synthetic_mean() -> np.ndarray:
+  """A fixed face-like `[478, 3]` mesh: a random cloud with the points f, the mouth and the face
+  frame use placed (eyes 0.1 IOD open, brows, lips, jaw, forehead, chin), in the face frame."""
+  rng = np.random.default_rng(20240516)
+  mesh = np.stack([rng.uniform(-0.7, 0.7, NUM_LANDMARKS), rng.uniform(-0.9, 1.0, NUM_LANDMARKS),
+                   rng.uniform(-0.3, 0.3, NUM_LANDMARKS)], -1)
+  # Eye corners, then the lid pairs (upper 0.05 above, lower 0.05 below the corners' line).
+  for k, x in ((33, -0.5), (133, -0.15), (362, 0.15), (263, 0.5)):
+    mesh[k] = (x, 0.0, 0.0)
+  for (up, low), x in zip(LID_PAIRS + ((159, 145), (386, 374)), (-0.4, -0.25, 0.25, 0.4, -0.33,
+                                                                  0.33)):
+    mesh[up], mesh[low] = (x, -0.05, 0.0), (x, 0.05, 0.0)
+  for i, k in enumerate(BROWS):
+    x = (-0.6, -0.48, -0.36, -0.24, -0.12, 0.12, 0.24, 0.36, 0.48, 0.6)[i]
+    mesh[k] = (x, -0.3 + 0.05 * abs(abs(x) - 0.36) / 0.24, 0.0)
+  mesh[10], mesh[152] = (0.0, -0.9, 0.0), (0.0, 1.1, 0.0)
+  mesh[61], mesh[291], mesh[78], mesh[308] = (-0.3, 0.75, 0), (0.3, 0.75, 0), (-0.25, 0.76, 0), (
+      0.25, 0.76, 0)
+  for k, x in zip(_UPPER_LIPS, (-0.2, -0.1, 0.0, 0.1, 0.2, -0.1, 0.0, 0.1)):
+    mesh[k] = (x, 0.68 if k in (39, 37, 0, 267, 269) else 0.74, 0.0)
+  for k, x in zip(_LOWER_LIPS, (0.2, 0.1, 0.0, -0.1, -0.2, 0.1, 0.0, -0.1)):
+    mesh[k] = (x, 0.85 if k in (405, 314, 17, 84, 181) else 0.78, 0.0)
+  return face_frame(mesh)
+
+
+def _synthetic_directions(k: int) -> np.ndarray:
+  """`[k, 478 * 3]` un-normalised: mouth opening (lower lips and jaw down, upper lips up), eye
+  closing (upper lids down), brow lowering, frown, smile; then random directions on points none
+  of those, nor `RIGID_POINTS`, move."""
+  d = np.zeros((max(k, 5), NUM_LANDMARKS, 3))
+  for p in _LOWER_LIPS + (61, 291, 78, 308):
+    d[SYNTHETIC_MOUTH, p, 1] = 1.0 if p in _LOWER_LIPS else 0.4
+  for p in _UPPER_LIPS:
+    d[SYNTHETIC_MOUTH, p, 1] = -0.25
+  for p, w in _JAW:
+    d[SYNTHETIC_MOUTH, p, 1] = w
+  d[SYNTHETIC_BLINK, list(_UPPER_LIDS), 1] = 1.0
+  d[SYNTHETIC_BLINK, list(_LOWER_LIDS), 1] = -0.2
+  d[SYNTHETIC_BROW, list(BROWS), 1] = 1.0
+  for p, sign in zip((107, 66, 336, 296), (1.0, 1.0, -1.0, -1.0)):  # inner brows together.
+    d[SYNTHETIC_FROWN, p] = (sign, 0.5, 0.0)
+  d[SYNTHETIC_SMILE, 61], d[SYNTHETIC_SMILE, 291] = (-1.0, -0.5, 0.0), (1.0, -0.5, 0.0)
+  used = set(RIGID_POINTS) | set(np.flatnonzero(np.abs(d[:5]).sum((0, 2))))
+  free = [p for p in range(NUM_LANDMARKS) if p not in used]
+  rng = np.random.default_rng(7)
+  d[5:, free] = rng.normal(size=(max(k, 5) - 5, len(free), 3))
+  return d[:k].reshape(k, -1)
+
+
+@functools.lru_cache(maxsize=4)
+def synthetic_basis(k: int = NUM_COMPONENTS) -> ExpressionBasis:
+  """The fixed basis of the synthetic input source (`config.input.synthetic`).
+
+  S̄ = `_synthetic_mean` (eyes open 0.1 IOD, unit IOD, face frame); orthonormal components
+  (Gram-Schmidt of `_synthetic_directions`, in that order, so each designed one keeps its
+  meaning): 0 mouth opening, 1 eye closing (e_1 > 0 lowers the upper lids: blink ratio
+  1 - e_1 / `synthetic_blink_full(basis)`), 2 brow lowering, 3 frown, 4 smile, 5.. random
+  directions on points f and the mouth do not use. None moves a `RIGID_POINTS` point, so
+  `coefficients` inverts `expression_mesh` exactly under any pose. `std` is the approximate
+  root mean square of `synthetic_coefficients`' e. Deterministic; the arrays are read-only.
+
+  Raises:
+    ValueError: for k < 5.
+  """
+  if k < 5:
+    raise ValueError(f"synthetic_basis: k={k}, needs at least the 5 designed components")
+  d = _synthetic_directions(k)
+  q, r = np.linalg.qr(d.T)
+  comps = (q * np.sign(np.diag(r))).T * (np.abs(d).sum(0) > 0)  # exact zeros off the support.
+  comps = comps.astype(np.float32)
+  std = np.array([0.125, 0.03, 0.014, 0.006, 0.011]
+                 + [0.0035 / (1 + j / 8) for j in range(k - 5)], np.float32)
+  basis = ExpressionBasis(mean=_synthetic_mean().astype(np.float32), components=comps, std=std,
+                          explained_variance_ratio=(std ** 2 / np.sum(std ** 2)).astype(
+                              np.float32))
+  for arr in (basis.mean, basis.components, basis.std, basis.explained_variance_ratio):
+    arr.flags.writeable = False
+  return basis
+
+
+def synthetic_blink_full(basis: ExpressionBasis) -> float:
+  """e_1 (`SYNTHETIC_BLINK`) at which the synthetic mesh's lids touch (blink ratio 0)."""
+  m68, c68 = landmark_basis(basis)
+  gap = np.mean([m68[b, 1] - m68[a, 1] for a, b in LID_PAIRS_68])
+  rate = np.mean([c68[SYNTHETIC_BLINK, a, 1] - c68[SYNTHETIC_BLINK, b, 1] for a, b in LID_PAIRS_68])
+  return float(gap / rate)
+
+
+def synthetic_coefficients(rng: np.random.Generator, opening: np.ndarray,
+                           basis: Optional[ExpressionBasis] = None) -> np.ndarray:
+  """e of one synthetic clip (the synthetic input source, `jaxtalk/core/input_pipeline.py`).
+
+  e_0 (mouth) = 0.25 * opening: the frames' mouth opening, itself the speech energy of the mel,
+  so audio -> e_0 is learnable; e_1 (eyes) = a blink process: blinks start at a Poisson rate of
+  0.3 / s, each a raised-cosine closure of 0.2-0.35 s and depth 0.8-0.95 of
+  `synthetic_blink_full`; e_2 (brows) and e_4 (smile): slow sinusoids (0.1-0.4 Hz); e_3 and
+  e_5..: small sinusoids (amplitudes `basis.std`-like, decreasing).
+
+  Args:
+    rng: the clip's generator (all of e's randomness).
+    opening: `[n]` mouth opening per 25 fps frame, in [0, 1].
+    basis: `synthetic_basis()` (default) or one of another k.
+
+  Returns:
+    `[n, k]` float32 e, basis units (IOD).
+  """
+  basis = basis or synthetic_basis()
+  opening = np.asarray(opening, np.float64)
+  n, k = opening.shape[0], basis.num_components
+  t = np.arange(n) / 25.0
+  e = np.zeros((n, k))
+  e[:, SYNTHETIC_MOUTH] = 0.25 * opening
+  closure = np.zeros(n)
+  for _ in range(rng.poisson(0.3 * (n / 25.0 + 0.4))):
+    t0, dur = rng.uniform(-0.4, n / 25.0), rng.uniform(0.2, 0.35)
+    inside = (t >= t0) & (t <= t0 + dur)
+    closure[inside] += rng.uniform(0.8, 0.95) * np.sin(np.pi * (t[inside] - t0) / dur) ** 2
+  e[:, SYNTHETIC_BLINK] = np.minimum(closure, 0.95) * synthetic_blink_full(basis)
+  amp = np.array([0.0, 0.0, 0.02, 0.008, 0.015] + [0.005 / (1 + j / 8) for j in range(k - 5)])
+  freq = rng.uniform(0.1, 0.4, k)
+  phase = rng.uniform(0.0, 2 * np.pi, k)
+  e += amp[None, :k] * np.sin(2 * np.pi * freq[None] * t[:, None] + phase[None])
+  return e.astype(np.float32)

@@ -7,6 +7,8 @@ import shutil
 import numpy as np
 import pytest
 
+from data_pipelines import expression_pass
+from data_pipelines import schema
 from jaxtalk import cli
 from jaxtalk.features import expression as ex
 from jaxtalk.features import face
@@ -282,7 +284,8 @@ def test_command_refuses_old_shards(tmp_path, capsys):
 
 
 def test_command_names_a_missing_shard(tmp_path, capsys):
-  info = {"schema_version": 1, "shards": ["clips-00000-of-00001.array_record"],
+  info = {"schema_version": schema.SCHEMA_VERSION,
+          "shards": ["clips-00000-of-00001.array_record"],
           "clips": [{"clip_id": "a_c000", "video_id": "a", "speaker": "a"},
                     {"clip_id": "b_c000", "video_id": "b", "speaker": "b"}]}
   (tmp_path / "dataset_info.json").write_text(json.dumps(info))
@@ -330,7 +333,7 @@ def _lip_height(lm, a, b):
 @pytest.mark.needs_data
 def test_basis_generalises_to_a_held_out_clip(fitted):
   basis = ex.load(str(fitted / ex.BASIS_FILE))
-  clips = ex.read_landmarks(str(fitted))
+  clips = expression_pass.read_landmarks(str(fitted))
   train = {k: v for k, v in clips.items() if k != HELD_OUT}
   held = clips[HELD_OUT]
 
@@ -373,3 +376,39 @@ def test_basis_generalises_to_a_held_out_clip(fitted):
   assert f.shape == (len(held), 21) and np.all(np.isfinite(f))
   assert f[:, 0].min() < 0.6 and 0.8 < np.median(f[:, 0]) < 1.2
   assert np.abs(f[:, 1:]).max() < 0.2
+
+
+@pytest.mark.needs_data
+def test_command_writes_e_and_f_into_the_real_shards_and_batches_carry_them(fitted):
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tests.data_pipelines import expression_clips  # pylint: disable=g-import-not-at-top
+  basis = ex.basis_for_config(_input_config(fitted, ()))
+  info = json.loads((fitted / "dataset_info.json").read_text())
+  assert {"expression", "eye_features"} <= set(info["optional_features"])
+  assert info["optional_feature_dims"]["expression"] == 64
+  recs = expression_clips.read_records(fitted)
+  assert HELD_OUT in recs and len(recs) == info["num_clips"]
+  for r in recs.values():
+    assert r["expression"].shape == (r["num_frames"], 64)
+    assert r["eye_features"].shape == (r["num_frames"], 21)
+    assert r["expression_source"] == ex.source_tag(basis)
+  np.testing.assert_array_equal(recs[HELD_OUT]["expression"],
+                                ex.coefficients(basis, recs[HELD_OUT]["landmarks"]))
+  keys = ("expression", "eye_features", "source_expression", "source_eye_features", "mel")
+  batch = next(input_pipeline.create_iterator(_input_config(fitted, keys), split="eval"))
+  assert batch["expression"].shape == (2, 25, 64) and batch["eye_features"].shape == (2, 25, 21)
+  assert batch["source_expression"].shape == (2, 64)
+  assert batch["source_eye_features"].shape == (2, 21)
+  np.testing.assert_array_equal(batch["expression"][0], recs[HELD_OUT]["expression"][:25])
+
+
+def _input_config(data_dir, keys):
+  from configs import common  # pylint: disable=g-import-not-at-top
+  c = common.base_config()
+  c.batch_size = 2
+  c.input.data_dir = str(data_dir)
+  c.input.window = 25
+  c.input.resolution = 64
+  c.input.keys = tuple(keys)
+  c.input.holdout = (HELD_OUT,)
+  return c
