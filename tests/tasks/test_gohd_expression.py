@@ -1,0 +1,140 @@
+"""Stages gohd_exp_lip and gohd_exp_eye (GoHD's two-stage expression predictor, section 3.2)."""
+
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from configs.gohd import exp_eye as eye_config
+from configs.gohd import exp_lip as lip_config
+from jaxtalk import cli
+from jaxtalk import tasks
+from jaxtalk import train
+from jaxtalk.core import checkpointing
+from jaxtalk.core import sharding
+from jaxtalk.tasks.gohd import exp_lip
+
+
+def _mesh():
+  return sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+
+
+def test_paper_configs_have_the_papers_values():
+  c = lip_config.get_config("size=paper")
+  assert (c.optax.name, c.optax.lr, c.input.window) == ("adam", 1e-4, 30)
+  assert (c.loss.lms, c.loss.eye, c.loss.shut, c.loss.read, c.loss.l1) == (0.01, 2, 1, 2, 2)
+  assert c.input.max_av_offset == 1 and c.init_from.lipreader == ""
+  e = eye_config.get_config("size=paper")
+  assert (e.optax.lr, e.disc_optax.lr, e.input.window) == (1e-4, 1e-6, 300)
+  assert (e.loss.ssim, e.loss.l1, e.loss.ad, e.loss.te, e.loss.tf, e.loss.stage1) == (
+      2, 2, 1, 1, 1, 1)
+  assert e.loss.stage1_terms.lms == 0.01 and "source_eye_features" in e.input["keys"]
+
+
+def _one_point_basis():
+  """Landmarks where component 0 moves 68-pt 62 (upper inner lip) down by 1 IOD per unit."""
+  mean = np.random.default_rng(0).normal(size=(68, 3)).astype(np.float32)
+  comps = np.zeros((64, 68, 3), np.float32)
+  comps[0, 62, 1] = 1.0
+  return {"mean68": jnp.asarray(mean), "comps68": jnp.asarray(comps)}
+
+
+def test_distill_losses_hand_computed():
+  """Eqs. 20-22, 24 for ẽ moving one inner-lip point by 0.1 IOD (9 px at 90 px/IOD):
+  L_lms = 81 / 32 points, L_shut = 81 (pair 62-66), L_1 = 0.1, L_eye = 0 (eyes untouched)."""
+  lm = _one_point_basis()
+  loss_cfg = ml_collections.ConfigDict(dict(lms=1.0, eye=1.0, shut=1.0, l1=1.0,
+                                            landmark_px=90.0))
+  e = jnp.zeros((1, 3, 64))
+  l68 = exp_lip.landmarks(lm, e)
+  from jaxtalk.features import expression as ex  # pylint: disable=g-import-not-at-top
+  f = ex.eye_features_68(l68, lm["mean68"], xp=jnp)
+  batch = {"expression": e, "eye_features": f, "mask": jnp.ones((1, 3), bool)}
+  zero = exp_lip.distill_losses(e, batch, lm, loss_cfg)
+  assert all(float(v) == 0.0 for v in zero.values()), zero
+  e_pred = e.at[..., 0].set(0.1)
+  got = exp_lip.distill_losses(e_pred, batch, lm, loss_cfg)
+  assert float(got["loss_lms"]) == pytest.approx(81.0 / 32, rel=1e-4)
+  assert float(got["loss_shut"]) == pytest.approx(81.0, rel=1e-4)
+  assert float(got["loss_l1"]) == pytest.approx(0.1, rel=1e-4)
+  assert float(got["loss_eye"]) == pytest.approx(0.0, abs=1e-6)
+  assert float(exp_lip.mouth_distance(lm, e_pred, e, batch["mask"])) == pytest.approx(0.1 / 20)
+
+
+def test_lipreader_path_is_refused():
+  c = lip_config.get_config("size=tiny,synthetic=true")
+  c.init_from.lipreader = "/tmp/lipreader"
+  with pytest.raises(ValueError, match="lip-reading"):
+    tasks.get_task(c, mesh=None)
+
+
+def _tiny_synthetic(cfg):
+  cfg.total_steps, cfg.eval_every, cfg.log_every, cfg.checkpoint_every = 8, 8, 4, 8
+  cfg.batch_size, cfg.eval_batches = 4, 1
+  return cfg
+
+
+def test_both_stages_train_evaluate_and_infer_on_synthetic_batches(tmp_path):
+  """Stage 1 then stage 2 on its params: finite losses, evals, inference shapes, and every one of
+  the three discriminators is updated (the trainer's one disc tree holds all three)."""
+  c1 = _tiny_synthetic(lip_config.get_config("size=tiny,synthetic=true"))
+  c1.model.update(hidden=(32,), audio_width=16)
+  r1 = train.train_and_evaluate(c1, str(tmp_path / "lip"), mesh=_mesh())
+  ev = [h for h in r1["history"] if "eval/mld" in h][-1]
+  assert np.isfinite([ev["eval/mld"], ev["eval/mld_e0"], ev["eval/loss_lms"]]).all()
+  c2 = _tiny_synthetic(eye_config.get_config(
+      f"size=tiny,synthetic=true,exp_lip={tmp_path / 'lip' / 'params'}"))
+  c2.input.window = 32
+  c2.model.update(omega_dim=16, noise_dim=4, embed_hidden=(16,), out_hidden=(16,))
+  c2.disc.update(width=16, channels=(8, 16))
+  c2.disc_optax.lr = 1e-2
+  task = tasks.get_task(c2, mesh=None)
+  trainer = train.Trainer(c2, task, _mesh(), _example(c2))
+  state = trainer.init_state(_example(c2))
+  before = jax.tree.map(np.asarray, state["disc_params"])
+  state, metrics = trainer.train_step(state, _example(c2), task.frozen)
+  for name in ("eye", "te", "tf"):
+    moved = jax.tree.leaves(jax.tree.map(lambda a, b: np.abs(np.asarray(a) - b).max(),
+                                         state["disc_params"][name], before[name]))
+    assert max(moved) > 0, name
+    assert np.isfinite(float(metrics[f"disc_loss_{name}"]))
+  r2 = train.train_and_evaluate(c2, str(tmp_path / "eye"), mesh=_mesh())
+  ev2 = [h for h in r2["history"] if "eval/blink_var_ratio" in h][-1]
+  assert np.isfinite([ev2["eval/blink_var_ratio"], ev2["eval/ssim_e"], ev2["eval/mld"]]).all()
+  params = checkpointing.load_params(str(tmp_path / "eye" / "params"))
+  ex = task.infer_example()
+  out = jax.jit(task.infer)(params, task.frozen, ex)
+  assert out["expression"].shape == (1, 32, 64) and out["eye_features"].shape == (1, 32, 21)
+
+
+def _example(config):
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  it = input_pipeline.create_iterator(config, mesh=_mesh())
+  return input_pipeline.to_global(next(it), _mesh())
+
+
+@pytest.fixture(scope="module")
+def expression_shards(real_shards, tmp_path_factory):
+  """real_shards with the expression basis fitted and e / f written (`jaxtalk expression-basis`;
+  the session fixture is shared, so this works on a copy)."""
+  out = tmp_path_factory.mktemp("expression_shards") / "shards"
+  shutil.copytree(real_shards, out)
+  assert cli.main(["expression-basis", "--data_dir", str(out)]) == 0
+  assert "expression" in json.load(open(out / "dataset_info.json"))["features"]
+  return out
+
+
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_tiny_stage1_beats_predicting_e0_on_held_out_clips(expression_shards, tmp_path):
+  """Issue 16's stage-1 bar: the mouth-landmark distance of ẽ on held-out windows is below that
+  of predicting e_0 for every frame (no expert: a trained mel encoder is Φ_a)."""
+  c = lip_config.get_config(f"size=tiny,data_dir={expression_shards},max_av_offset=-1")
+  res = train.train_and_evaluate(c, str(tmp_path / "lip"), mesh=_mesh())
+  ev = [h for h in res["history"] if "eval/mld" in h][-1]
+  print({k: round(float(v), 4) for k, v in ev.items() if k.startswith("eval/")})
+  assert ev["eval/mld"] < ev["eval/mld_e0"], ev
