@@ -78,20 +78,36 @@ def _tiny_synthetic(cfg):
   return cfg
 
 
-def test_both_stages_train_evaluate_and_infer_on_synthetic_batches(tmp_path):
-  """Stage 1 then stage 2 on its params: finite losses, evals, inference shapes, and every one of
-  the three discriminators is updated (the trainer's one disc tree holds all three)."""
-  c1 = _tiny_synthetic(lip_config.get_config("size=tiny,synthetic=true"))
-  c1.model.update(hidden=(32,), audio_width=16)
-  r1 = train.train_and_evaluate(c1, str(tmp_path / "lip"), mesh=_mesh())
-  ev = [h for h in r1["history"] if "eval/mld" in h][-1]
-  assert np.isfinite([ev["eval/mld"], ev["eval/mld_e0"], ev["eval/loss_lms"]]).all()
-  c2 = _tiny_synthetic(eye_config.get_config(
-      f"size=tiny,synthetic=true,exp_lip={tmp_path / 'lip' / 'params'}"))
+def _eye_config(lip_params):
+  c2 = _tiny_synthetic(eye_config.get_config(f"size=tiny,synthetic=true,exp_lip={lip_params}"))
   c2.input.window = 32
   c2.model.update(omega_dim=16, noise_dim=4, embed_hidden=(16,), out_hidden=(16,))
   c2.disc.update(width=16, channels=(8, 16))
   c2.disc_optax.lr = 1e-2
+  return c2
+
+
+@pytest.fixture(scope="module")
+def synthetic_stages(tmp_path_factory):
+  """Stage 1 then stage 2 (on stage 1's params), tiny, 8 steps each on synthetic batches."""
+  root = tmp_path_factory.mktemp("gohd_expression")
+  c1 = _tiny_synthetic(lip_config.get_config("size=tiny,synthetic=true"))
+  c1.model.update(hidden=(32,), audio_width=16)
+  r1 = train.train_and_evaluate(c1, str(root / "lip"), mesh=_mesh())
+  c2 = _eye_config(root / "lip" / "params")
+  r2 = train.train_and_evaluate(c2, str(root / "eye"), mesh=_mesh())
+  return root, r1, r2
+
+
+def test_both_stages_train_evaluate_and_infer_on_synthetic_batches(synthetic_stages):
+  """Finite losses, evals, inference shapes, and every one of the three discriminators is
+  updated (the trainer's one disc tree holds all three)."""
+  root, r1, r2 = synthetic_stages
+  ev = [h for h in r1["history"] if "eval/mld" in h][-1]
+  assert np.isfinite([ev["eval/mld"], ev["eval/mld_e0"], ev["eval/loss_lms"]]).all()
+  ev2 = [h for h in r2["history"] if "eval/blink_var_ratio" in h][-1]
+  assert np.isfinite([ev2["eval/blink_var_ratio"], ev2["eval/ssim_e"], ev2["eval/mld"]]).all()
+  c2 = _eye_config(root / "lip" / "params")
   task = tasks.get_task(c2, mesh=None)
   trainer = train.Trainer(c2, task, _mesh(), _example(c2))
   state = trainer.init_state(_example(c2))
@@ -102,13 +118,46 @@ def test_both_stages_train_evaluate_and_infer_on_synthetic_batches(tmp_path):
                                          state["disc_params"][name], before[name]))
     assert max(moved) > 0, name
     assert np.isfinite(float(metrics[f"disc_loss_{name}"]))
-  r2 = train.train_and_evaluate(c2, str(tmp_path / "eye"), mesh=_mesh())
-  ev2 = [h for h in r2["history"] if "eval/blink_var_ratio" in h][-1]
-  assert np.isfinite([ev2["eval/blink_var_ratio"], ev2["eval/ssim_e"], ev2["eval/mld"]]).all()
-  params = checkpointing.load_params(str(tmp_path / "eye" / "params"))
-  ex = task.infer_example()
-  out = jax.jit(task.infer)(params, task.frozen, ex)
+  params = checkpointing.load_params(str(root / "eye" / "params"))
+  out = jax.jit(task.infer)(params, task.frozen, task.infer_example())
   assert out["expression"].shape == (1, 32, 64) and out["eye_features"].shape == (1, 32, 21)
+
+
+def test_sample_motion_from_trained_stages(synthetic_stages, tmp_path):
+  """generators.gohd.sample_motion: 3 s of audio -> Motion with pose, gaze and expression for
+  every 25 fps frame (more than one pose window), raw units, reproducible for a seed."""
+  from configs.gohd import pose as pose_config  # pylint: disable=g-import-not-at-top
+  from jaxtalk import motion as motion_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.generators import gohd as gohd_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.tasks.gohd import sampling  # pylint: disable=g-import-not-at-top
+  root = synthetic_stages[0]
+  c = _tiny_synthetic(pose_config.get_config("size=tiny,synthetic=true"))
+  c.eval_every = 0
+  c.input.window = 16
+  c.model.update(num_layers=1, channels=16, audio_width=16)
+  c.diffusion.sample_steps = 4
+  c.sampling.overlap = 4
+  train.train_and_evaluate(c, str(tmp_path / "pose"), mesh=_mesh())
+  info = {"pose_mean": [0.0, 0.0, 0.0, 0.0, 0.0, 0.5], "pose_std": [0.2, 0.2, 0.2, 0.05, 0.05, 0.05],
+          "gaze_mean": [0.0, 0.0], "gaze_std": [0.1, 0.1]}
+  (tmp_path / "data").mkdir()
+  (tmp_path / "data" / "dataset_info.json").write_text(json.dumps(info))
+  models = sampling.load_motion_models(str(tmp_path / "pose" / "params"),
+                                       expression_dir=str(root / "eye" / "params"),
+                                       data_dir=str(tmp_path / "data"))
+  audio = np.random.default_rng(0).normal(scale=0.1, size=48000).astype(np.float32)
+  src = motion_lib.Motion(pose=jnp.asarray([[[0.1, 0.0, 0.0, 0.0, 0.0, 0.5]]]),
+                          gaze=jnp.zeros((1, 1, 2)), expression=jnp.zeros((1, 1, 64)))
+  m = gohd_lib.sample_motion(models, audio, src, seed=3)
+  assert m.pose.shape == (1, 75, 6) and m.gaze.shape == (1, 75, 2)
+  assert m.expression.shape == (1, 75, 64) and np.isfinite(np.asarray(m.expression)).all()
+  np.testing.assert_allclose(np.asarray(m.gaze), 0.0)  # no gaze stage: the source's gaze.
+  again = gohd_lib.sample_motion(models, audio, src, seed=3)
+  np.testing.assert_array_equal(np.asarray(again.pose), np.asarray(m.pose))
+  other = gohd_lib.sample_motion(models, audio, src, seconds=2.0, seed=4)
+  assert other.pose.shape == (1, 50, 6) and not np.allclose(other.pose, m.pose[:, :50])
+  with pytest.raises(ValueError, match="gohd_pose"):
+    sampling.load_motion_models(str(root / "eye" / "params"), data_dir=str(tmp_path / "data"))
 
 
 def _example(config):
