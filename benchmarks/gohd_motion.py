@@ -29,12 +29,11 @@ ARGUMENT:
   peak_temp_mb    XLA's memory analysis of the compiled window (temp + output buffers)
 and `pose_plus_gaze` sums the two targets. `end_to_end` rows time `generators.gohd.
 sample_sequence` as a caller uses it (first call and a second call): MEASURED over all windows,
-including the jit it builds on every call (see `note_recompile`). Also records the process
-peak RSS.
+including the compile of the first call of a variant (see `note_compile`). Also records the
+process peak RSS.
 
-Expression (GoHD section 3.2, the two-stage predictor) is not timed yet: the predictor is being
-written. Hook: add its sampling to `time_expression` (return rows of the same fields) and the
-totals will include it; until then the JSON says `"expression": {"measured": false, ...}`.
+Expression (GoHD section 3.2, eq. 8): `time_expression` times Φ_a -> G_lstm -> E_map over the
+whole sequence in one jitted call (random params; the LSTM needs no windows), per size.
 Prints and writes JSON; nothing is asserted.
 """
 
@@ -140,8 +139,8 @@ def time_window(net, params, sched, config, target, variant, repeats, frames) ->
 
 
 def time_end_to_end(net, params, sched, config, target, variant, frames, calls=2) -> dict:
-  """`sample_sequence` over `frames` of random audio, called `calls` times (each call builds
-  and compiles its own jit, so the first and later calls cost the same)."""
+  """`sample_sequence` over `frames` of random audio, called `calls` times (the first call of a
+  variant compiles its window function; later calls reuse it)."""
   sampler, steps = parse_variant(variant)
   audio = np.random.default_rng(2).standard_normal((frames, 16, 80)).astype(np.float32)
   times = []
@@ -160,11 +159,62 @@ def time_end_to_end(net, params, sched, config, target, variant, frames, calls=2
 
 
 def time_expression(size: str, frames: int):
-  """HOOK for GoHD's expression predictor (section 3.2): return a list of rows with the fields
-  of `time_window` (target="expression") once `jaxtalk.generators.gohd` samples expressions.
-  Until then: None (nothing is timed and no number is written)."""
-  del size, frames
-  return None
+  """GoHD's expression predictor (section 3.2, eq. 8) over the whole sequence in one jitted call:
+  Φ_a (the mel encoder, no expert) -> G_lstm (eqs. 6-7) -> E_map (eq. 5), random params from
+  `jax.eval_shape` like `build`. Returns one row (compile_s, total_s, frames_per_s, not
+  extrapolated: the LSTM takes any length)."""
+  from configs.gohd import exp_eye as eye_config  # pylint: disable=g-import-not-at-top
+  from configs.gohd import exp_lip as lip_config  # pylint: disable=g-import-not-at-top
+  from jaxtalk.models.gohd import expression as exp_models  # pylint: disable=g-import-not-at-top
+  c1, c2 = lip_config.get_config(f"size={size}"), eye_config.get_config(f"size={size}")
+  audio = exp_models.audio_from_config(c1.model, c1.dtype)
+  mapper = exp_models.mapper_from_config(c1.model, c1.dtype)
+  gen = exp_models.generator_from_config(c2.model, c2.dtype)
+  mel = jnp.zeros((1, frames, 16, 80))
+  a_shape = jax.eval_shape(lambda: audio.apply(audio.init(jax.random.PRNGKey(0), mel), mel))
+  a = jnp.zeros(a_shape.shape)
+  e0, f0 = jnp.zeros((1, exp_models.NUM_COEFFS)), jnp.zeros((1, exp_models.NUM_EYE))
+  z = jnp.zeros((1, frames, gen.noise_dim))
+  f = jnp.zeros((1, frames, exp_models.NUM_EYE))
+  rng = np.random.default_rng(0)
+
+  def fill(path, x):
+    name = str(path[-1])
+    if "bias" in name:
+      return np.zeros(x.shape, x.dtype)
+    if "scale" in name:
+      return np.ones(x.shape, x.dtype)
+    return (rng.standard_normal(x.shape) / math.sqrt(max(int(np.prod(x.shape[:-1])), 1))
+            ).astype(x.dtype)
+
+  init = lambda m, *xs: jax.tree_util.tree_map_with_path(
+      fill, jax.eval_shape(m.init, jax.random.PRNGKey(0), *xs))
+  params = {"audio": init(audio, mel), "mapper": init(mapper, a, e0, f),
+            "gen": init(gen, a, f0, e0, z)}
+
+  def predict(p, mel, e0, f0, z):
+    feats = audio.apply(p["audio"], mel)
+    f_hat, _ = gen.apply(p["gen"], feats, f0, e0, z)
+    return mapper.apply(p["mapper"], feats, e0, f_hat)
+
+  args = (params, jnp.asarray(rng.standard_normal(mel.shape), jnp.float32), e0, f0,
+          jnp.asarray(rng.standard_normal(z.shape), jnp.float32))
+  t0 = time.perf_counter()
+  compiled = jax.jit(predict).lower(*args).compile()
+  compile_s = time.perf_counter() - t0
+  times = []
+  for _ in range(3):
+    t0 = time.perf_counter()
+    jax.block_until_ready(compiled(*args))
+    times.append(time.perf_counter() - t0)
+  total = statistics.median(times)
+  row = {"target": "expression", "variant": "one pass", "frames": frames,
+         "num_params": int(sum(x.size for x in jax.tree_util.tree_leaves(params))),
+         "compile_s": round(compile_s, 2), "total_s": round(total, 3),
+         "total_s_all": [round(t, 3) for t in times], "total_is_extrapolated": False,
+         "frames_per_s": round(frames / total, 1), "peak_temp_mb": _memory_mb(compiled)}
+  print(json.dumps(row), flush=True)
+  return [row]
 
 
 def _sum_targets(rows, frames: int) -> dict:
@@ -218,13 +268,9 @@ def main(argv=None) -> int:
   result = {
       "benchmark": "gohd_motion", "seconds_of_audio": args.seconds, "frames": frames,
       "gamma": GAMMA, "params": "random init (timing only)", "sizes": sizes,
-      "expression": {"measured": False,
-                     "why": "GoHD's expression predictor is not written yet; "
-                            "hook: time_expression() in benchmarks/gohd_motion.py"},
-      "note_recompile": ("generators.gohd.sample_sequence builds a new jax.jit over a "
-                         "functools.partial holding the params on every call, so every call "
-                         "recompiles the window with the params as constants: every end_to_end "
-                         "call includes that compile; rows' window_s do not"),
+      "note_compile": ("generators.gohd.sample_sequence jits one window function per network "
+                       "and sampler for the process (params are arguments): the first "
+                       "end_to_end call of a variant includes its compile, later ones do not"),
       "wall_s": round(time.perf_counter() - t_start, 1),
       "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
       "platform": platform.platform(), "cpu_count": os.cpu_count(),
