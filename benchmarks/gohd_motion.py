@@ -73,16 +73,9 @@ def parse_variant(name: str):
   raise ValueError(f"variant {name!r}: expected ddpm<steps> or ddim<steps>")
 
 
-def build(size: str, target: str, seed: int = 0):
-  """`(net, params, schedule, config)` with random params (normal / sqrt(fan-in), norm scales 1,
-  biases 0), made on the host from `jax.eval_shape` (a jitted init of the paper network takes
-  over a minute here)."""
-  c = pose_config.get_config(f"size={size},target={target}")
-  w, d = int(c.input.window), DIMS[target]
-  net = pose_denoiser.from_config(c.model, c.dtype, out_dim=d)
-  shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, w, d)),
-                          jnp.zeros((1,), jnp.int32), jnp.zeros((1, w, 16, 80)),
-                          jnp.zeros((1, d)), jnp.ones((1,), bool), jnp.ones((1, w), bool))
+def random_params(shapes, seed: int = 0):
+  """Host-made random params for a tree of shapes: normal / sqrt(fan-in), norm scales 1, biases
+  0 (timing only)."""
   rng = np.random.default_rng(seed)
 
   def fill(path, s):
@@ -94,8 +87,20 @@ def build(size: str, target: str, seed: int = 0):
     fan_in = max(int(np.prod(s.shape[:-1])), 1)
     return (rng.standard_normal(s.shape) / math.sqrt(fan_in)).astype(s.dtype)
 
-  params = jax.tree_util.tree_map_with_path(fill, shapes)
-  return net, params, diffusion.schedule_from_config(c.diffusion), c
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def build(size: str, target: str, seed: int = 0):
+  """`(net, params, schedule, config)` with random params (normal / sqrt(fan-in), norm scales 1,
+  biases 0), made on the host from `jax.eval_shape` (a jitted init of the paper network takes
+  over a minute here)."""
+  c = pose_config.get_config(f"size={size},target={target}")
+  w, d = int(c.input.window), DIMS[target]
+  net = pose_denoiser.from_config(c.model, c.dtype, out_dim=d)
+  shapes = jax.eval_shape(net.init, jax.random.PRNGKey(0), jnp.zeros((1, w, d)),
+                          jnp.zeros((1,), jnp.int32), jnp.zeros((1, w, 16, 80)),
+                          jnp.zeros((1, d)), jnp.ones((1,), bool), jnp.ones((1, w), bool))
+  return net, random_params(shapes, seed), diffusion.schedule_from_config(c.diffusion), c
 
 
 def _memory_mb(compiled) -> float:
@@ -177,18 +182,7 @@ def time_expression(size: str, frames: int):
   z = jnp.zeros((1, frames, gen.noise_dim))
   f = jnp.zeros((1, frames, exp_models.NUM_EYE))
   rng = np.random.default_rng(0)
-
-  def fill(path, x):
-    name = str(path[-1])
-    if "bias" in name:
-      return np.zeros(x.shape, x.dtype)
-    if "scale" in name:
-      return np.ones(x.shape, x.dtype)
-    return (rng.standard_normal(x.shape) / math.sqrt(max(int(np.prod(x.shape[:-1])), 1))
-            ).astype(x.dtype)
-
-  init = lambda m, *xs: jax.tree_util.tree_map_with_path(
-      fill, jax.eval_shape(m.init, jax.random.PRNGKey(0), *xs))
+  init = lambda m, *xs: random_params(jax.eval_shape(m.init, jax.random.PRNGKey(0), *xs))
   params = {"audio": init(audio, mel), "mapper": init(mapper, a, e0, f),
             "gen": init(gen, a, f0, e0, z)}
 

@@ -25,7 +25,6 @@ fatal); records with imported Deep3DFaceRecon coefficients (`expression_source`
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -34,6 +33,7 @@ import numpy as np
 
 from data_pipelines import pipeline
 from data_pipelines import schema
+from jaxtalk.core import files
 from jaxtalk.core import input_pipeline
 from jaxtalk.features import expression
 
@@ -116,13 +116,6 @@ def _landmarks_of(rec: dict, path: str, i: int, finite: bool) -> np.ndarray:
   return lm
 
 
-def _write_info(info_path: str, info: dict) -> None:
-  tmp = info_path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=1, sort_keys=True)
-  os.replace(tmp, info_path)
-
-
 def fit_shards(data_dir: str, *, components: int = expression.NUM_COMPONENTS,
                holdout: Sequence[str] = (), eval_fraction: float = 0.2,
                log=print) -> tuple[expression.ExpressionBasis, dict]:
@@ -167,7 +160,7 @@ def fit_shards(data_dir: str, *, components: int = expression.NUM_COMPONENTS,
                unit="inter-ocular distance (outer eye corners 33-263)")
   info = input_pipeline.load_dataset_info(data_dir)  # re-read: keep whatever else is there.
   info[expression.INFO_KEY] = entry
-  _write_info(info_path, info)
+  files.write_json_atomic(info_path, info)
   return basis, entry
 
 
@@ -289,7 +282,7 @@ def write_expression(data_dir: str, basis: expression.ExpressionBasis, *, log=pr
     log(f"expression-basis: left as is (bad record): {msg}")
   info = input_pipeline.load_dataset_info(data_dir)
   _update_info(info, by_clip, dims)
-  _write_info(info_path, info)
+  files.write_json_atomic(info_path, info)
   return counts
 
 

@@ -70,6 +70,7 @@ from data_pipelines import av_sync
 from data_pipelines import decode
 from data_pipelines import readers
 from data_pipelines import schema
+from jaxtalk.core import files
 
 DATASET_INFO = "dataset_info.json"
 DEAD_LETTER = "dead_letter.jsonl"
@@ -765,13 +766,6 @@ def _feature_dims(shards) -> dict:
   return dims
 
 
-def _write_json_atomic(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
-
-
 def _write_jsonl_atomic(path: str, rows: Iterable[dict]) -> None:
   tmp = path + ".tmp"
   with open(tmp, "w", encoding="utf-8") as f:
@@ -917,7 +911,7 @@ def preprocess(input_path: str, output_dir: str, resolution: int = 256,
       _write_jsonl_atomic(os.path.join(output_dir, WARNINGS),
                           sorted(warn, key=lambda w: (w["path"], w["warning"])))
       info = dataset_info(list(shards), dead, opts)
-      _write_json_atomic(os.path.join(output_dir, DATASET_INFO), info)
+      files.write_json_atomic(os.path.join(output_dir, DATASET_INFO), info)
       return info["num_clips"]
 
     _ = (p

@@ -25,3 +25,12 @@ def read_json(path: str | os.PathLike, *, hint: str = "", error: type = ValueErr
     raise error(f"{path}: not found{hint}") from e
   except json.JSONDecodeError as e:
     raise error(f"{path}: not valid JSON ({e})") from e
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+  """Writes `obj` as JSON (indent 1, sorted keys) to `path` through a temporary file and a rename,
+  so readers never see a half-written file."""
+  tmp = os.fspath(path) + ".tmp"
+  with open(tmp, "w", encoding="utf-8") as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+  os.replace(tmp, path)
