@@ -58,6 +58,31 @@ usable inside jit), so the same functions serve preprocessing, evaluation and tr
 
 Note: the 10 iris points (468-477) are part of the 478 points, so eye-in-head gaze shows up in
 e as well (GoHD keeps gaze g separate); `RIGID_POINTS` never include them.
+
+6. The BFM interface (`load_bfm`, basis kind "bfm68"): for shards whose e are imported
+   Deep3DFaceRecon coefficients (`pipeline.load_coefficients`, `expression_source`
+   "deep3dfacerecon"), the user's own `BFM_model_front.mat` (the file Deep3DFaceRecon fitted them
+   with; jaxtalk cannot ship it) gives the paper's S̄ and B_exp exactly, restricted to its 68
+   keypoints: mean `[68, 3]`, components `[64, 68 * 3]` (not orthonormal: BFM's scaled PCA
+   directions; e in Deep3DFaceRecon's units). Converted to the conventions above: the axes of
+   Deep3DFaceRecon's model space (x right in the image, y up, z towards the camera:
+   `models/bfm.py`, whose projected landmarks' "y direction is opposite to v") become x right,
+   y DOWN, z away from the camera (y and z negated: a 180° rotation about x, still right-handed);
+   origin at the 68 keypoints' centroid; unit = the 3-D distance of the outer eye corners
+   (68-pt 36 and 45, the points `EYE_CORNERS` 33 / 263 map to), so as in item 2 the mean's
+   outer-corner distance is 1 (BFM's mean face is frontal: S̄[45] - S̄[36] is along x up to
+   its own asymmetry; no rotation is applied, the zero-pose projection stays the paper's, only
+   orthographic instead of Deep3DFaceRecon's 1015 px perspective). The functions of item 5 take
+   68-point meshes as they are, so f and the landmark losses are GoHD's on BFM's 68 landmarks.
+   `std` / `explained_variance_ratio`: no PCA statistics come with the file: `load_bfm` gives
+   std = 1 and the share of each unit coefficient's 68-landmark motion (|B_k|² / Σ|B_k|²);
+   `jaxtalk expression-basis --bfm` replaces them with the training clips' root mean square of
+   the imported e and the shares std_k² |B_k|² / Σ (`with_statistics`; approximate, the
+   components are not orthogonal). Only synthetic-data code and the pass' report read them.
+
+Files: version 1; the `kind` field ("facemesh_pca", "bfm68") was added within version 1 (a file
+without it is a FaceMesh basis), so earlier `expression_basis.npz` files still load and keep
+their fingerprints and tags.
 """
 
 from __future__ import annotations
@@ -79,6 +104,13 @@ NUM_COMPONENTS = 64          # GoHD's e in R^64.
 NUM_EYE_FEATURES = 21        # GoHD's f in R^21: blink ratio + 10 brow points x (x, y).
 BASIS_FILE = "expression_basis.npz"
 INFO_KEY = "expression_basis"
+# Basis kinds (`ExpressionBasis.kind`, the first field of `source_tag`).
+FACEMESH_PCA = "facemesh_pca"  # data_pipelines/schema.py FACEMESH_PCA.
+BFM68 = "bfm68"
+KIND_POINTS = {FACEMESH_PCA: NUM_LANDMARKS, BFM68: 68}
+# Deep3DFaceRecon's BFM_model_front.mat arrays `load_bfm` reads.
+BFM_KEYS = ("meanshape", "exBase", "keypoints")
+BFM_FLIP = (1.0, -1.0, -1.0)  # its (x right, y up, z to the camera) -> (x right, y down, z away).
 
 # Points for the rigid fit: forehead, nose bridge and tip, outer / inner eye corners, temples
 # and upper cheeks near the ears (mediapipe FaceMesh indices). No lip, jaw, lid, brow or iris
@@ -94,6 +126,8 @@ FOREHEAD, CHIN = 10, 152
 # GoHD Fig. 4 on the 68 iBUG landmarks (0-based): brows 17-26, lid pairs (upper, lower).
 BROWS_68 = tuple(range(17, 27))
 LID_PAIRS_68 = ((37, 41), (38, 40), (43, 47), (44, 46))
+EYE_CORNERS_68 = (36, 45)  # outer eye corners: face.LANDMARKS_68 maps them to EYE_CORNERS.
+CHIN_68 = 8
 BROWS = tuple(face.LANDMARKS_68[i] for i in BROWS_68)
 LID_PAIRS = tuple((face.LANDMARKS_68[a], face.LANDMARKS_68[b]) for a, b in LID_PAIRS_68)
 
@@ -258,27 +292,35 @@ def residuals(landmarks: np.ndarray, reference: np.ndarray,
 # ----------------------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ExpressionBasis:
-  """A fitted expression basis (eq. 10's S̄ and B_exp for the FaceMesh substitute).
+  """An expression basis: eq. 10's S̄ and B_exp (the FaceMesh substitute, or BFM's 68 keypoints).
 
   Attributes:
-    mean: `[478, 3]` float32 canonical face S̄, unit IOD (module docstring, item 2).
-    components: `[k, 478 * 3]` float32 B_exp, orthonormal rows (flattened point-major: x0, y0,
-      z0, x1, ...), sign fixed so each row's largest-magnitude entry is positive.
-    std: `[k]` float32 standard deviation (root mean square) of each coefficient over the
-      training frames, IOD.
+    mean: `[P, 3]` float32 canonical face S̄, unit IOD, x right, y down (module docstring, items
+      2 and 6); P = 478 (kind "facemesh_pca") or 68 (kind "bfm68").
+    components: `[k, P * 3]` float32 B_exp (flattened point-major: x0, y0, z0, x1, ...).
+      facemesh_pca: orthonormal rows, sign fixed so each row's largest-magnitude entry is
+      positive. bfm68: BFM's exBase at the keypoints, IOD per unit of Deep3DFaceRecon's e.
+    std: `[k]` float32 root mean square of each coefficient over the training frames (e's
+      units); bfm68: see the module docstring, item 6.
     explained_variance_ratio: `[k]` float32 fraction of the training residuals' total second
-      moment (about the identity shapes) each component carries, decreasing.
+      moment (about the identity shapes) each component carries, decreasing; bfm68: item 6.
     version: the format version (`VERSION`).
+    kind: `FACEMESH_PCA` or `BFM68` (`KIND_POINTS`).
   """
   mean: np.ndarray
   components: np.ndarray
   std: np.ndarray
   explained_variance_ratio: np.ndarray
   version: int = VERSION
+  kind: str = FACEMESH_PCA
 
   @property
   def num_components(self) -> int:
     return int(self.components.shape[0])
+
+  @property
+  def num_points(self) -> int:
+    return int(self.mean.shape[0])
 
 
 def fit_basis(aligned_residuals: np.ndarray, mean: np.ndarray,
@@ -339,8 +381,12 @@ def coefficients(basis: ExpressionBasis, landmarks: np.ndarray,
     typical magnitude `basis.std`).
 
   Raises:
-    ValueError: on wrong shapes or non-finite values.
+    ValueError: on wrong shapes or non-finite values, or a "bfm68" basis (its e are imported
+      Deep3DFaceRecon coefficients, not projections of FaceMesh landmarks).
   """
+  if basis.kind != FACEMESH_PCA:
+    raise ValueError(f"coefficients: a {basis.kind} basis' e are imported (Deep3DFaceRecon), "
+                     "not projected from FaceMesh landmarks")
   r = residuals(landmarks, basis.mean, identity)
   return (r.reshape(len(r), -1) @ basis.components.T).astype(np.float32)
 
@@ -362,7 +408,8 @@ def expression_mesh(basis: ExpressionBasis, e):
       differentiable and traceable under jit).
 
   Returns:
-    `[..., 478, 3]` float32 in the canonical frame (unit IOD), of e's array kind.
+    `[..., P, 3]` float32 in the canonical frame (unit IOD), of e's array kind: P = 478 for a
+    FaceMesh basis, 68 for a BFM-68 one (`basis.num_points`).
 
   Raises:
     ValueError: if e's last dimension is not the basis' k.
@@ -371,16 +418,20 @@ def expression_mesh(basis: ExpressionBasis, e):
   e = xp.asarray(e, xp.float32)
   if e.ndim < 1 or e.shape[-1] != basis.num_components:
     raise ValueError(f"expression_mesh: expected e [..., {basis.num_components}], got {e.shape}")
-  delta = (e @ xp.asarray(basis.components)).reshape(e.shape[:-1] + (NUM_LANDMARKS, 3))
+  delta = (e @ xp.asarray(basis.components)).reshape(e.shape[:-1] + (basis.num_points, 3))
   return xp.asarray(basis.mean) + delta
 
 
 def landmarks_68(mesh):
-  """`[..., 478, 3]` mesh -> `[..., 68, 3]` iBUG-68-like landmarks (`face.LANDMARKS_68`); numpy
-  or jax arrays (indexing only, differentiable)."""
+  """`[..., 478, 3]` FaceMesh mesh -> `[..., 68, 3]` iBUG-68-like landmarks
+  (`face.LANDMARKS_68`); a `[..., 68, 3]` mesh (a BFM-68 basis') is returned as it is. numpy or
+  jax arrays (indexing only, differentiable). ValueError for other shapes."""
   mesh = _array_module(mesh).asarray(mesh)
+  if mesh.shape[-2:] == (68, 3):
+    return mesh
   if mesh.shape[-2:] != (NUM_LANDMARKS, 3):
-    raise ValueError(f"landmarks_68: expected [..., {NUM_LANDMARKS}, 3], got {mesh.shape}")
+    raise ValueError(f"landmarks_68: expected [..., {NUM_LANDMARKS}, 3] or [..., 68, 3], got "
+                     f"{mesh.shape}")
   return mesh[..., list(face.LANDMARKS_68), :]
 
 
@@ -416,9 +467,10 @@ def eye_features(mesh, reference):
   See the module docstring (item 5) for the FaceMesh points.
 
   Args:
-    mesh: `[..., 478, 3]` expression-only meshes (`expression_mesh`), canonical frame; numpy,
-      or jax (then computed with jax.numpy, differentiable).
-    reference: `[478, 3]` the neutral mesh, e = 0 (`basis.mean`).
+    mesh: `[..., P, 3]` expression-only meshes (`expression_mesh`), canonical frame, P = 478
+      (FaceMesh) or 68 (BFM-68, used as they are); numpy, or jax (then computed with jax.numpy,
+      differentiable).
+    reference: `[P, 3]` the neutral mesh, e = 0 (`basis.mean`), same P as `mesh`.
 
   Returns:
     `[..., 21]` float32: [0] blink ratio (1 = the reference opening, 0 = lids touching; > 1
@@ -431,8 +483,9 @@ def eye_features(mesh, reference):
   xp, ref_xp = _array_module(mesh, reference), _array_module(reference)
   mesh = xp.asarray(mesh, xp.float32)
   ref = ref_xp.asarray(reference, ref_xp.float32)
-  if ref.shape != (NUM_LANDMARKS, 3):
-    raise ValueError(f"eye_features: expected reference [{NUM_LANDMARKS}, 3], got {ref.shape}")
+  if ref.shape not in ((NUM_LANDMARKS, 3), (68, 3)) or mesh.shape[-2:] != ref.shape:
+    raise ValueError(f"eye_features: expected mesh [..., P, 3] and reference [P, 3] with P = "
+                     f"{NUM_LANDMARKS} or 68, got {mesh.shape} and {ref.shape}")
   lt, lr = landmarks_68(mesh), landmarks_68(ref)
   if ref_xp is np:
     he_r = _eye_height(lr)
@@ -444,8 +497,11 @@ def eye_features(mesh, reference):
 def landmark_basis(basis: ExpressionBasis) -> tuple[np.ndarray, np.ndarray]:
   """The basis restricted to the 68 landmarks: `(mean68 [68, 3], comps68 [k, 68, 3])` float32,
   so that `landmarks_68(expression_mesh(basis, e)) == mean68 + einsum("...k,kpc->...pc", e,
-  comps68)`: a linear map losses can use inside jit (GoHD eqs. 20-22)."""
-  comps = basis.components.reshape(basis.num_components, NUM_LANDMARKS, 3)
+  comps68)`: a linear map losses can use inside jit (GoHD eqs. 20-22). A BFM-68 basis is
+  already restricted: its mean and components, reshaped."""
+  comps = basis.components.reshape(basis.num_components, basis.num_points, 3)
+  if basis.num_points == 68:
+    return basis.mean.astype(np.float32), comps.astype(np.float32)
   idx = list(face.LANDMARKS_68)
   return basis.mean[idx].astype(np.float32), comps[:, idx].astype(np.float32)
 
@@ -460,23 +516,25 @@ def eye_features_from_coefficients(basis: ExpressionBasis, e):
 # Files.
 # ----------------------------------------------------------------------------------------------
 def save(basis: ExpressionBasis, path: str) -> None:
-  """Writes `basis` to `path` (.npz; temporary name, then rename)."""
+  """Writes `basis` to `path` (.npz with its `kind`; temporary name, then rename)."""
   tmp = path + ".tmp"
   with open(tmp, "wb") as f:
-    np.savez(f, version=np.int64(basis.version), mean=basis.mean, components=basis.components,
-             std=basis.std, explained_variance_ratio=basis.explained_variance_ratio)
+    np.savez(f, version=np.int64(basis.version), kind=np.str_(basis.kind), mean=basis.mean,
+             components=basis.components, std=basis.std,
+             explained_variance_ratio=basis.explained_variance_ratio)
   os.replace(tmp, path)
 
 
 def load(path: str) -> ExpressionBasis:
-  """Reads a basis written by `save`.
+  """Reads a basis written by `save` (a file without `kind`, written before it existed, is a
+  FaceMesh basis).
 
   Raises:
     ValueError: naming the file when it is missing, not an .npz, lacks a field, has another
-      `version` than `VERSION`, or has inconsistent shapes.
+      `version` than `VERSION` or an unknown `kind`, or has inconsistent shapes.
   """
   try:
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
       data = {k: z[k] for k in z.files}
   except FileNotFoundError as e:
     raise ValueError(f"{path}: not found; run `jaxtalk expression-basis` first") from e
@@ -490,17 +548,139 @@ def load(path: str) -> ExpressionBasis:
   if version != VERSION:
     raise ValueError(f"{path}: expression basis version {version}, this code reads {VERSION}; "
                      "re-run `jaxtalk expression-basis`")
-  k = data["components"].shape[0]
-  if (data["mean"].shape != (NUM_LANDMARKS, 3)
-      or data["components"].shape != (k, NUM_LANDMARKS * 3)
+  kind = str(data["kind"]) if "kind" in data else FACEMESH_PCA
+  if kind not in KIND_POINTS:
+    raise ValueError(f"{path}: unknown expression basis kind {kind!r} (this code reads "
+                     f"{sorted(KIND_POINTS)}); re-run `jaxtalk expression-basis`")
+  k, p = data["components"].shape[0], KIND_POINTS[kind]
+  if (data["mean"].shape != (p, 3)
+      or data["components"].shape != (k, p * 3)
       or data["std"].shape != (k,) or data["explained_variance_ratio"].shape != (k,)):
-    raise ValueError(f"{path}: inconsistent shapes "
+    raise ValueError(f"{path}: inconsistent shapes for a {kind} basis of {p} points "
                      f"{ {n: data[n].shape for n in need[1:]} }")
   return ExpressionBasis(
       mean=data["mean"].astype(np.float32), components=data["components"].astype(np.float32),
       std=data["std"].astype(np.float32),
       explained_variance_ratio=data["explained_variance_ratio"].astype(np.float32),
-      version=version)
+      version=version, kind=kind)
+
+
+def _bfm_arrays(path: str) -> dict:
+  """{`BFM_KEYS` name: array} of a .mat (scipy) or .npz file; ValueError naming the file."""
+  ext = os.path.splitext(path)[1].lower()
+  if ext not in (".mat", ".npz"):
+    raise ValueError(f"{path}: unknown BFM file format {ext!r}; expected Deep3DFaceRecon's "
+                     "BFM_model_front.mat (or an .npz with the same arrays)")
+  if not os.path.isfile(path):
+    raise ValueError(f"{path}: BFM file not found (Deep3DFaceRecon's BFM/BFM_model_front.mat)")
+  try:
+    if ext == ".npz":
+      with np.load(path, allow_pickle=False) as z:
+        return {k: z[k] for k in z.files if k in BFM_KEYS}
+    import scipy.io  # pylint: disable=g-import-not-at-top
+    return {k: v for k, v in scipy.io.loadmat(path, variable_names=list(BFM_KEYS)).items()
+            if k in BFM_KEYS}
+  except Exception as e:  # pylint: disable=broad-except  # scipy / numpy raise many types.
+    raise ValueError(f"{path}: not a readable BFM file ({type(e).__name__}: {e})") from e
+
+
+def _bfm_keypoint_arrays(path: str):
+  """(mean `[68, 3]`, exBase `[68, 3, 64]`) float64 at the 68 keypoints, Deep3DFaceRecon's axes
+  and units; ValueError naming the file for missing arrays, wrong shapes or bad values."""
+  raw = _bfm_arrays(path)
+  missing = [k for k in BFM_KEYS if k not in raw]
+  if missing:
+    raise ValueError(f"{path}: no {missing} (has {sorted(raw)}); expected Deep3DFaceRecon's "
+                     "BFM_model_front.mat with meanshape [1, 3N], exBase [3N, 64], keypoints "
+                     "[1, 68]")
+  arrs = {k: np.asarray(raw[k]) for k in BFM_KEYS}
+  for k, a in arrs.items():
+    if a.dtype.kind not in "fiu" or not a.size:
+      raise ValueError(f"{path}: `{k}` should be a number array, got {a.dtype} {list(a.shape)}")
+  mean, base, kp = arrs["meanshape"].reshape(-1), arrs["exBase"], arrs["keypoints"].reshape(-1)
+  n = mean.size // 3
+  shape = arrs["meanshape"].shape
+  if mean.size % 3 or len(shape) > 2 or (len(shape) == 2 and 1 not in shape):
+    raise ValueError(f"{path}: `meanshape` should be [1, 3N] (x, y, z per vertex), got "
+                     f"{list(arrs['meanshape'].shape)}")
+  if base.shape != (3 * n, NUM_COMPONENTS):
+    raise ValueError(f"{path}: `exBase` should be [3N, {NUM_COMPONENTS}] = [{3 * n}, "
+                     f"{NUM_COMPONENTS}] for meanshape's N = {n} vertices, got {list(base.shape)}")
+  if kp.size != 68 or np.any(kp != np.round(kp)) or kp.min() < 1 or kp.max() > n:
+    raise ValueError(f"{path}: `keypoints` should be 68 1-based vertex indices in [1, {n}], got "
+                     f"{list(arrs['keypoints'].shape)} in [{kp.min()}, {kp.max()}]")
+  idx = kp.astype(np.int64) - 1
+  mean68 = mean.reshape(n, 3)[idx].astype(np.float64)
+  base68 = base.reshape(n, 3, NUM_COMPONENTS)[idx].astype(np.float64)
+  for k, a in (("meanshape", mean68), ("exBase", base68)):
+    if not np.all(np.isfinite(a)):
+      raise ValueError(f"{path}: `{k}` has {int(np.sum(~np.isfinite(a)))} non-finite values "
+                       "at the keypoints")
+  return mean68, base68
+
+
+def load_bfm(path: str) -> ExpressionBasis:
+  """The BFM-68 basis (kind "bfm68") of a Deep3DFaceRecon `BFM_model_front.mat` (module
+  docstring, item 6): S̄ and B_exp of eq. 10 at BFM's 68 keypoints, in jaxtalk's frame.
+
+  Reads `meanshape [1, 3N]` (x, y, z per vertex, point-major), `exBase [3N, 64]` (same rows)
+  and `keypoints [1, 68]` (1-based vertex indices of the iBUG-68 landmarks), as
+  Deep3DFaceRecon_pytorch's `models/bfm.py` does; only those three arrays are loaded. An `.npz`
+  with the same arrays is read without scipy.
+
+  Args:
+    path: the `.mat` or `.npz` file.
+
+  Returns:
+    basis: mean `[68, 3]` float32 (centred on the keypoints, unit = outer-eye-corner distance,
+    x right, y down, z away from the camera), components `[64, 204]` float32 (IOD per unit of
+    Deep3DFaceRecon's e), std ones, explained_variance_ratio |B_k|² / Σ|B_k|².
+
+  Raises:
+    ValueError: naming the file when it is missing or unreadable, lacks an array, has wrong
+      shapes, keypoints out of range, non-finite values at the keypoints, coincident eye
+      corners, or a face not in Deep3DFaceRecon's axes (y up: chin below the brows).
+  """
+  mean68, base68 = _bfm_keypoint_arrays(path)
+  flip = np.asarray(BFM_FLIP)
+  mean68 = mean68 * flip
+  base68 = base68 * flip[None, :, None]
+  a, b = EYE_CORNERS_68
+  iod = float(np.linalg.norm(mean68[b] - mean68[a]))
+  if not iod > 1e-9:
+    raise ValueError(f"{path}: the outer eye corners (keypoints 37 and 46, 1-based) coincide")
+  if not (mean68[b, 0] > mean68[a, 0]
+          and mean68[CHIN_68, 1] > mean68[list(BROWS_68), 1].mean()):
+    raise ValueError(f"{path}: the mean face is not in Deep3DFaceRecon's axes (x right, y up: "
+                     "the subject's left eye at larger x, the chin below the brows)")
+  mean = (mean68 - mean68.mean(0)) / iod
+  comps = np.transpose(base68, (2, 0, 1)).reshape(NUM_COMPONENTS, -1) / iod
+  norms = np.sum(comps ** 2, -1)
+  return ExpressionBasis(mean=mean.astype(np.float32), components=comps.astype(np.float32),
+                         std=np.ones(NUM_COMPONENTS, np.float32),
+                         explained_variance_ratio=(norms / norms.sum()).astype(np.float32),
+                         kind=BFM68)
+
+
+def with_statistics(basis: ExpressionBasis, e) -> ExpressionBasis:
+  """`basis` with `std` = the root mean square of coefficients `e [N, k]` (e.g. a dataset's
+  imported training frames) and `explained_variance_ratio` = std_k² |B_k|² / Σ_j std_j² |B_j|²
+  (each component's share of the landmark motion if the coefficients were independent; exact
+  for orthonormal components). Mean, components and so `fingerprint` are unchanged.
+
+  Raises:
+    ValueError: e is not `[N, k]` with N >= 1, or has non-finite values.
+  """
+  e = np.asarray(e, np.float64)
+  if e.ndim != 2 or e.shape[1] != basis.num_components or not e.shape[0]:
+    raise ValueError(f"with_statistics: expected e [N, {basis.num_components}], got {e.shape}")
+  if not np.all(np.isfinite(e)):
+    raise ValueError("with_statistics: non-finite coefficients")
+  std = np.sqrt(np.mean(e ** 2, 0))
+  share = std ** 2 * np.sum(np.asarray(basis.components, np.float64) ** 2, -1)
+  return dataclasses.replace(basis, std=std.astype(np.float32),
+                             explained_variance_ratio=(share / max(share.sum(), 1e-30)).astype(
+                                 np.float32))
 
 
 def fit_clips(clips: Mapping[str, np.ndarray] | Sequence[np.ndarray],
@@ -518,18 +698,22 @@ def fit_clips(clips: Mapping[str, np.ndarray] | Sequence[np.ndarray],
 
 
 def fingerprint(basis: ExpressionBasis) -> str:
-  """12 hex digits of the sha256 of the basis' version, mean and components (float32 bytes):
-  which basis a record's coefficients were computed with (`source_tag`)."""
-  h = hashlib.sha256(f"v{basis.version}".encode())
+  """12 hex digits of the sha256 of the basis' version (and kind, other than "facemesh_pca",
+  whose fingerprints predate it), mean and components (float32 bytes): which basis a record's
+  coefficients / eye features were computed with (`source_tag`)."""
+  head = f"v{basis.version}" if basis.kind == FACEMESH_PCA else f"{basis.kind}:v{basis.version}"
+  h = hashlib.sha256(head.encode())
   for arr in (basis.mean, basis.components):
     h.update(np.ascontiguousarray(arr, np.float32).tobytes())
   return h.hexdigest()[:12]
 
 
 def source_tag(basis: ExpressionBasis) -> str:
-  """The records' `expression_source` for coefficients of this basis:
-  "facemesh_pca:v<version>:<fingerprint>" (data_pipelines/schema.py)."""
-  return f"facemesh_pca:v{basis.version}:{fingerprint(basis)}"
+  """"<kind>:v<version>:<fingerprint>": the records' `expression_source` for coefficients of a
+  FaceMesh basis ("facemesh_pca:v1:...", data_pipelines/schema.py); for a BFM-68 basis
+  ("bfm68:v1:...") the clips' `eye_features_source` in dataset_info.json (their e stay
+  "deep3dfacerecon")."""
+  return f"{basis.kind}:v{basis.version}:{fingerprint(basis)}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -544,18 +728,42 @@ def _cfg_get(cfg, name, default):
 
 
 def _check_sources(info: Mapping[str, Any], basis: ExpressionBasis, data_dir: str) -> None:
-  """Raises unless the clips' `expression_source` (dataset_info.json) is this basis' tag."""
+  """Raises unless the clips' coefficients (dataset_info.json `expression_source`) belong to
+  `basis`: all this FaceMesh basis' tag, or all imported Deep3DFaceRecon ones with a BFM-68
+  basis whose tag is every clip's `eye_features_source`. Messages name the fix."""
   from data_pipelines import schema  # pylint: disable=g-import-not-at-top
-  sources = {c.get("expression_source") for c in info.get("clips", [])}
+  clips = info.get("clips", [])
+  sources = {c.get("expression_source") for c in clips}
   path = os.path.join(data_dir, BASIS_FILE)
   fix = f"run `jaxtalk expression-basis --data_dir {data_dir}`"
-  if schema.DEEP3DFACERECON in sources:
-    raise ValueError(f"{data_dir}: clips carry imported Deep3DFaceRecon (BFM) coefficients, which "
-                     f"the FaceMesh basis {path} does not describe (their mesh needs BFM, which "
-                     "jaxtalk cannot ship)")
+  bfm_fix = (f"run `jaxtalk expression-basis --data_dir {data_dir} --bfm BFM_model_front.mat` "
+             "(the Deep3DFaceRecon BFM file the coefficients were fitted with: it writes the "
+             "BFM-68 basis and the eye features of the imported e)")
+  tag = source_tag(basis)
   if sources == {None}:
     raise ValueError(f"{data_dir}: the shards have no expression coefficients; {fix}")
-  tag = source_tag(basis)
+  if schema.DEEP3DFACERECON in sources:
+    if len(sources) > 1:
+      n = sum(c.get("expression_source") == schema.DEEP3DFACERECON for c in clips)
+      raise ValueError(
+          f"{data_dir}: {n} of {len(clips)} clips carry imported Deep3DFaceRecon (BFM) "
+          f"coefficients, the others {sorted(str(s) for s in sources - {schema.DEEP3DFACERECON})}"
+          f": one basis ({path}) does not describe both; give every video a manifest "
+          f"`coefficients` file (re-run `jaxtalk preprocess`) and {bfm_fix}, or drop the "
+          f"`coefficients` (re-run `jaxtalk preprocess`) and {fix}")
+    if basis.kind != BFM68:
+      raise ValueError(f"{data_dir}: clips carry imported Deep3DFaceRecon (BFM) coefficients, "
+                       f"which the {basis.kind} basis {path} does not describe; {bfm_fix}")
+    stale = sorted(c.get("clip_id") for c in clips if c.get("eye_features_source") != tag)
+    if stale:
+      raise ValueError(f"{data_dir}: the eye features of {len(stale)} of {len(clips)} clips "
+                       f"(e.g. {stale[:3]}) were not computed with {path} ({tag}: missing, or "
+                       f"written with another BFM file); {bfm_fix}")
+    return
+  if basis.kind == BFM68:
+    raise ValueError(f"{data_dir}: {path} is a BFM-68 basis ({tag}) for imported Deep3DFaceRecon "
+                     f"coefficients, but the clips' come from {sorted(str(s) for s in sources)}; "
+                     f"{fix} (without --bfm)")
   other = sorted(str(s) for s in sources if s != tag)
   if other:
     raise ValueError(f"{data_dir}: clips' expression coefficients come from {other}, not from "
@@ -572,12 +780,15 @@ def basis_for_config(config) -> ExpressionBasis:
 
   Returns:
     synthetic data: `synthetic_basis()` (the input pipeline's synthetic e and f come from it);
-    real data: `<data_dir>/expression_basis.npz` (`load`).
+    real data: `<data_dir>/expression_basis.npz` (`load`): the FaceMesh basis, or for shards of
+    imported Deep3DFaceRecon coefficients the BFM-68 basis `jaxtalk expression-basis --bfm`
+    stored (`load_bfm`).
 
   Raises:
     ValueError: no data_dir; the basis file is missing (names `jaxtalk expression-basis`); or
-      the shards' coefficients are not this basis' (another fit, missing on some clips, or
-      imported Deep3DFaceRecon coefficients).
+      the shards' coefficients are not this basis' (another fit, missing on some clips,
+      imported Deep3DFaceRecon coefficients without the BFM-68 basis and eye features of
+      `--bfm`, or a mix of imported and FaceMesh coefficients), each naming the fix.
   """
   from jaxtalk.core import files  # pylint: disable=g-import-not-at-top
   inp = config.input
