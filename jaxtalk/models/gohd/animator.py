@@ -473,19 +473,20 @@ class Animator(nn.Module):
       all float32). λ = 0 or ξ = 0 gives z^D == z^R exactly.
 
     Raises:
-      ValueError: mismatched batch sizes or a z_r of another width.
+      ValueError: mismatched batch sizes, a z_r of another width or a xi of another shape.
     """
     n = z_r.shape[0]
     if z_r.shape != (n, self.latent_dim) or windows.shape[0] != n or gaze.shape[0] != n:
       raise ValueError(f"navigate: z_r {z_r.shape} (expected [N, {self.latent_dim}]), windows "
                        f"{windows.shape}, gaze {gaze.shape} do not match")
+    if xi is not None and xi.shape != (n, self.num_directions):
+      raise ValueError(f"navigate: xi {xi.shape}, expected [{n}, {self.num_directions}]")
     rho = self.driving(windows, gaze)
     h = jnp.concatenate([rho, z_r.astype(jnp.float32)], axis=-1).astype(self.dtype)
     for dense in self.mlp:
       h = nn.leaky_relu(dense(h), 0.2)
-    if xi is None:
-      xi = self.to_xi(h.astype(jnp.float32))
-    xi = xi.astype(jnp.float32)
+    xi_mlp = self.to_xi(h.astype(jnp.float32))    # always run, so init creates its params
+    xi = xi_mlp if xi is None else xi.astype(jnp.float32)
     eta = xi @ self.directions().T                                       # Σ_i ξ_i m_i, eq. 9
     lam = jnp.asarray(lam, jnp.float32)
     lam = lam[:, None] if lam.ndim == 1 else lam
