@@ -17,7 +17,8 @@ SUBCOMMANDS = {
            "preprocess -> train every stage -> export -> generate -> eval"),
   "expression-basis": ("data_pipelines.expression_pass", "run",
                        "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards "
-                       "and write e, f into them"),
+                       "and write e, f into them (--bfm: the BFM-68 basis and f for imported "
+                       "Deep3DFaceRecon coefficients)"),
 }
 
 
