@@ -196,7 +196,8 @@ def test_bad_shapes_raise(tiny):
 
 def test_tiny_animator_overfits_two_pairs():
   """A few hundred Adam steps on 2 fixed (source, target) pairs lower the L1 reconstruction
-  clearly (measured at 32²: 0.50 -> 0.04 after 200 steps, lr 2e-3)."""
+  clearly (measured at 32²: 0.501 -> 0.046 after 200 steps, lr 2e-3; copying the source
+  would score 0.38)."""
   net = _net()
   k = jax.random.split(jax.random.key(0), 4)
   src = _smooth_images(k[0], 2)
