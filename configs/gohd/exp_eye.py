@@ -12,6 +12,7 @@ Args (`--config=configs/gohd/exp_eye.py:<args>`):
     not move in a few hundred steps); trains in minutes here.
   synthetic=true / data_dir=DIR: as configs/gohd/exp_lip.py.
   exp_lip=PATH: the trained stage 1's `<workdir>/params` (required).
+  lipreader=PATH: as configs/gohd/exp_lip.py (L_read inside L_stage1).
 """
 
 from configs import common
@@ -22,9 +23,10 @@ DOCUMENTED_ARGS = ("", "size=paper", "size=tiny", "size=tiny,synthetic=true")
 
 def get_config(arg=None):
   args = common.parse_arg(arg, size="paper", synthetic=False, data_dir="", exp_lip="",
-                          max_av_offset=-1)
+                          lipreader="", max_av_offset=-1)
   c = exp_lip.get_config(f"size={args.size},synthetic={args.synthetic},"
-                         f"data_dir={args.data_dir},max_av_offset={args.max_av_offset}")
+                         f"data_dir={args.data_dir},max_av_offset={args.max_av_offset},"
+                         f"lipreader={args.lipreader}")
   c.task = "jaxtalk.tasks.gohd.exp_eye"
   c.input.keys = ("mel", "expression", "eye_features", "source_expression",
                   "source_eye_features", "mask")

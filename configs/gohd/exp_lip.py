@@ -6,12 +6,15 @@ coefficients (`jaxtalk expression-basis --data_dir SHARDS` writes them).
 
 Args (`--config=configs/gohd/exp_lip.py:<args>`):
   size=paper: the paper's training values: Adam, lr 1e-4, windows of 30 frames; λ_lms 0.01,
-    λ_eye 2, λ_shut 1, λ_read 2 (off: no lip-reading network interface yet), λ_1 2. GoHD gives
+    λ_eye 2, λ_shut 1, λ_read 2 (L_read only with lipreader=PATH), λ_1 2. GoHD gives
     no layer sizes: E_map is a 3 x 512 LeakyReLU MLP (jaxtalk's choice).
   size=tiny: a 2 x 128 MLP and a 64-wide mel encoder; trains on the 64 px shards in minutes.
   synthetic=true: synthetic batches. data_dir=DIR: shards + dataset_info.json.
   syncnet=PATH: the trained lip-sync expert's `<workdir>/params`: its audio encoder is Φ_a,
     frozen (as GoHD uses Wav2Lip's). Empty: a trainable mel encoder, announced once.
+  lipreader=PATH: a lip reader serialized with jax.export (`jaxtalk.pretrained.lip_reader`: grey
+    mouths [N, T, h, w] in [0, 1] -> features [N, T, D]) for L_read (eq. 23). Empty: L_read off,
+    announced once.
   max_av_offset=N: train only on clips whose residual audio-visual offset is at most N frames
     (the paper's "re-synced videos"; -1 = every clip).
 """
@@ -23,7 +26,7 @@ DOCUMENTED_ARGS = ("", "size=paper", "size=tiny", "size=tiny,synthetic=true")
 
 def get_config(arg=None):
   args = common.parse_arg(arg, size="paper", synthetic=False, data_dir="", syncnet="",
-                          max_av_offset=1)
+                          lipreader="", max_av_offset=1)
   c = common.base_config()
   c.task = "jaxtalk.tasks.gohd.exp_lip"
   c.input.keys = ("mel", "expression", "eye_features", "source_expression", "mask")
@@ -33,7 +36,7 @@ def get_config(arg=None):
   if args.max_av_offset >= 0:
     c.input.max_av_offset = args.max_av_offset
   c.init_from.syncnet = args.syncnet
-  c.init_from.lipreader = ""
+  c.init_from.lipreader = args.lipreader
   c.optax.name = "adam"
   c.optax.schedule = "constant"
   c.optax.lr = 1e-4

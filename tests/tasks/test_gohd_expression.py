@@ -65,11 +65,53 @@ def test_distill_losses_hand_computed():
   assert float(exp_lip.mouth_distance(lm, e_pred, e, batch["mask"])) == pytest.approx(0.1 / 20)
 
 
-def test_lipreader_path_is_refused():
-  c = lip_config.get_config("size=tiny,synthetic=true")
-  c.init_from.lipreader = "/tmp/lipreader"
-  with pytest.raises(ValueError, match="lip-reading"):
-    tasks.get_task(c, mesh=None)
+def _export_lip_reader(path, size=32, ndim=4):
+  """A toy lip reader (a fixed random projection of each mouth image, tanh) serialized as
+  `pretrained.lip_reader` expects; `ndim=3` writes a wrong signature."""
+  from jax import export  # pylint: disable=g-import-not-at-top
+  w = jax.random.normal(jax.random.PRNGKey(0), (size * size, 16)) / size
+  fn = lambda m: jnp.tanh(m.reshape(m.shape[:2] + (-1,)) @ w)
+  n, t = export.symbolic_shape("N, T")
+  shape = (n, t, size, size) if ndim == 4 else (n, size * size)
+  if ndim != 4:
+    fn = lambda m: jnp.tanh(m @ w)
+  exp = export.export(jax.jit(fn))(jax.ShapeDtypeStruct(shape, jnp.float32))
+  path.write_bytes(exp.serialize(vjp_order=1))
+  return str(path)
+
+
+def test_lip_reading_loss_through_a_user_lip_reader(tmp_path):
+  """L_read (eq. 23) with a lip reader from a jax.export file: 0 for ẽ = e, > 0 otherwise, and its
+  gradient reaches E_map; bad files are refused naming the config key."""
+  from jaxtalk.pretrained import lip_reader  # pylint: disable=g-import-not-at-top
+  path = _export_lip_reader(tmp_path / "reader.bin")
+  reader = lip_reader.load(path)
+  assert reader.size == (32, 32)
+  lm = _one_point_basis()
+  e = jnp.zeros((1, 3, 64))
+  from jaxtalk.features import expression as ex  # pylint: disable=g-import-not-at-top
+  batch = {"expression": e, "eye_features": ex.eye_features_68(exp_lip.landmarks(lm, e),
+                                                               lm["mean68"], xp=jnp),
+           "mask": jnp.ones((1, 3), bool)}
+  cfg = ml_collections.ConfigDict(dict(lms=1.0, eye=1.0, shut=1.0, l1=1.0, read=2.0,
+                                       landmark_px=90.0))
+  assert float(exp_lip.distill_losses(e, batch, lm, cfg, reader)["loss_read"]) == pytest.approx(
+      0.0, abs=1e-6)
+  moved = float(exp_lip.distill_losses(e.at[..., 0].set(3.0), batch, lm, cfg, reader)["loss_read"])
+  assert 0.0 < moved <= 4.0
+  c = lip_config.get_config(f"size=tiny,synthetic=true,lipreader={path}")
+  c.batch_size = 2
+  task = tasks.get_task(c, mesh=None)
+  ex_batch = _example(c)
+  params = task.init(jax.random.PRNGKey(0), ex_batch)
+  grad_fn = jax.grad(lambda p: task.loss(p, ex_batch, None, task.frozen, 0)[1]["loss_read"])
+  g = jax.tree_util.tree_leaves(grad_fn(params)["mapper"])
+  assert all(np.isfinite(x).all() for x in g) and any(float(jnp.abs(x).max()) > 0 for x in g)
+  with pytest.raises(ValueError, match="init_from.lipreader.*signature"):
+    lip_reader.load(_export_lip_reader(tmp_path / "bad.bin", ndim=3))
+  with pytest.raises(ValueError, match="init_from.lipreader.*no such file"):
+    tasks.get_task(lip_config.get_config(f"size=tiny,synthetic=true,lipreader={tmp_path}/none"),
+                   mesh=None)
 
 
 def _tiny_synthetic(cfg):

@@ -76,6 +76,7 @@ class _EyeStage:
     self.audio, self.mapper, stage1 = load_stage1(config)
     self.gen = exp_models.generator_from_config(config.model, config.dtype)
     self.discs = exp_models.discriminators_from_config(config.disc, config.dtype)
+    self.reader = exp_lip.load_lipreader(config, float(config.loss.stage1_terms.get("read", 0.0)))
     self.frozen = dict(self.audio.frozen(), stage1=stage1,
                        landmarks=exp_lip.landmark_frozen(config))
 
@@ -112,7 +113,8 @@ class _EyeStage:
     terms["loss_ad"] = lc.ad * losses.lsgan_gen_loss(s["eye"], mask)
     terms["loss_te"] = lc.te * losses.lsgan_gen_loss(s["te"])
     terms["loss_tf"] = lc.tf * losses.lsgan_gen_loss(s["tf"])
-    stage1 = exp_lip.distill_losses(e_hat, batch, frozen["landmarks"], lc.stage1_terms)
+    stage1 = exp_lip.distill_losses(e_hat, batch, frozen["landmarks"], lc.stage1_terms,
+                                    self.reader)
     terms["loss_stage1"] = lc.stage1 * sum(stage1.values())
     return terms
 

@@ -20,8 +20,10 @@ Losses (eq. 19, `distill_losses`), on the 68 landmarks of the expression-only me
   L_shut (eq. 22) mean over frames of ‖(l^{60:63} − l^{64:67}) − (l̃^{60:63} − l̃^{64:67})‖²
                   (the inner lips' diagonals: 60-64, 61-65, 62-66, 63-67)
   L_1    (eq. 24) mean over frames of ‖e − ẽ‖₁
-  L_read (eq. 23) needs a lip-reading network on rendered meshes: jaxtalk has no interface for
-                  one yet, so the term is off (announced once; `init_from.lipreader` raises).
+  L_read (eq. 23) mean over frames of 1 − cos(Φ_read(r), Φ_read(r̃)), r / r̃ the grey mouth
+                  images of l / l̃ (`features.mouth_render`), Φ_read a user's lip reader
+                  serialized with jax.export (`init_from.lipreader`,
+                  `pretrained.lip_reader`); without one the term is off (announced once).
 
 Eval: `mld` (mean mouth-landmark distance of ẽ, IOD, 68-pt 48-67) against `mld_e0` (predicting
 e_0 for every frame), and the loss terms.
@@ -36,8 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxtalk.features import expression as expression_lib
+from jaxtalk.features import mouth_render
 from jaxtalk.models import syncnet as syncnet_lib
 from jaxtalk.models.gohd import expression as exp_models
+from jaxtalk.pretrained import lip_reader as lip_reader_lib
 from jaxtalk.tasks import Task
 from jaxtalk.tasks.posetalk import coarse
 
@@ -71,9 +75,10 @@ def _frame_mean(per_frame, mask):
   return jnp.sum(per_frame * w) / jnp.maximum(jnp.sum(w), 1.0)
 
 
-def distill_losses(e_pred, batch, lm: dict, loss_cfg) -> dict:
-  """GoHD eqs. 20-22 and 24 (module docstring): `{"loss_lms", "loss_eye", "loss_shut",
-  "loss_l1"}`, each weighted by its λ (`loss_cfg.lms`, `.eye`, `.shut`, `.l1`), float32."""
+def distill_losses(e_pred, batch, lm: dict, loss_cfg, reader=None) -> dict:
+  """GoHD eqs. 20-24 (module docstring): `{"loss_lms", "loss_eye", "loss_shut", "loss_l1"}` and,
+  with a lip reader (`pretrained.lip_reader.LipReader`) and λ_read > 0, `"loss_read"`; each
+  weighted by its λ (`loss_cfg.lms`, `.eye`, `.shut`, `.l1`, `.read`), float32."""
   e, f, mask = batch["expression"], batch["eye_features"], batch["mask"]
   px = float(loss_cfg.landmark_px)
   l_true, l_pred = landmarks(lm, e), landmarks(lm, e_pred)
@@ -86,10 +91,15 @@ def distill_losses(e_pred, batch, lm: dict, loss_cfg) -> dict:
   d_pred = l_pred[..., up, :] - l_pred[..., lo, :]
   shut = jnp.sum((px * (d_true - d_pred)) ** 2, axis=(-2, -1))
   l1 = jnp.sum(jnp.abs(e.astype(jnp.float32) - e_pred), -1)
-  return {"loss_lms": loss_cfg.lms * _frame_mean(lms, mask),
-          "loss_eye": loss_cfg.eye * _frame_mean(eye, mask),
-          "loss_shut": loss_cfg.shut * _frame_mean(shut, mask),
-          "loss_l1": loss_cfg.l1 * _frame_mean(l1, mask)}
+  out = {"loss_lms": loss_cfg.lms * _frame_mean(lms, mask),
+         "loss_eye": loss_cfg.eye * _frame_mean(eye, mask),
+         "loss_shut": loss_cfg.shut * _frame_mean(shut, mask),
+         "loss_l1": loss_cfg.l1 * _frame_mean(l1, mask)}
+  read = float(loss_cfg.get("read", 0.0))
+  if reader is not None and read:
+    out["loss_read"] = read * lip_reader_lib.read_loss(
+        reader, l_true, l_pred, mouth_render.mouth_center(lm["mean68"]), mask)
+  return out
 
 
 def mouth_distance(lm: dict, e_pred, e_true, mask):
@@ -100,14 +110,20 @@ def mouth_distance(lm: dict, e_pred, e_true, mask):
   return _frame_mean(jnp.mean(d, -1), mask)
 
 
-def check_lipreader(config) -> None:
-  """L_read (eq. 23) is off: announced once; a lipreader path raises (no interface yet)."""
-  if config.init_from.get("lipreader", ""):
-    raise ValueError(f"{config.task}: init_from.lipreader is set, but jaxtalk has no "
-                     "lip-reading network interface yet (GoHD eq. 23's L_read); unset it")
-  if float(config.loss.get("read", 0.0)):
-    announce("read", f"{config.task}: L_read (GoHD eq. 23) is off: it needs a lip-reading "
-             "network on rendered meshes, which jaxtalk cannot load yet")
+def load_lipreader(config, read: float):
+  """Φ_read of L_read (eq. 23): the lip reader at `init_from.lipreader`, or None (the term is
+  off, announced once when `read`, its λ, is > 0).
+
+  Raises:
+    ValueError: the file is not an acceptable lip reader (`pretrained.lip_reader.load`).
+  """
+  path = config.init_from.get("lipreader", "")
+  if path:
+    return lip_reader_lib.load(path)
+  if read:
+    announce("read", f"{config.task}: L_read (GoHD eq. 23) is off: no init_from.lipreader (a "
+             "lip reader serialized with jax.export, see jaxtalk.pretrained.lip_reader)")
+  return None
 
 
 class AudioInput:
@@ -144,10 +160,10 @@ def get_task(config, *, mesh) -> Task:
 
   Raises:
     ValueError: the shards have no expression basis (names the command that fits it), or
-      `init_from.lipreader` is set.
+      `init_from.lipreader` is not an acceptable lip reader.
   """
   del mesh
-  check_lipreader(config)
+  reader = load_lipreader(config, float(config.loss.get("read", 0.0)))
   audio = AudioInput(config)
   mapper = exp_models.mapper_from_config(config.model, config.dtype)
   frozen = dict(audio.frozen(), landmarks=landmark_frozen(config))
@@ -168,7 +184,7 @@ def get_task(config, *, mesh) -> Task:
   def loss(params, batch, rng, frozen, step):
     del rng, step
     terms = distill_losses(predict(params, batch, frozen), batch, frozen["landmarks"],
-                           config.loss)
+                           config.loss, reader)
     return sum(terms.values()), terms
 
   def evaluate(params, batch, frozen):
@@ -176,7 +192,7 @@ def get_task(config, *, mesh) -> Task:
     lm, e, mask = frozen["landmarks"], batch["expression"], batch["mask"]
     e0 = jnp.broadcast_to(batch["source_expression"][:, None], e.shape)
     mld, mld_e0 = mouth_distance(lm, e_pred, e, mask), mouth_distance(lm, e0, e, mask)
-    return dict(distill_losses(e_pred, batch, lm, config.loss), mld=mld, mld_e0=mld_e0,
+    return dict(distill_losses(e_pred, batch, lm, config.loss, reader), mld=mld, mld_e0=mld_e0,
                 mld_gain=mld_e0 - mld)
 
   def infer(params, frozen, inputs):
