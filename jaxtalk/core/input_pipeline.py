@@ -16,7 +16,8 @@ Two sources with the same schema:
   the mel's energy; e_1 = a blink process; slow brow / smile and small other components) in the
   basis `expression.synthetic_basis()` (what `expression.basis_for_config` returns for synthetic
   configs), and f = `expression.eye_features_from_coefficients` of that e (blinks are not drawn
-  in the frames).
+  in the frames). `landmarks` / `source_landmarks` are FaceMesh-like points placed on the drawn
+  face (`_Synthetic._landmarks`), so `jaxtalk.features.regions` masks match the rendered regions.
 * real (`config.input.data_dir`): see `_real_dataset` (written by `data_pipelines/pipeline.py`).
 
 Config fields read (all under `config.input` unless noted): synthetic, data_dir, window (T),
@@ -74,8 +75,14 @@ ALL_KEYS = ("frames", "source", "source_pose", "pose", "gaze", "mel", "mouth_box
 #   eye_features         [B, T, 21] float32 GoHD's eye-motion features f_t (Fig. 4) from e_t
 #   source_expression    [B, K]    float32  e at the example's source frame (`source`)
 #   source_eye_features  [B, 21]   float32  f at the source frame
+#   landmarks            [B, T, 478, 2] float32  FaceMesh (x, y) in [0, 1] of the crop (every
+#                                           shard has them; under random crop they are mapped
+#                                           into the new crop and may fall outside [0, 1];
+#                                           synthetic: `_Synthetic._landmarks`)
+#   source_landmarks     [B, 478, 2] float32  landmarks of the source frame
 OPTIONAL_KEYS = ("wav2vec", "text_embedding", "expression", "eye_features", "source_expression",
-                 "source_eye_features")
+                 "source_eye_features", "landmarks", "source_landmarks")
+_LANDMARK_KEYS = ("landmarks", "source_landmarks")
 
 # The record field each optional key is read from, and what adds it to shards that lack it.
 _OPTIONAL_FIELD = {"wav2vec": "wav2vec", "text_embedding": "text_embedding",
@@ -142,16 +149,67 @@ class _Synthetic:
     self.vocab_size = int(vocab_size)
     self.num_speakers = int(num_speakers)
 
+  @staticmethod
+  def _geometry(pose, opening):
+    """Face ellipse centre (cx, cy), radius, feature shift and mouth rectangle (mx0, my0, mx1,
+    my1) in [0, 1] crop units, each `[n, 1, 1]`, of raw-ish pose [n, 6] and opening [n]."""
+    cx = 0.5 + 0.08 * pose[:, 3, None, None]
+    cy = 0.5 + 0.08 * pose[:, 4, None, None]
+    rad = 0.28 * (1.0 + 0.05 * pose[:, 5, None, None])
+    shift = 0.05 * pose[:, 0, None, None]  # yaw shifts the features sideways.
+    half = (0.05 + 0.25 * opening[:, None, None]) * rad * 0.5
+    mouth = (cx + shift - 0.35 * rad, cy + 0.45 * rad - half, cx + shift + 0.35 * rad,
+             cy + 0.45 * rad + half)
+    return cx, cy, rad, shift, mouth
+
+  def _landmarks(self, pose, opening):
+    """FaceMesh-like landmarks `[n, 478, 2]` (crop units) of the rendered face (`_render`).
+
+    The region contours of `jaxtalk.features.regions` lie on what is drawn: the face oval on the
+    face ellipse, each eye contour on its drawn disc (iris points at its centre: the synthetic
+    gaze is not drawn), the inner lips on the dark mouth rectangle, the outer lips on an ellipse
+    around it; brows are a thin band above each eye (not drawn). The other mesh points are a
+    fixed scatter inside the face, moving with it.
+    """
+    from jaxtalk.features import regions  # pylint: disable=g-import-not-at-top
+    flat = lambda v: np.asarray(v, np.float32).reshape(-1)
+    geometry = self._geometry(pose, opening)
+    cx, cy, rad, shift = map(flat, geometry[:4])
+    mx0, my0, mx1, my1 = map(flat, geometry[4])
+    n = pose.shape[0]
+    scatter = np.random.default_rng(478).uniform(-0.7, 0.7, size=(478, 2)).astype(np.float32)
+    out = np.stack([cx[:, None] + rad[:, None] * scatter[None, :, 0],
+                    cy[:, None] + 1.25 * rad[:, None] * scatter[None, :, 1]], -1)
+
+    def ring(idx, x0, y0, ax, ay, square=False):
+      th = np.linspace(-np.pi / 2, 1.5 * np.pi, len(idx), endpoint=False, dtype=np.float32)
+      u, v = np.cos(th), np.sin(th)
+      if square:  # points on the rectangle's border.
+        s = np.maximum(np.abs(u), np.abs(v))
+        u, v = u / s, v / s
+      out[:, list(idx)] = np.stack([x0[:, None] + ax[:, None] * u, y0[:, None] + ay[:, None] * v],
+                                   -1)
+
+    ring(regions.FACE_OVAL, cx, cy, rad, 1.25 * rad)
+    for side, eye, brow, iris in ((-1.0, regions.RIGHT_EYE, regions.RIGHT_BROW, range(468, 473)),
+                                  (1.0, regions.LEFT_EYE, regions.LEFT_BROW, range(473, 478))):
+      ex, ey = cx + shift + side * 0.4 * rad, cy - 0.3 * rad
+      ring(eye, ex, ey, 0.12 * rad, 0.12 * rad)
+      ring(brow, ex, ey - 0.3 * rad, 0.18 * rad, 0.04 * rad, square=True)
+      ring(tuple(iris)[1:], ex, ey, 0.06 * rad, 0.06 * rad)
+      out[:, iris[0]] = np.stack([ex, ey], -1)
+    mxc, myc, hw, hh = (mx0 + mx1) / 2, (my0 + my1) / 2, (mx1 - mx0) / 2, (my1 - my0) / 2
+    ring(regions.INNER_LIPS, mxc, myc, hw, hh, square=True)
+    ring(regions.OUTER_LIPS, mxc, myc, 1.2 * hw, hh + 0.08 * rad)
+    return out.reshape(n, 478, 2).astype(np.float32)
+
   def _render(self, rng_params, pose, opening):
     """Renders frames [n, H, W, 3] in [-1, 1] for raw-ish pose [n, 6] and mouth opening [n]."""
     r = self.resolution
     bg, skin, phase = rng_params
     yy, xx = np.meshgrid((np.arange(r) + 0.5) / r, (np.arange(r) + 0.5) / r, indexing="ij")
     n = pose.shape[0]
-    cx = 0.5 + 0.08 * pose[:, 3, None, None]
-    cy = 0.5 + 0.08 * pose[:, 4, None, None]
-    rad = 0.28 * (1.0 + 0.05 * pose[:, 5, None, None])
-    shift = 0.05 * pose[:, 0, None, None]  # yaw shifts the features sideways.
+    cx, cy, rad, shift, (mx0, my0, mx1, my1) = self._geometry(pose, opening)
     img = np.empty([n, r, r, 3], np.float32)
     grad = (0.6 * yy + 0.4 * np.sin(6.28 * xx + phase))[None]
     for c in range(3):
@@ -163,9 +221,6 @@ class _Synthetic:
       eye = ((xx[None] - (cx + shift + side * 0.4 * rad)) ** 2 +
              (yy[None] - (cy - 0.3 * rad)) ** 2) < (0.12 * rad) ** 2
       img = np.where(eye[..., None], -0.9, img)
-    mx0, mx1 = cx + shift - 0.35 * rad, cx + shift + 0.35 * rad
-    my0 = cy + 0.45 * rad - (0.05 + 0.25 * opening[:, None, None]) * rad * 0.5
-    my1 = cy + 0.45 * rad + (0.05 + 0.25 * opening[:, None, None]) * rad * 0.5
     mouth = (xx[None] > mx0) & (xx[None] < mx1) & (yy[None] > my0) & (yy[None] < my1)
     img = np.where(mouth[..., None], np.array([-0.6, -1.0, -0.8], np.float32), img)
     box = np.stack([mx0[:, 0, 0], my0[:, 0, 0], mx1[:, 0, 0], my1[:, 0, 0]], -1)
@@ -213,6 +268,11 @@ class _Synthetic:
     if "source" in keys:
       src = slice(src_t, src_t + 1)
       out["source"] = self._render(params, pose_all[src], opening[src])[0][0]
+    if "landmarks" in keys:
+      out["landmarks"] = self._landmarks(pose_all[sl], opening[sl])
+    if "source_landmarks" in keys:
+      out["source_landmarks"] = self._landmarks(pose_all[src_t:src_t + 1],
+                                                opening[src_t:src_t + 1])[0]
     if "source_pose" in keys:
       out["source_pose"] = pose_all[src_t].astype(np.float32)
     if "pose" in keys:
@@ -494,7 +554,8 @@ class _Windows:
     need |= {"frames"} if {"frames", "source"} & keys else set()
     need |= {"pose"} if {"pose", "source_pose"} & keys else set()
     need |= {"gaze", "mel", "mouth_box"} & keys
-    need.update(_OPTIONAL_FIELD[k] for k in OPTIONAL_KEYS if k in keys)
+    need.update(_OPTIONAL_FIELD[k] for k in _OPTIONAL_FIELD if k in keys)
+    need |= {"landmarks"} if set(_LANDMARK_KEYS) & keys else set()
     return need
 
   def _window_source_crop(self, n: int, res: int, start: int, rng, end: int = -1):
@@ -535,7 +596,8 @@ class _Windows:
     return out
 
   def _images(self, rec, idx, src, res, crop) -> dict:
-    """frames [T, H, W, 3], source [H, W, 3] in [-1, 1] and mouth_box [T, 4] in the crop."""
+    """frames [T, H, W, 3], source [H, W, 3] in [-1, 1], mouth_box [T, 4] and landmarks
+    [T, 478, 2] / source_landmarks [478, 2] mapped into the crop."""
     keys, (c, ox, oy) = self.keys, crop
     out = {}
 
@@ -558,6 +620,13 @@ class _Windows:
       box = np.asarray(rec["mouth_box"], np.float32)[idx]
       off = np.array([ox, oy, ox, oy], np.float32)
       out["mouth_box"] = np.clip((box * res - off) / c, 0.0, 1.0).astype(np.float32)
+    if set(_LANDMARK_KEYS) & set(keys):
+      lm = np.asarray(rec["landmarks"], np.float32)[..., :2]
+      lm = (lm * res - np.array([ox, oy], np.float32)) / c
+      if "landmarks" in keys:
+        out["landmarks"] = lm[idx]
+      if "source_landmarks" in keys:
+        out["source_landmarks"] = lm[src]
     return out
 
   def _motion(self, rec, idx, src, res, crop) -> dict:
@@ -602,7 +671,7 @@ class _Windows:
     """The optional keys (`OPTIONAL_KEYS`) asked for, float32: per-frame fields at the window's
     frames, `source_*` at the source frame, text_embedding as stored."""
     out = {}
-    for key in OPTIONAL_KEYS:
+    for key in _OPTIONAL_FIELD:
       if key not in self.keys:
         continue
       field = _OPTIONAL_FIELD[key]
@@ -669,7 +738,7 @@ def _check_optional_features(info: Mapping[str, Any], keys: Sequence[str], data_
   """Raises a ValueError naming what adds them when `keys` ask for optional fields that not
   every clip has (dataset_info.json `optional_features`), or for expression coefficients of
   mixed origins (`expression_source`: another basis fit, or imported Deep3DFaceRecon ones)."""
-  fields = sorted({_OPTIONAL_FIELD[k] for k in keys if k in OPTIONAL_KEYS})
+  fields = sorted({_OPTIONAL_FIELD[k] for k in keys if k in _OPTIONAL_FIELD})
   missing = [f for f in fields if f not in info.get("optional_features", [])]
   if missing:
     lacking = sorted(c["clip_id"] for c in info.get("clips", [])

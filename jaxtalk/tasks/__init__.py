@@ -26,6 +26,16 @@ it needs; `config.input.keys` lists them so the pipeline can skip decoding the r
   speaker      [B]             int32                index of the speaker within the dataset
   mask         [B, T]          bool                 valid frames (False = padding)
 
+Optional keys (only when listed in `config.input.keys`; `input_pipeline.OPTIONAL_KEYS`), e.g.:
+
+  landmarks         [B, T, 478, 2] float32          FaceMesh (x, y) in [0, 1] of the crop (468
+                                                    mesh + 10 iris points; may leave [0, 1]
+                                                    after random crop); regions / masks from
+                                                    them: `jaxtalk.features.regions`
+  source_landmarks  [B, 478, 2]    float32          landmarks of the source frame
+  expression, eye_features, source_expression, source_eye_features, wav2vec, text_embedding:
+                                                    see `jaxtalk/core/input_pipeline.py`
+
 Pose/gaze are normalised with the dataset's mean/std from `dataset_info.json`; raw units are
 radians for angles, and crop-relative units for (tx, ty, scale).
 """
