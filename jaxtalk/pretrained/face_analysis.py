@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from typing import Any, Callable, Mapping, Optional
 
 import jax
@@ -111,7 +110,8 @@ def _expected_rank(name: str) -> int:
 
 
 def load_export(path: str, name: str) -> tuple[Callable, tuple[int, int], int]:
-  """A user's `jax.export` serialization of network `name` (module docstring).
+  """A user's `jax.export` serialization of network `name` (module docstring), through
+  `jaxtalk.pretrained.exported.load` (file, serialization, VJP and platform checks).
 
   Returns:
     `(fn(images) -> out, (h, w) input size, output last dimension)`.
@@ -120,34 +120,20 @@ def load_export(path: str, name: str) -> tuple[Callable, tuple[int, int], int]:
     ValueError: naming `path`: missing or unreadable, not a serialization, wrong signature, no
       VJP, or exported for other platforms.
   """
-  from jax import export  # pylint: disable=g-import-not-at-top
-  key = EXPORT_KEYS[name]
-  if not os.path.isfile(path):
-    raise ValueError(f"init_from.{key} = {path!r}: no such file (expected the bytes of "
-                     "`jax.export.export(fn)(...).serialize(vjp_order=1)`)")
-  try:
-    with open(path, "rb") as f:
-      exp = export.deserialize(bytearray(f.read()))
-  except Exception as e:  # pylint: disable=broad-except  # any parse failure is the file's.
-    raise ValueError(f"init_from.{key} = {path!r}: not a jax.export serialization "
-                     f"({type(e).__name__}: {e})") from e
-  sig = f"{[str(a) for a in exp.in_avals]} -> {[str(a) for a in exp.out_avals]}"
+  from jaxtalk.pretrained import exported  # pylint: disable=g-import-not-at-top
   want = {"expression": "[N, D]", "gaze": "[N, 2]", "parsing": "[N, h, w, R]"}[name]
+
+  def check(ins, outs):
+    return (len(ins) == 1 and len(outs) == 1 and ins[0].ndim == 4
+            and ins[0].dtype == jnp.float32 and ins[0].shape[-1] == 3
+            and all(isinstance(d, int) for d in ins[0].shape[1:3])
+            and outs[0].ndim == _expected_rank(name) and outs[0].dtype == jnp.float32
+            and isinstance(outs[0].shape[-1], int) and (name != "gaze" or outs[0].shape[-1] == 2))
+
+  exp = exported.load(path, f"init_from.{EXPORT_KEYS[name]}", check=check,
+                      expect=f"one input float32[N, h, w, 3] (h, w static) and one output "
+                      f"float32{want}")
   ins, outs = exp.in_avals, exp.out_avals
-  ok = (len(ins) == 1 and len(outs) == 1 and ins[0].ndim == 4 and ins[0].dtype == jnp.float32
-        and ins[0].shape[-1] == 3 and all(isinstance(d, int) for d in ins[0].shape[1:3])
-        and outs[0].ndim == _expected_rank(name) and outs[0].dtype == jnp.float32
-        and isinstance(outs[0].shape[-1], int) and (name != "gaze" or outs[0].shape[-1] == 2))
-  if not ok:
-    raise ValueError(f"init_from.{key} = {path!r}: signature {sig}; expected one input "
-                     f"float32[N, h, w, 3] (h, w static) and one output float32{want}")
-  if not exp.has_vjp():
-    raise ValueError(f"init_from.{key} = {path!r}: serialized without VJP, so no gradient "
-                     "reaches the generator; re-serialize with `.serialize(vjp_order=1)`")
-  backend = jax.default_backend()
-  if backend not in exp.platforms:
-    raise ValueError(f"init_from.{key} = {path!r}: exported for {exp.platforms}, running on "
-                     f"{backend!r}; export with platforms=(..., {backend!r})")
   return exp.call, tuple(ins[0].shape[1:3]), int(outs[0].shape[-1])
 
 

@@ -99,3 +99,37 @@ def test_real_frame_regions_are_plausible(real_shards):
   for poly in (regions.RIGHT_EYE, regions.LEFT_EYE, regions.OUTER_LIPS):
     inside = np.asarray(regions.polygon_mask(lm[:, list(poly), :2], 64))
     assert inside.any(axis=(1, 2)).all() and not (inside & ~oval).any(), poly
+
+
+def _pipeline_config(**inp):
+  from configs import common  # pylint: disable=g-import-not-at-top
+  c = common.base_config()
+  c.batch_size = 2
+  c.input.update(window=3, resolution=64, keys=("frames", "landmarks", "source_landmarks",
+                                                 "mouth_box"), **inp)
+  return c
+
+
+def test_synthetic_landmarks_match_the_drawn_face():
+  """Synthetic batches: the eyes' and mouth's region pixels are exactly the drawn eye / mouth
+  colours, and source_landmarks comes with them."""
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  b = next(input_pipeline.create_iterator(_pipeline_config(synthetic=True)))
+  assert b["landmarks"].shape == (2, 3, 478, 2) and b["landmarks"].dtype == np.float32
+  assert b["source_landmarks"].shape == (2, 478, 2)
+  lab = np.asarray(regions.region_labels(b["landmarks"], 64))
+  eyes, mouth = b["frames"][lab == 3], b["frames"][lab == 5]
+  assert eyes.size and np.allclose(eyes, -0.9)
+  assert mouth.size and np.allclose(mouth, [-0.6, -1.0, -0.8])
+  assert (lab == 0).mean() > 0.5 and (lab == 1).mean() > 0.1
+
+
+@pytest.mark.needs_data
+def test_real_landmarks_follow_the_random_crop(real_shards):
+  """Under random-crop augmentation the batch's landmarks are mapped into the new crop like the
+  mouth box (which preprocessing derives from the same landmarks: `face.mouth_box`)."""
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face  # pylint: disable=g-import-not-at-top
+  c = _pipeline_config(data_dir=str(real_shards), random_crop=True, crop_min=0.7)
+  b = next(input_pipeline.create_iterator(c))
+  np.testing.assert_allclose(face.mouth_box(b["landmarks"]), b["mouth_box"], atol=2e-3)
