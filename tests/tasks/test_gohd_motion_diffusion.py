@@ -102,8 +102,8 @@ def test_tiny_motion_diffusion_learns_on_real_clips(trained_real, real_shards):
   assert os.path.isdir(wd / "params") and input_pipeline.load_dataset_info(str(real_shards))
   within = 0.3 < ev["eval/var_ratio_min"] and ev["eval/var_ratio_max"] < 3.0
   if target == "pose" and not within:
-    pytest.xfail("issue 16: tiny pose samples over-spread the translations 3-4.6x on 3 held-out "
-                 "clips (rotations within 0.9-1.3x; benchmarks/results/gohd_pose_tiny_learning"
+    pytest.xfail("issue 16: tiny pose samples over-spread the translations 1.5-5.4x on 3 held-out "
+                 "clips (rotations 0.9-1.3x; benchmarks/results/gohd_pose_tiny_learning"
                  ".json); the bar is kept")
   assert 0.3 < ev["eval/var_ratio_min"] and ev["eval/var_ratio_max"] < 3.0, ev
 
