@@ -23,7 +23,6 @@ Perceptual feature network (`PerceptualNet`):
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Optional, Sequence
 
 import flax.linen as nn
@@ -31,11 +30,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxtalk.core import logging_utils
 from jaxtalk.models import vgg as vgg_lib
 
 LAMBDA_P = 10.0  # PoseTalk eq. 6
 RANDOM_WIDTHS = (32, 64, 128, 128)
-_WARNED = [False]
+SUBSTITUTE_KEY = "jaxtalk.losses: random perceptual features"  # announced once.
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,9 +113,8 @@ class PerceptualNet:
     if vgg_weights:
       params, mode = vgg_lib.load_vgg19(vgg_weights)
       return cls("vgg19", mode, tuple(layers), dtype), params
-    if not _WARNED[0]:
-      _WARNED[0] = True
-      logging.warning(
+    logging_utils.announce_once(
+        SUBSTITUTE_KEY,
         "jaxtalk.losses: no VGG19 weights given (config vgg_weights is empty): the perceptual "
         "loss/metric uses the documented SUBSTITUTE 'random' = pixels + ReLU features of a fixed "
         "random 4-stage conv net (seed 0), not ImageNet VGG19. Convert weights with `python -m "

@@ -9,6 +9,7 @@ import optax
 import pytest
 
 from jaxtalk import losses
+from jaxtalk.core import logging_utils
 from jaxtalk.models import vgg
 from tests.models.test_vgg import _fake_torchvision_state_dict
 
@@ -80,7 +81,7 @@ def test_mouth_terms_only_see_the_mouth(random_net):
 
 
 def test_fallback_warns_once(caplog):
-  losses._WARNED[0] = False
+  logging_utils._ANNOUNCED.discard(losses.SUBSTITUTE_KEY)  # pylint: disable=protected-access
   with caplog.at_level(logging.WARNING):
     net1, _ = losses.PerceptualNet.create(None)
     net2, _ = losses.PerceptualNet.create("")

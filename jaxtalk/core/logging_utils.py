@@ -6,6 +6,7 @@ loop can call them unconditionally.
 
 from __future__ import annotations
 
+import logging as py_logging
 import math
 import os
 import sys
@@ -121,3 +122,14 @@ def log_info(msg: str, *args):
   """absl logging.info on process 0 only."""
   if jax.process_index() == 0:
     logging.info(msg, *args)
+
+
+_ANNOUNCED = set()
+
+
+def announce_once(key: str, msg: Optional[str] = None) -> None:
+  """Logs `msg` (default: `key`) as a warning (Python `logging`) once per process and `key`:
+  the announcement of a substitute for a pretrained network, or of a loss term that is off."""
+  if key not in _ANNOUNCED:
+    _ANNOUNCED.add(key)
+    py_logging.warning(key if msg is None else msg)

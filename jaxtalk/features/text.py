@@ -20,13 +20,13 @@ tokenizer uses its own ids (its pad token is not 0); always use the returned mas
 from __future__ import annotations
 
 import collections
-import functools
-import logging
 import os
 import re
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
+
+from jaxtalk.core import logging_utils
 
 PAD = "<pad>"
 UNK = "<unk>"
@@ -179,6 +179,5 @@ def make_tokenizer(clip_path: Optional[str] = None, vocab: Optional[Sequence[str
   return WordTokenizer(vocab)
 
 
-@functools.lru_cache(maxsize=None)
 def _warn_once(msg: str) -> None:
-  logging.warning(msg)
+  logging_utils.announce_once(msg)

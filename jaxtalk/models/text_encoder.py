@@ -14,13 +14,13 @@ Both return `(tokens [B, L, D], pooled [B, D])`; padded positions (mask False) a
 
 from __future__ import annotations
 
-import functools
-import logging
 import os
 from typing import Any
 
 from flax import linen as nn
 import jax.numpy as jnp
+
+from jaxtalk.core import logging_utils
 
 from jaxtalk.models import layers
 from jaxtalk.models import transformer
@@ -29,10 +29,9 @@ from jaxtalk.models.audio_encoder import masked_mean
 Dtype = Any
 
 
-@functools.lru_cache(maxsize=None)
 def announce_fallback(what: str) -> None:
   """Logs, once per process and message, that a no-download fallback replaces a pretrained net."""
-  logging.warning("jaxtalk fallback: %s", what)
+  logging_utils.announce_once(f"jaxtalk fallback: {what}")
 
 
 class TrainableTextEncoder(nn.Module):

@@ -38,11 +38,12 @@ network with neither an export nor `face_analysis` given; an unreadable substitu
 from __future__ import annotations
 
 import dataclasses
-import logging
 from typing import Any, Callable, Mapping, Optional
 
 import jax
 import jax.numpy as jnp
+
+from jaxtalk.core import logging_utils
 
 PyTree = Any
 NAMES = ("expression", "gaze", "parsing")
@@ -51,14 +52,7 @@ SUBSTITUTE_KEY = "face_analysis"
 PAPER_NETWORK = {"expression": ("Φ_exp", "DECA", "expression regressor"),
                  "gaze": ("Φ_gaze", "L2CS-Net", "gaze regressor"),
                  "parsing": ("Φ_pars", "BiSeNet", "face parser")}
-_ANNOUNCED = set()
-
-
-def announce_once(key: str, msg: str) -> None:
-  """Logs `msg` (logging.warning) once per process; the same rule as the stages' `announce`."""
-  if key not in _ANNOUNCED:
-    _ANNOUNCED.add(key)
-    logging.warning(msg)
+announce_once = logging_utils.announce_once
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,11 +31,12 @@ e_0 for every frame), and the loss terms.
 
 from __future__ import annotations
 
-import logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from jaxtalk.core import logging_utils
 
 from jaxtalk.features import expression as expression_lib
 from jaxtalk.features import mouth_render
@@ -49,14 +50,7 @@ JAW_LIP_68 = tuple(range(3, 15)) + tuple(range(48, 68))   # eq. 20's points.
 MOUTH_68 = tuple(range(48, 68))                           # MLD's points.
 EYE_BROW_68 = tuple(range(17, 27)) + tuple(range(36, 48))  # D_eye's points.
 SHUT_UPPER, SHUT_LOWER = (60, 61, 62, 63), (64, 65, 66, 67)
-_ANNOUNCED = set()
-
-
-def announce(key: str, msg: str) -> None:
-  """Logs `msg` once per process (substitutes and disabled terms)."""
-  if key not in _ANNOUNCED:
-    _ANNOUNCED.add(key)
-    logging.warning(msg)
+announce = logging_utils.announce_once  # substitutes and disabled terms, once per process.
 
 
 def landmark_frozen(config) -> dict:

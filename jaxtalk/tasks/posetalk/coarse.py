@@ -24,7 +24,6 @@ the evaluation metrics).
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import jax
@@ -33,6 +32,7 @@ import ml_collections
 import numpy as np
 
 from jaxtalk.core import checkpointing
+from jaxtalk.core import logging_utils
 from jaxtalk import losses
 from jaxtalk.evaluators import image as image_eval
 from jaxtalk.models.posetalk import coarse_net as coarse_lib
@@ -42,13 +42,7 @@ from jaxtalk.tasks import Task
 
 RENDER_KEYS = ("source", "pose", "gaze", "mel", "source_pose")
 BATCH_KEYS = ("frames", "source", "source_pose", "pose", "gaze", "mel", "mouth_box", "mask")
-_WARNED = set()
-
-
-def _warn_once(msg: str):
-  if msg not in _WARNED:
-    _WARNED.add(msg)
-    logging.warning(msg)
+_warn_once = logging_utils.announce_once
 
 
 # ---------------------------------------------------------------------------------------------

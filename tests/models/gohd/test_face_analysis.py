@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from jaxtalk.core import checkpointing
+from jaxtalk.core import logging_utils
 from jaxtalk.features import regions
 from jaxtalk.models.gohd import face_analysis as fa_models
 from jaxtalk.pretrained import face_analysis as fa_lib
@@ -124,7 +125,7 @@ def test_substitute_route_announces_once_and_mixes_with_exports(tmp_path, caplog
       {"model": dict(TINY), "input": {"resolution": 16}, "dtype": "float32"}))
   paths, _ = _user_nets(tmp_path)
   spec = {"face_analysis": str(tmp_path / "params"), "gaze_export": paths["gaze_export"]}
-  fa_lib._ANNOUNCED.clear()  # pylint: disable=protected-access
+  logging_utils._ANNOUNCED.clear()  # pylint: disable=protected-access
   with caplog.at_level(logging.WARNING):
     fa = fa_lib.load_face_analysis(spec)
     fa_lib.load_face_analysis(spec)
