@@ -1,5 +1,6 @@
 """Losses shared by stages: reconstruction (multi-scale perceptual, mouth-region, L1) for the
-renderers; least-squares GAN terms and the sequence SSIM of GoHD eq. 26 for the motion stages.
+renderers; least-squares GAN terms and the sequence SSIM of GoHD eq. 26 for the motion stages;
+the non-saturating GAN terms of GoHD's animator (eq. 16).
 
 Conventions: images are float `[..., H, W, 3]` in [-1, 1] (any leading dims, e.g. `[N]` or
 `[B, T]`); boxes are float `[..., 4]` = (x0, y0, x1, y1) in [0, 1] crop coordinates with the same
@@ -232,30 +233,51 @@ def l1_loss(pred: jax.Array, target: jax.Array, mask=None) -> jax.Array:
   return _weighted_mean(per, _flat_weights(mask, lead))
 
 
+def _resize_weights(pixel_weights: jax.Array, h: int, w: int) -> jax.Array:
+  """`[N, H, W]` weights -> `[N, h, w, 1]` by average pooling (h, w divide H, W)."""
+  n, big_h, big_w = pixel_weights.shape
+  if big_h % h or big_w % w:
+    raise ValueError(f"pixel weights {big_h}x{big_w} cannot be pooled to a {h}x{w} feature map")
+  fh, fw = big_h // h, big_w // w
+  return pixel_weights.reshape(n, h, fh, w, fw).mean(axis=(2, 4))[..., None]
+
+
 def perceptual_loss(pred: jax.Array, target: jax.Array, *, net: PerceptualNet, params: dict,
                     scales: Sequence[float] = (1.0, 0.5), weight: float = LAMBDA_P,
-                    mask=None) -> jax.Array:
-  """Multi-scale perceptual loss, PoseTalk eq. 6 (after FOMM).
+                    mask=None, pixel_weights=None) -> jax.Array:
+  """Multi-scale perceptual loss, PoseTalk eq. 6 (after FOMM); GoHD eq. 12 with `pixel_weights`.
 
-  `sum_scales sum_layers weight * mean|phi_l(pred_s) - phi_l(target_s)|`, averaged over images
-  (the 1/T of eq. 6), where `*_s` is the image average-pooled to `scale` (PoseTalk: 256 and 128,
-  i.e. scales (1, 0.5)). The target side is `stop_gradient`-ed.
+  `sum_scales sum_layers weight * mean|phi_l(pred_s) - phi_l(target_s)| [⊙ W_l]`, averaged over
+  images (the 1/T of eq. 6), where `*_s` is the image average-pooled to `scale` (PoseTalk: 256
+  and 128, i.e. scales (1, 0.5); GoHD: 256, 128, 64, 32). The target side is `stop_gradient`-ed.
 
   Args:
     pred, target: `[..., H, W, 3]` in [-1, 1] (f32 or bf16); H, W divisible by 1/min(scales).
     net, params: from `PerceptualNet.create`.
-    scales: each 1/2^k.
-    weight: lambda_p (10 in the paper).
+    scales: each 1/k for an integer k.
+    weight: lambda_p (10 in PoseTalk; GoHD's λ_perc = 1 multiplies the sum instead).
     mask: optional leading-dims weights (False = padding frame).
+    pixel_weights: optional `[..., H, W]` per-pixel weights (GoHD's 1 + M_lip&eye); average-
+      pooled to every feature map's resolution (which must divide H, W) and multiplied into the
+      absolute differences before their mean.
 
   Returns:
     float32 scalar.
+
+  Raises:
+    ValueError: shapes that differ, a scale that is not 1/k, pixel weights of another shape.
   """
   if pred.shape != target.shape:
     raise ValueError(f"perceptual_loss: pred {pred.shape} != target {target.shape}")
   p, lead = _flatten(pred, "pred")
   t, _ = _flatten(jax.lax.stop_gradient(target), "target")
   w = _flat_weights(mask, lead)
+  pw = None
+  if pixel_weights is not None:
+    if tuple(pixel_weights.shape) != tuple(pred.shape[:-1]):
+      raise ValueError(f"perceptual_loss: pixel_weights {pixel_weights.shape}; expected "
+                       f"{pred.shape[:-1]}")
+    pw = jnp.asarray(pixel_weights, jnp.float32).reshape((-1,) + pred.shape[-3:-1])
   n = p.shape[0]
   total = jnp.zeros((), jnp.float32)
   for s in scales:
@@ -264,7 +286,10 @@ def perceptual_loss(pred: jax.Array, target: jax.Array, *, net: PerceptualNet, p
       raise ValueError(f"perceptual_loss: scale {s} must be 1/k for an integer k")
     both = downsample(jnp.concatenate([p, t], axis=0).astype(jnp.float32), factor)
     for f in net.features(params, both.astype(net.dtype)):
-      per = jnp.mean(jnp.abs(f[:n] - f[n:]), axis=tuple(range(1, f.ndim)))
+      diff = jnp.abs(f[:n] - f[n:])
+      if pw is not None:
+        diff = diff * _resize_weights(pw, f.shape[1], f.shape[2])
+      per = jnp.mean(diff, axis=tuple(range(1, f.ndim)))
       total = total + weight * _weighted_mean(per, w)
   return total
 
@@ -322,6 +347,20 @@ def lsgan_disc_loss(real_scores: jax.Array, fake_scores: jax.Array, mask=None) -
 def lsgan_gen_loss(fake_scores: jax.Array, mask=None) -> jax.Array:
   """Least-squares GAN generator loss (c = 1): mean (D(fake) − 1)², float32 scalar."""
   return _score_mean((fake_scores - 1.0) ** 2, mask)
+
+
+def nonsaturating_gen_loss(fake_logits: jax.Array, mask=None) -> jax.Array:
+  """Non-saturating GAN generator loss (Goodfellow et al. 2014; GoHD eq. 16, StyleGAN2):
+  mean −log σ(D(fake)) = mean softplus(−D(fake)), float32 scalar; `D` returns logits."""
+  return _score_mean(jax.nn.softplus(-fake_logits.astype(jnp.float32)), mask)
+
+
+def nonsaturating_disc_loss(real_logits: jax.Array, fake_logits: jax.Array,
+                            mask=None) -> jax.Array:
+  """Its discriminator loss: mean softplus(−D(real)) + mean softplus(D(fake)) (= −log σ(D(real))
+  − log(1 − σ(D(fake)))), float32 scalar."""
+  return (_score_mean(jax.nn.softplus(-real_logits.astype(jnp.float32)), mask)
+          + _score_mean(jax.nn.softplus(fake_logits.astype(jnp.float32)), mask))
 
 
 def sequence_ssim(gen: jax.Array, real: jax.Array, mask=None) -> jax.Array:

@@ -68,3 +68,34 @@ def perceptual_distance(pred, target, *, net: losses.PerceptualNet, params) -> j
 def backbone_name(net: losses.PerceptualNet) -> str:
   """"vgg19" or "random-features (substitute, not LPIPS-comparable)"."""
   return "vgg19" if net.kind == "vgg19" else "random-features (substitute, not LPIPS-comparable)"
+
+
+def frame_metrics(pred, target, source, mouth_box, mask=None, *, mouth_size: int = 32,
+                  box_scale: float = 1.0) -> dict:
+  """Self-reenactment metrics of `pred` and of the repeat-the-source baseline.
+
+  Args:
+    pred / target: `[B, T, H, W, 3]` in [-1, 1]. source: `[B, H, W, 3]` (repeated over T for the
+      baseline). mouth_box: `[B, T, 4]` (x0, y0, x1, y1) in [0, 1]. mask: optional `[B, T]`
+      valid frames.
+    mouth_size / box_scale: the mouth crop (`losses.mouth_l1`, square boxes).
+
+  Returns:
+    float32 scalars "l1", "mouth_l1", "ssim" of `pred` and the same with "_source" of the
+    source frame, averaged over valid frames.
+  """
+  src = jnp.broadcast_to(source[:, None], target.shape)
+  w = None if mask is None else mask.astype(jnp.float32)
+
+  def per(p):
+    s = ssim(p.reshape((-1,) + p.shape[2:]), target.reshape((-1,) + target.shape[2:]))
+    s = s.reshape(target.shape[:2])
+    mean_ssim = jnp.mean(s) if w is None else jnp.sum(s * w) / jnp.maximum(jnp.sum(w), 1.0)
+    return {"l1": losses.l1_loss(p, target, mask),
+            "mouth_l1": losses.mouth_l1(p, target, mouth_box, size=mouth_size,
+                                        box_scale=box_scale, square=True, mask=mask),
+            "ssim": mean_ssim}
+
+  m = per(pred)
+  m.update({f"{k}_source": v for k, v in per(src).items()})
+  return m

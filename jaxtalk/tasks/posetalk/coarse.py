@@ -172,26 +172,11 @@ def reconstruction_terms(pred, batch, frozen, *, config, pnet, syncnet=None,
 
 
 def frame_metrics(pred, batch, config) -> dict:
-  """Eval metrics of `pred` `[B, T, H, W, 3]` and of the repeat-the-source baseline."""
-  target = batch["frames"]
-  mask = batch.get("mask")
-  boxes = batch["mouth_box"]
-  src = jnp.broadcast_to(batch["source"][:, None], target.shape)
-  ms, mscale = int(config.loss.mouth_size), float(config.loss.mouth_box_scale)
-
-  def per(p):
-    w = None if mask is None else mask.astype(jnp.float32)
-    s = image_eval.ssim(p.reshape((-1,) + p.shape[2:]), target.reshape((-1,) + target.shape[2:]))
-    s = s.reshape(target.shape[:2])
-    ssim = jnp.mean(s) if w is None else jnp.sum(s * w) / jnp.maximum(jnp.sum(w), 1.0)
-    return {"l1": losses.l1_loss(p, target, mask),
-            "mouth_l1": losses.mouth_l1(p, target, boxes, size=ms, box_scale=mscale, square=True,
-                                        mask=mask),
-            "ssim": ssim}
-
-  m = per(pred)
-  m.update({f"{k}_source": v for k, v in per(src).items()})
-  return m
+  """Eval metrics of `pred` `[B, T, H, W, 3]` and of the repeat-the-source baseline
+  (`evaluators.image.frame_metrics` with the stage's mouth crop)."""
+  return image_eval.frame_metrics(pred, batch["frames"], batch["source"], batch["mouth_box"],
+                                  batch.get("mask"), mouth_size=int(config.loss.mouth_size),
+                                  box_scale=float(config.loss.mouth_box_scale))
 
 
 def stage_losses(pred, stage_input, batch, frozen, *, config, loss_kw) -> dict:
