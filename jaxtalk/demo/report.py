@@ -126,28 +126,12 @@ def evaluate(bundle, clips: list[dict], *, syncnet_params: Optional[str],
   baseline and the real frames, on `clips` (from `reenactment.read_clips`). Writes one
   reenactment video per clip. Returns `(rows, renders)`."""
   from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
-  from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
-  from jaxtalk.evaluators import sync as sync_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.tasks.posetalk import coarse as coarse_task  # pylint: disable=g-import-not-at-top
 
   renders = {}
   render_fn = reenactment.model_render_fn(bundle)
   batches = functools.partial(reenactment.clip_batches, clips)
-
-  kw = dict(perceptual=reenactment.default_perceptual())
-  try:
-    kw["identity"] = identity_lib.IdentityEmbedder()
-  except Exception as e:  # pylint: disable=broad-except  # dlib models missing / broken.
-    _log("identity metric skipped (%s)", e)
-  try:
-    kw["landmarks"] = landmarks_lib.MouthLandmarks()
-  except Exception as e:  # pylint: disable=broad-except
-    _log("mouth-landmark metric skipped (%s)", e)
-  if syncnet_params:
-    model, params = coarse_task.load_syncnet(syncnet_params)
-    kw["sync"] = sync_lib.SyncEvaluator(model, params)
+  kw = reenactment.metric_networks(syncnet_params=syncnet_params, log=_log)
 
   def jaxtalk_fn(source, batch):
     frames = render_fn(source, batch)

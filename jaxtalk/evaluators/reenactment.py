@@ -61,29 +61,87 @@ def ground_truth(source, batch) -> np.ndarray:
   return np.asarray(batch["frames"])
 
 
-def _frame_metrics(fns: dict, source, pred, target) -> dict[str, list[float]]:
-  """Per-frame metrics of one clip's valid frames (see module docstring) with the jitted /
-  optional metric functions of `evaluate_reenactment`."""
-  from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
-  out = {"ssim": np.asarray(fns["ssim"](pred, target)).tolist(),
-         "psnr": np.asarray(fns["psnr"](pred, target)).tolist()}
-  if fns["mouth_box"] is not None:
-    out["mouth_l1"] = np.asarray(fns["mouth"](pred, target, fns["mouth_box"])).tolist()
-  if fns["lpips"] is not None:
-    out["lpips"] = np.asarray(fns["lpips"](pred, target)).tolist()
-  if fns["identity"] is not None:
-    r = identity_lib.identity_similarity(fns["identity"], source, pred)
-    out["identity"] = np.asarray(r["per_frame"]).tolist()
-  if fns["landmarks"] is not None:
-    r = landmarks_lib.mouth_lmd(fns["landmarks"], pred, target)
-    out["lmd"] = [x for x in r["per_frame"] if not math.isnan(x)]
-  return out
+class ClipScorer:
+  """The per-clip metrics of the module docstring, with their networks built once.
+
+  Attributes (all optional; a metric whose network is None is skipped):
+    perceptual: `(net, params)` from `losses.PerceptualNet.create` for LPIPS*.
+    identity: an `identity.IdentityEmbedder` for IP / CSIM.
+    landmarks: a `landmarks.MouthLandmarks` for LMD.
+    sync: a `sync.SyncEvaluator` for LSE-C / LSE-D.
+  """
+
+  def __init__(self, *, perceptual: Optional[tuple] = None, identity=None, landmarks=None,
+               sync=None):
+    self.perceptual, self.identity, self.landmarks, self.sync = (perceptual, identity,
+                                                                  landmarks, sync)
+    self._ssim, self._psnr = jax.jit(image_lib.ssim), jax.jit(image_lib.psnr)
+    self._mouth = jax.jit(mouth_region_l1)
+    self._lpips = None
+    if perceptual is not None:
+      net, pparams = perceptual
+      lpips = jax.jit(lambda p, a, b: image_lib.perceptual_distance(a, b, net=net, params=p))
+      self._lpips = functools.partial(lpips, pparams)
+
+  def frame_metrics(self, source, pred, target, mouth_box=None) -> dict[str, list[float]]:
+    """Per-frame metrics of one clip: source `[H, W, 3]`, pred / target `[N, H, W, 3]` in
+    [-1, 1], mouth_box `[N, 4]` or None -> {metric: [N] floats} ("lmd": frames with both faces
+    found only)."""
+    from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
+    from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
+    out = {"ssim": np.asarray(self._ssim(pred, target)).tolist(),
+           "psnr": np.asarray(self._psnr(pred, target)).tolist()}
+    if mouth_box is not None:
+      out["mouth_l1"] = np.asarray(self._mouth(pred, target, mouth_box)).tolist()
+    if self._lpips is not None:
+      out["lpips"] = np.asarray(self._lpips(pred, target)).tolist()
+    if self.identity is not None:
+      r = identity_lib.identity_similarity(self.identity, source, pred)
+      out["identity"] = np.asarray(r["per_frame"]).tolist()
+    if self.landmarks is not None:
+      r = landmarks_lib.mouth_lmd(self.landmarks, pred, target)
+      out["lmd"] = [x for x in r["per_frame"] if not math.isnan(x)]
+    return out
+
+  def score_clip(self, source, pred, frames, *, mask=None, mouth_box=None, mel=None,
+                 reference_sync: bool = True) -> Optional[dict]:
+    """Metrics of one generated clip against its real frames.
+
+    Args:
+      source: `[H, W, 3]` the portrait the clip was generated from (IP is measured against it).
+      pred / frames: `[T, H, W, 3]` generated / real frames in [-1, 1].
+      mask: `[T]` valid frames (default all). mouth_box: `[T, 4]` or None. mel: `[T, 16, 80]`
+        or None (no sync scores).
+      reference_sync: also score the real frames' own sync ("gt_lse_c" / "gt_lse_d").
+
+    Returns:
+      None when the clip has no valid frame after frame 0, else {"frames": {metric: per-frame
+      list over valid frames 1..T-1}, "clip": {"lse_c", "lse_d", "gt_lse_c", "gt_lse_d"} (those
+      computed), "num_frames": int}.
+    """
+    t = frames.shape[0]
+    mask = np.ones([t], bool) if mask is None else np.asarray(mask, bool)
+    valid = np.nonzero(mask)[0]
+    valid = valid[valid > 0]
+    if valid.size == 0:
+      return None
+    box = None if mouth_box is None else np.asarray(mouth_box)[valid]
+    out = {"frames": self.frame_metrics(source, pred[valid], frames[valid], box), "clip": {},
+           "num_frames": int(valid.size)}
+    if self.sync is not None and mel is not None and mask.sum() >= 5:
+      n = int(mask.sum())
+      videos = (("", pred[:n]),) + ((("gt_", frames[:n]),) if reference_sync else ())
+      for prefix, video in videos:
+        s = self.sync(video, np.asarray(mel)[:n])
+        out["clip"][prefix + "lse_c"] = s["lse_c"]
+        out["clip"][prefix + "lse_d"] = s["lse_d"]
+    return out
 
 
 def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.ndarray]], *,
                          perceptual: Optional[tuple] = None, identity=None, landmarks=None,
-                         sync=None, max_batches: Optional[int] = None) -> dict:
+                         sync=None, max_batches: Optional[int] = None,
+                         scorer: Optional[ClipScorer] = None) -> dict:
   """Runs `render_fn` in self-reenactment over `clips` and returns mean metrics.
 
   Args:
@@ -96,6 +154,7 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
     landmarks: a `landmarks.MouthLandmarks`, or None to skip LMD.
     sync: a `sync.SyncEvaluator`, or None to skip LSE-C/LSE-D (needs "mel").
     max_batches: stop after this many batches (the iterator may be infinite).
+    scorer: a `ClipScorer` to use instead of building one from the four networks above.
 
   Returns:
     dict with the `COLUMNS` keys present (float), plus "num_clips", "num_frames",
@@ -104,18 +163,11 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
   Raises:
     ValueError: if render_fn returns the wrong shape.
   """
-  frame_metrics = {"ssim": [], "psnr": [], "lpips": [], "identity": [], "lmd": [],
-                   "mouth_l1": []}
+  scorer = scorer or ClipScorer(perceptual=perceptual, identity=identity, landmarks=landmarks,
+                                sync=sync)
+  frame_metrics = {k: [] for k in ("ssim", "psnr", "lpips", "identity", "lmd", "mouth_l1")}
   clip_metrics = {"lse_c": [], "lse_d": [], "gt_lse_c": [], "gt_lse_d": []}
   num_clips = num_frames = 0
-  fns = dict(ssim=jax.jit(image_lib.ssim), psnr=jax.jit(image_lib.psnr),
-             mouth=jax.jit(mouth_region_l1), identity=identity, landmarks=landmarks,
-             lpips=None)
-  if perceptual is not None:
-    net, pparams = perceptual
-    lpips = jax.jit(lambda p, a, b: image_lib.perceptual_distance(a, b, net=net, params=p))
-    fns["lpips"] = functools.partial(lpips, pparams)
-
   for i, batch in enumerate(clips):
     if max_batches is not None and i >= max_batches:
       break
@@ -131,27 +183,22 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
     if pred.shape != frames.shape:
       raise ValueError(f"render_fn returned {pred.shape}; expected {frames.shape}")
     for j in range(b):
-      valid = np.nonzero(mask[j])[0]
-      valid = valid[valid > 0]
-      if valid.size == 0:
+      r = scorer.score_clip(source[j], pred[j], frames[j], mask=mask[j],
+                            mouth_box=batch["mouth_box"][j] if "mouth_box" in batch else None,
+                            mel=batch["mel"][j] if "mel" in batch else None)
+      if r is None:
         continue
       num_clips += 1
-      num_frames += valid.size
-      p, g = pred[j, valid], frames[j, valid]
-      fns["mouth_box"] = batch["mouth_box"][j, valid] if "mouth_box" in batch else None
-      for k, v in _frame_metrics(fns, source[j], p, g).items():
+      num_frames += r["num_frames"]
+      for k, v in r["frames"].items():
         frame_metrics[k].extend(v)
-      if sync is not None and "mel" in batch and mask[j].sum() >= 5:
-        n = int(mask[j].sum())
-        for prefix, video in (("", pred[j, :n]), ("gt_", frames[j, :n])):
-          s = sync(video, batch["mel"][j, :n])
-          clip_metrics[prefix + "lse_c"].append(s["lse_c"])
-          clip_metrics[prefix + "lse_d"].append(s["lse_d"])
+      for k, v in r["clip"].items():
+        clip_metrics[k].append(v)
 
   out = {k: float(np.mean(v)) for k, v in {**frame_metrics, **clip_metrics}.items() if v}
   out.update(num_clips=num_clips, num_frames=num_frames)
-  if perceptual is not None:
-    out["lpips_backbone"] = image_lib.backbone_name(perceptual[0])
+  if scorer.perceptual is not None:
+    out["lpips_backbone"] = image_lib.backbone_name(scorer.perceptual[0])
   return out
 
 
@@ -265,6 +312,35 @@ def default_perceptual(vgg_weights: Optional[str] = None):
   return losses.PerceptualNet.create(vgg_weights, dtype=jnp.float32)
 
 
+def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Optional[str] = None,
+                    log: Callable[..., None] = print) -> dict:
+  """The networks of the metrics (keyword arguments of `evaluate_reenactment` / `ClipScorer`):
+  perceptual (VGG19 from `vgg_weights`, else the random-feature substitute), identity (dlib) and
+  landmarks (FaceMesh) when they load (else left out, saying why through `log(msg, *args)`), and
+  sync (the lip-sync expert of a syncnet stage's `params/` folder) when `syncnet_params` is given.
+
+  Raises:
+    ValueError: `syncnet_params` or `vgg_weights` given but unreadable (naming the path).
+  """
+  from jaxtalk.evaluators import identity as identity_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import landmarks as landmarks_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import sync as sync_lib  # pylint: disable=g-import-not-at-top
+  kw = dict(perceptual=default_perceptual(vgg_weights))
+  try:
+    kw["identity"] = identity_lib.IdentityEmbedder()
+  except Exception as e:  # pylint: disable=broad-except  # dlib models missing / broken.
+    log("identity metric skipped (%s)", e)
+  try:
+    kw["landmarks"] = landmarks_lib.MouthLandmarks()
+  except Exception as e:  # pylint: disable=broad-except
+    log("mouth-landmark metric skipped (%s)", e)
+  if syncnet_params:
+    from jaxtalk.tasks.posetalk import coarse as coarse_task  # pylint: disable=g-import-not-at-top
+    model, params = coarse_task.load_syncnet(syncnet_params)
+    kw["sync"] = sync_lib.SyncEvaluator(model, params)
+  return kw
+
+
 def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None,
                max_frames: Optional[int] = None) -> list[dict]:
   """Whole clips from preprocessed shards, for evaluation on full clips (the training iterator
@@ -286,33 +362,64 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     the audio was shifted by; the remaining offset is about av_offset - audio_shift).
 
   Raises:
-    ValueError: if the directory has no readable shards (names it).
+    ValueError: if the directory has no readable shards or a record cannot be decoded (names
+      it).
+  """
+  out = []
+  for clip in iter_clips(data_dir, clip_ids=clip_ids, resolution=resolution,
+                         max_frames=max_frames):
+    if "error" in clip:
+      raise ValueError(f"{data_dir}: {clip['clip_id']}: {clip['error']}")
+    out.append(clip)
+  if not out:
+    raise ValueError(f"{data_dir}: no clips read (clip_ids={clip_ids})")
+  return out
+
+
+def iter_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None,
+               max_frames: Optional[int] = None):
+  """Yields the clips of `read_clips` one at a time, in the shards' order; a record that cannot
+  be read or decoded yields `{"clip_id": its id (or "record <i>"), "error": reason}` instead,
+  so a caller can report it and go on.
+
+  Raises:
+    ValueError: if `dataset_info.json` or the shards cannot be opened (naming the folder).
   """
   import os  # pylint: disable=g-import-not-at-top
   import grain  # pylint: disable=g-import-not-at-top
   from data_pipelines import schema  # pylint: disable=g-import-not-at-top
-  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
 
   info = input_pipeline.load_dataset_info(data_dir)
   paths = [os.path.join(data_dir, s) for s in info["shards"]]
   source = grain.sources.ArrayRecordDataSource(paths)
   keep = set(clip_ids) if clip_ids is not None else None
-  out = []
   for i in range(len(source)):
-    rec = schema.decode_record(source[i], keys=(
-      "speaker", "text", "frames", "mel", "pose", "gaze", "mouth_box", "audio", "num_frames",
-      "source_path", "start_time", "av_offset", "audio_shift"))
-    if keep is not None and rec["clip_id"] not in keep:
-      continue
-    n = int(rec["num_frames"]) if max_frames is None else min(int(rec["num_frames"]), max_frames)
-    frames = []
-    for data in rec["frames"][:n]:
-      img = input_pipeline.decode_jpeg(data)
-      if resolution:
-        img = input_pipeline.resize_image(img, resolution)
-      frames.append(img)
-    out.append({
+    name = f"record {i}"
+    try:
+      rec = schema.decode_record(source[i], keys=(
+        "speaker", "text", "frames", "mel", "pose", "gaze", "mouth_box", "audio", "num_frames",
+        "source_path", "start_time", "av_offset", "audio_shift"))
+      name = rec["clip_id"]
+      if keep is not None and name not in keep:
+        continue
+      yield _decode_clip(rec, resolution, max_frames)
+    except Exception as e:  # pylint: disable=broad-except  # any unreadable record is reported.
+      yield {"clip_id": name, "error": f"{type(e).__name__}: {e}"}
+
+
+def _decode_clip(rec: dict, resolution: Optional[int], max_frames: Optional[int]) -> dict:
+  """One `read_clips` clip from a decoded shard record."""
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  n = int(rec["num_frames"]) if max_frames is None else min(int(rec["num_frames"]), max_frames)
+  frames = []
+  for data in rec["frames"][:n]:
+    img = input_pipeline.decode_jpeg(data)
+    if resolution:
+      img = input_pipeline.resize_image(img, resolution)
+    frames.append(img)
+  return {
       "clip_id": rec["clip_id"], "speaker": rec.get("speaker", ""), "text": rec.get("text", ""),
       "source_path": rec.get("source_path", ""), "start_time": float(rec.get("start_time", 0.0)),
       "av_offset": rec.get("av_offset"), "audio_shift": int(rec.get("audio_shift", 0)),
@@ -321,7 +428,4 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
       "pose": np.asarray(rec["pose"][:n], np.float32),
       "gaze": np.asarray(rec["gaze"][:n], np.float32),
       "wav": np.asarray(rec["audio"][:n * audio_lib.SAMPLES_PER_FRAME], np.float32) / 32768.0,
-      "mouth_box": np.asarray(rec["mouth_box"][:n], np.float32)})
-  if not out:
-    raise ValueError(f"{data_dir}: no clips read (clip_ids={clip_ids})")
-  return out
+      "mouth_box": np.asarray(rec["mouth_box"][:n], np.float32)}
