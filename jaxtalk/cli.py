@@ -15,6 +15,9 @@ SUBCOMMANDS = {
              "params-only and StableHLO export of a trained stage"),
   "demo": ("jaxtalk.demo.run", "run",
            "preprocess -> train every stage -> export -> generate -> eval"),
+  "eval": ("jaxtalk.evaluators.tables", "run",
+           "the papers' metric tables (SSIM, LPIPS*, CSIM*, LMD, LSE-C/D*, FID*, pose FD) of "
+           "exported bundles on held-out clips"),
   "expression-basis": ("data_pipelines.expression_pass", "run",
                        "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards "
                        "and write e, f into them (--bfm: the BFM-68 basis and f for imported "

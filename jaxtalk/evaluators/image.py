@@ -99,3 +99,28 @@ def frame_metrics(pred, target, source, mouth_box, mask=None, *, mouth_size: int
   m = per(pred)
   m.update({f"{k}_source": v for k, v in per(src).items()})
   return m
+
+
+def frame_features(images, *, net: losses.PerceptualNet, params) -> jax.Array:
+  """Per-image features for the FID* column (a Fréchet distance between feature sets, Heusel et
+  al. 2017, computed with `motion.frechet_distance`): each layer of the perceptual backbone
+  (`losses.PerceptualNet`: VGG19 relu1_1..relu5_1, or the random-feature substitute) averaged
+  over (h, w) and concatenated.
+
+  The papers' FID uses Inception-v3 pool3 features of 299 px images; these features are NOT
+  Inception's, so FID* is comparable only between rows computed with the same backbone (the
+  table names it).
+
+  Args:
+    images: float `[..., H, W, 3]` in [-1, 1].
+
+  Returns:
+    float32 `[..., D]` (D = the sum of the backbone's layer widths).
+  """
+  if images.ndim < 3 or images.shape[-1] != 3:
+    raise ValueError(f"frame_features: images {images.shape} must be [..., H, W, 3]")
+  lead = images.shape[:-3]
+  x = jnp.asarray(images, jnp.float32).reshape((-1,) + images.shape[-3:])
+  feats = net.features(params, x.astype(net.dtype))
+  out = jnp.concatenate([jnp.mean(f.astype(jnp.float32), axis=(1, 2)) for f in feats], axis=-1)
+  return out.reshape(lead + (out.shape[-1],))
