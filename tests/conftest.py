@@ -63,6 +63,20 @@ def real_shards(shared_data, tmp_path_factory) -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
+def expression_shards(real_shards, tmp_path_factory) -> pathlib.Path:
+  """`real_shards` with GoHD's expression basis fitted and e / f written (`jaxtalk
+  expression-basis`, on a copy so that `real_shards` stays as preprocessing wrote it)."""
+  import json  # pylint: disable=g-import-not-at-top
+  import shutil  # pylint: disable=g-import-not-at-top
+  from jaxtalk import cli  # pylint: disable=g-import-not-at-top
+  out = tmp_path_factory.mktemp("expression_shards") / "shards"
+  shutil.copytree(real_shards, out)
+  assert cli.main(["jaxtalk", "expression-basis", "--data_dir", str(out)]) == 0
+  assert "expression" in json.load(open(out / "dataset_info.json"))["features"]
+  return out
+
+
+@pytest.fixture(scope="session")
 def synced_shards(shared_data, tmp_path_factory) -> pathlib.Path:
   """Like `real_shards` with the pipeline's defaults (confident audio-visual offsets corrected):
   what a user's `jaxtalk preprocess` writes. Used by the slow SyncNet learning test only, so the

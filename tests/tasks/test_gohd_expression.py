@@ -1,7 +1,6 @@
 """Stages gohd_exp_lip and gohd_exp_eye (GoHD's two-stage expression predictor, section 3.2)."""
 
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -11,7 +10,6 @@ import pytest
 
 from configs.gohd import exp_eye as eye_config
 from configs.gohd import exp_lip as lip_config
-from jaxtalk import cli
 from jaxtalk import tasks
 from jaxtalk import train
 from jaxtalk.core import checkpointing
@@ -206,17 +204,6 @@ def _example(config):
   from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   it = input_pipeline.create_iterator(config, mesh=_mesh())
   return input_pipeline.to_global(next(it), _mesh())
-
-
-@pytest.fixture(scope="module")
-def expression_shards(real_shards, tmp_path_factory):
-  """real_shards with the expression basis fitted and e / f written (`jaxtalk expression-basis`;
-  the session fixture is shared, so this works on a copy)."""
-  out = tmp_path_factory.mktemp("expression_shards") / "shards"
-  shutil.copytree(real_shards, out)
-  assert cli.main(["expression-basis", "--data_dir", str(out)]) == 0
-  assert "expression" in json.load(open(out / "dataset_info.json"))["features"]
-  return out
 
 
 # Held-out clips of the learning checks: 3 of the 9 clips of ../shared/data (md5 rule of

@@ -69,28 +69,15 @@ def _ratios(ev):
 
 @pytest.mark.needs_data
 @pytest.mark.slow
-def test_tiny_stage_beats_predicting_the_training_mean_on_held_out_frames(expression_shards_fa,
+def test_tiny_stage_beats_predicting_the_training_mean_on_held_out_frames(expression_shards,
                                                                           tmp_path):
   """Every head of the tiny stage (600 steps, 64 px) beats the training statistics on frames it
   never trained on (the last 20% of every clip, `eval_tail=0.2`): expression and gaze MSE below
   that of the training mean, parsing mIoU above that of the training majority mask
   (benchmarks/results/gohd_face_analysis_tiny_learning.json: 3 seeds)."""
-  c = fa_config.get_config(f"size=tiny,data_dir={expression_shards_fa},eval_tail=0.2")
+  c = fa_config.get_config(f"size=tiny,data_dir={expression_shards},eval_tail=0.2")
   res = train.train_and_evaluate(c, str(tmp_path / "fa"), mesh=_mesh())
   ev = [h for h in res["history"] if "eval/pars_miou" in h][-1]
   r = _ratios(ev)
   print({k: round(float(v), 4) for k, v in ev.items() if k.startswith("eval/")}, r)
   assert r["exp"] < 1.0 and r["gaze"] < 1.0 and r["pars_miou_gain"] > 0.0, (r, ev)
-
-
-@pytest.fixture(scope="module")
-def expression_shards_fa(real_shards, tmp_path_factory):
-  """real_shards with the expression coefficients (`jaxtalk expression-basis`, on a copy)."""
-  import json  # pylint: disable=g-import-not-at-top
-  import shutil  # pylint: disable=g-import-not-at-top
-  from jaxtalk import cli  # pylint: disable=g-import-not-at-top
-  out = tmp_path_factory.mktemp("fa_shards") / "shards"
-  shutil.copytree(real_shards, out)
-  assert cli.main(["expression-basis", "--data_dir", str(out)]) == 0
-  assert "expression" in json.load(open(out / "dataset_info.json"))["features"]
-  return out
