@@ -3,21 +3,29 @@
 A *method* is one paper's way of making a talking head: the stages it trains (in order, with
 their configs), how the trained stages are written into a bundle folder, and how a loaded bundle
 turns speech (+ text) into a `Motion` (its generators) and a `Motion` into frames (its renderer).
-Adding GoHD or PC-Talk means registering one more method from its own module; export, the bundle,
-generate and the demo stay as they are (tests/test_methods.py registers a toy method to show it).
+PoseTalk (`jaxtalk.renderers.posetalk`) and GoHD (`jaxtalk.renderers.gohd`) are built in; adding
+PC-Talk means registering one more method from its own module; export, the bundle, generate and
+the demo stay as they are (tests/test_methods.py registers a toy method to show it).
 
 A method's `load(bundle_dir, manifest, **options)` returns a *loaded model* with:
 
   resolution: int, crop_scale: float     the aligned face crop the renderer takes (px; crop side
                                          / face size, as in preprocessing)
-  sample_motion(wav, *, num_frames, text=None, guidance=7.5, seed=0) -> Motion, or None when the
-                                         bundle has no motion generator: raw units, `[1, T, ...]`
-  render_motion(source, motion, *, mel, source_pose, progress=False) -> frames
-                                         source float32 `[R, R, 3]` in [-1, 1], motion raw
-                                         `Motion` `[1, T, ...]`, mel `[T, 16, 80]` Wav2Lip log-mel
-                                         windows (`features.audio.mel_windows`), source_pose the
-                                         portrait's raw pose `[6]`; frames float32
-                                         `[T, R, R, 3]` in [-1, 1]
+  sample_motion(wav, *, num_frames, text=None, guidance=<its default>, seed=0,
+                source_motion=None) -> Motion, or None when the bundle has no motion generator:
+                                         raw units, `[1, T, ...]`; source_motion the portrait's
+                                         raw `Motion` `[1, 1, ...]` (GoHD starts from its p_0)
+  render_motion(source, motion, *, mel, source_pose, progress=False, **render_controls)
+                                         -> frames; source float32 `[R, R, 3]` in [-1, 1],
+                                         motion raw `Motion` `[1, T, ...]`, mel `[T, 16, 80]`
+                                         Wav2Lip log-mel windows (`features.audio.mel_windows`),
+                                         source_pose the portrait's raw pose `[6]`; frames
+                                         float32 `[T, R, R, 3]` in [-1, 1]; render_controls the
+                                         method's own (GoHD: `lam`)
+
+A renderer that reads `Motion.expression` (GoHD's) also has
+  expression_coefficients(landmarks [T, 478, 3] crop coords) -> e `[T, E]` (its basis)
+  add_expression(motion, *, mel, source_expression=None, seed=0) -> Motion with expression
 
 Controls that act on `Motion` (`jaxtalk.motion.controls`) are shared by every method; a method
 declares the controls it understands in `controls` (name, type, default, range, help), so a
@@ -31,7 +39,7 @@ import importlib
 from typing import Any, Callable, Optional
 
 # Methods that ship with jaxtalk: name -> module that registers it when imported.
-BUILTIN = {"posetalk": "jaxtalk.renderers.posetalk"}
+BUILTIN = {"posetalk": "jaxtalk.renderers.posetalk", "gohd": "jaxtalk.renderers.gohd"}
 DEFAULT = "posetalk"
 
 

@@ -31,8 +31,9 @@ class ToyModel:
   def __init__(self, gain):
     self.gain = gain
 
-  def sample_motion(self, wav, *, num_frames, text=None, guidance=7.5, seed=0):
-    del wav, text, guidance, seed
+  def sample_motion(self, wav, *, num_frames, text=None, guidance=7.5, seed=0,
+                    source_motion=None):
+    del wav, text, guidance, seed, source_motion
     pose = np.zeros((1, num_frames, 6), np.float32)
     pose[0, :, 1] = 0.3 * np.sin(np.arange(num_frames) / 5.0)
     return motion_lib.Motion(pose=pose, gaze=np.zeros((1, num_frames, 2), np.float32))

@@ -125,8 +125,27 @@ def stage_config(params_dir: str | os.PathLike, *, what: str = "",
   if not required and not os.path.isfile(path):
     return {}
   label = f" ({what} = {os.fspath(params_dir)!r})" if what else ""
-  return files.read_json(path, hint=f"{label}: expected the config.json that train.py writes "
-                         "beside params/")
+  config = files.read_json(path, hint=f"{label}: expected the config.json that train.py writes "
+                           "beside params/")
+  return _resolve_init_from(config, os.path.dirname(path))
+
+
+def _resolve_init_from(config: dict, workdir: str) -> dict:
+  """Relative `init_from` paths that exist relative to the stage's own folder become absolute.
+
+  Exported bundles store their stages' configs with `init_from` entries relative to each stage's
+  folder (e.g. `../gohd_exp_lip/params`), so a bundle can be moved; a relative path that does
+  not exist there (one given relative to the training run's working directory) is left as is.
+  """
+  node = config.get("init_from")
+  if not isinstance(node, dict):
+    return config
+  out = dict(node)
+  for k, v in node.items():
+    if isinstance(v, str) and v and not os.path.isabs(v) and os.path.exists(
+        os.path.join(workdir, v)):
+      out[k] = os.path.normpath(os.path.join(workdir, v))
+  return dict(config, init_from=out)
 
 
 def load_stage(params_dir: str | os.PathLike, *, what: str = "",

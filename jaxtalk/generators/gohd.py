@@ -237,23 +237,33 @@ def sample_motion(models: MotionModels, audio: np.ndarray, source_motion, second
     gaze = np.broadcast_to(g0, (frames, 2))
   expression = None
   if models.expression is not None:
-    expression = _sample_expression(models, mel_w, source_motion, seed)
+    k = models.basis.num_components
+    e0 = (np.zeros([k], np.float32) if source_motion.expression is None
+          else source_motion.expression)
+    expression = sample_expression(models.expression, models.basis, mel_w, e0, seed)
   return motion_lib.Motion(pose=jnp.asarray(pose)[None], gaze=jnp.asarray(gaze)[None],
                            expression=expression)
 
 
-def _sample_expression(models: MotionModels, mel_w, source_motion, seed: int):
-  """ê `[1, T, 64]` of eq. 8 (the whole sequence in one LSTM pass)."""
-  st = models.expression
-  k = models.basis.num_components
-  e0 = (np.zeros([k], np.float32) if source_motion.expression is None
-        else np.asarray(source_motion.expression, np.float32).reshape(-1, k)[0])
-  f0 = expression_lib.eye_features_from_coefficients(models.basis, e0)
+def sample_expression(stage: MotionStage, basis, mel_w, e0, seed: int = 0):
+  """ê `[1, T, 64]` float32 of GoHD eq. 8: the two-stage expression predictor over the whole
+  sequence in one LSTM pass.
+
+  Args:
+    stage: the gohd_exp_eye `MotionStage` (`MotionModels.expression`).
+    basis: its expression basis (f_0 = the eye features of e_0 in it).
+    mel_w: `[T, 16, 80]` Wav2Lip log-mel windows (`features.audio.mel_windows`).
+    e0: `[k]` the source's coefficients (zeros = the basis' neutral face).
+    seed: seed of the per-frame noise z.
+  """
+  k = basis.num_components
+  e0 = np.asarray(e0, np.float32).reshape(-1, k)[0]
+  f0 = expression_lib.eye_features_from_coefficients(basis, e0)
   frames = mel_w.shape[0]
   noise = jax.random.normal(jax.random.PRNGKey(seed + 2),
-                            (1, frames, int(st.config.model.noise_dim)), jnp.float32)
-  out = jax.jit(st.infer)(st.params, st.frozen,
-                               {"mel": jnp.asarray(mel_w)[None],
-                                "source_expression": jnp.asarray(e0)[None],
-                                "source_eye_features": jnp.asarray(f0)[None], "noise": noise})
+                            (1, frames, int(stage.config.model.noise_dim)), jnp.float32)
+  out = jax.jit(stage.infer)(stage.params, stage.frozen,
+                             {"mel": jnp.asarray(mel_w)[None],
+                              "source_expression": jnp.asarray(e0)[None],
+                              "source_eye_features": jnp.asarray(f0)[None], "noise": noise})
   return out["expression"]

@@ -431,8 +431,9 @@ def sample_motion(params: PLDParams, audio=None, text: Optional[str] = None,
 
 
 def lazy_sampler(pld_dir: str, vae_dir: str, vocab, wav2vec: Optional[str] = None):
-  """`sample_motion(wav, text=None, guidance=7.5, seed=0, num_frames=None) -> Motion` over an
-  exported PLD, loaded on first use (a bundle without text or audio use never pays for it).
+  """`sample_motion(wav, text=None, guidance=7.5, seed=0, num_frames=None, source_motion=None)
+  -> Motion` over an exported PLD, loaded on first use (a bundle without text or audio use never
+  pays for it); `source_motion` (the portrait's) is accepted and unused.
 
   Errors loading or sampling raise `video_io.InputError` naming the folder or the problem.
   """
@@ -440,7 +441,8 @@ def lazy_sampler(pld_dir: str, vae_dir: str, vocab, wav2vec: Optional[str] = Non
   state = {}
 
   def sample(wav, text=None, guidance: float = 7.5, seed: int = 0,
-             num_frames: Optional[int] = None) -> motion_lib.Motion:
+             num_frames: Optional[int] = None, source_motion=None) -> motion_lib.Motion:
+    del source_motion  # PoseTalk's PLD is not conditioned on the portrait's pose.
     if "params" not in state:
       try:
         state["params"] = load_pld(pld_dir, vae_dir=vae_dir, vocab=vocab, wav2vec=wav2vec)

@@ -23,6 +23,39 @@ def override_gaze(motion: Motion, pitch: float, yaw: float) -> Motion:
   return motion.replace(gaze=gaze)
 
 
+# GoHD's release gaze modes (its freeze / centre / left / right) and the Motion's own gaze.
+GAZE_MODES = ("generated", "freeze", "centre", "left", "right")
+GAZE_PRESET_YAW = 0.3  # radians of the "left" / "right" presets (about the eyes' usual range)
+
+
+def gaze_mode(motion: Motion, mode: str, source_gaze=None) -> Motion:
+  """GoHD's gaze control: the gaze of every frame by `mode`.
+
+  Args:
+    motion: raw `Motion` `[B, T, ...]`.
+    mode: "generated" (the Motion's own per-frame gaze: the generator's or a reference video's),
+      "freeze" (the source portrait's gaze held: `source_gaze`), "centre" (looking into the
+      camera, (0, 0)), "left" / "right" (looking towards the image's left / right: yaw
+      +/- `GAZE_PRESET_YAW` rad, pitch 0; `features.face.gaze`: yaw > 0 towards the image's
+      left).
+    source_gaze: `[2]` raw (pitch, yaw) of the portrait; required for "freeze".
+
+  Raises:
+    ValueError: unknown mode, or "freeze" without `source_gaze`.
+  """
+  if mode not in GAZE_MODES:
+    raise ValueError(f"unknown gaze mode {mode!r}; available: {', '.join(GAZE_MODES)}")
+  if mode == "generated":
+    return motion
+  if mode == "freeze":
+    if source_gaze is None:
+      raise ValueError("gaze mode 'freeze' needs the source portrait's gaze")
+    pitch, yaw = (float(v) for v in np.asarray(source_gaze, np.float32).reshape(2))
+  else:
+    pitch, yaw = 0.0, {"centre": 0.0, "left": GAZE_PRESET_YAW, "right": -GAZE_PRESET_YAW}[mode]
+  return override_gaze(motion, pitch, yaw)
+
+
 POSE_TEMPLATES = ("still", "nod", "shake", "turn_left", "turn_right", "tilt")
 
 

@@ -35,18 +35,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 from typing import Any, Callable, Optional
 
-import jax
 import numpy as np
 
 from jaxtalk import methods
 from jaxtalk import motion as motion_lib
-from jaxtalk.core import files
 from jaxtalk.motion import controls
 from jaxtalk.motion import windows as windows_lib
-from jaxtalk.serve.video_io import InputError
+from jaxtalk.renderers import common
 
 RENDERER_STAGES = ("coarse", "refine", "enhancer")
 
@@ -161,18 +158,10 @@ def render_windows(model: "PoseTalkModel", source, pose, gaze, mel, source_pose,
 # ----------------------------------------------------------------------------------------------
 # Export into a bundle folder.
 # ----------------------------------------------------------------------------------------------
-def _floats(x) -> list[float]:
-  return [float(v) for v in np.asarray(x, np.float64).reshape(-1)]
-
-
-def _read_json(path: str) -> dict:
-  return files.read_json(path, error=InputError)
-
-
 def _with_pose_vae(stages: dict[str, str]) -> dict[str, str]:
   """`pose_vae` also comes from the PLD config's `init_from.pose_vae` when not found beside it."""
   if "pld" in stages and "pose_vae" not in stages:
-    vae = _read_json(os.path.join(stages["pld"], "config.json")).get("init_from", {}).get(
+    vae = common.read_json(os.path.join(stages["pld"], "config.json")).get("init_from", {}).get(
         "pose_vae", "")
     if vae and os.path.isdir(vae):
       stages = dict(stages, pose_vae=os.path.dirname(os.path.abspath(vae)))
@@ -182,8 +171,6 @@ def _with_pose_vae(stages: dict[str, str]) -> dict[str, str]:
 def _export_renderer(stages: dict[str, str], out_dir: str, window: int, resolution: int, *,
                      dtype, platforms) -> dict:
   """Writes `out_dir/renderer/` (one StableHLO over the three networks); returns its fields."""
-  from jaxtalk import tasks as tasks_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.serve import export as export_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.tasks.posetalk import coarse as coarse_task  # pylint: disable=g-import-not-at-top
   render, params = load_generator(
       os.path.join(stages["coarse"], "params"), os.path.join(stages["refine"], "params"),
@@ -194,24 +181,15 @@ def _export_renderer(stages: dict[str, str], out_dir: str, window: int, resoluti
     del frozen
     return {"frames": render(p, inputs)[0]}
 
-  example = coarse_task.example_inputs(window, resolution)
-  task = tasks_lib.Task(init=None, loss=None, frozen={}, infer=infer,
-                        infer_example=lambda: example)
-  signature = export_lib.export_stage(task, params, os.path.join(out_dir, "renderer"),
-                                      dtype=dtype, platforms=platforms)
-  os.makedirs(os.path.join(out_dir, "renderer", "configs"))
-  for s in RENDERER_STAGES:
-    if s in stages:
-      shutil.copy(os.path.join(stages[s], "config.json"),
-                  os.path.join(out_dir, "renderer", "configs", f"{s}.json"))
-  return {"dir": "renderer", "stages": sorted(params), "platforms": signature.get("platforms"),
-          "inputs": signature.get("inputs")}
+  return common.export_renderer(
+      infer, params, coarse_task.example_inputs(window, resolution), out_dir, "renderer",
+      {s: os.path.join(stages[s], "config.json") for s in RENDERER_STAGES if s in stages},
+      dtype=dtype, platforms=platforms)
 
 
 def _export_pose_model(stages: dict[str, str], configs: dict, out_dir: str, *,
                        dtype) -> Optional[dict]:
   """Copies the PLD and its pose VAE (params + config.json); returns the `pose_model` field."""
-  from jaxtalk.core import checkpointing  # pylint: disable=g-import-not-at-top
   from jaxtalk.generators import pld as pld_lib  # pylint: disable=g-import-not-at-top
   if "pld" not in stages:
     return None
@@ -223,10 +201,7 @@ def _export_pose_model(stages: dict[str, str], configs: dict, out_dir: str, *,
   if pose_model["audio_feature"] == "wav2vec":
     pose_model["wav2vec_path"] = pld_lib.wav2vec_folder(configs["pld"])
   for s in ("pose_vae", "pld"):
-    checkpointing.save_params(os.path.join(out_dir, s, "params"),
-                              checkpointing.load_params(os.path.join(stages[s], "params")),
-                              dtype=dtype)
-    shutil.copy(os.path.join(stages[s], "config.json"), os.path.join(out_dir, s, "config.json"))
+    common.copy_stage(stages[s], os.path.join(out_dir, s), dtype=dtype)
   return pose_model
 
 
@@ -240,7 +215,7 @@ def export(stages: dict[str, str], out_dir: str, *, dtype: Any = None,
   """
   from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   stages = _with_pose_vae(stages)
-  configs = {s: _read_json(os.path.join(d, "config.json")) for s, d in stages.items()}
+  configs = {s: common.read_json(os.path.join(d, "config.json")) for s, d in stages.items()}
   res = {s: int(configs[s]["input"]["resolution"]) for s in RENDERER_STAGES if s in stages}
   if len(set(res.values())) != 1:
     raise ValueError(f"the renderer stages were trained at different resolutions {res}")
@@ -256,8 +231,8 @@ def export(stages: dict[str, str], out_dir: str, *, dtype: Any = None,
   return {
       "source": dict(stages), "resolution": resolution, "window": window,
       "fps": motion_lib.FPS, "crop_scale": float(info.get("crop_scale", 1.6)),
-      "pose_mean": _floats(info["pose_mean"]), "pose_std": _floats(info["pose_std"]),
-      "gaze_mean": _floats(info["gaze_mean"]), "gaze_std": _floats(info["gaze_std"]),
+      "pose_mean": common.floats(info["pose_mean"]), "pose_std": common.floats(info["pose_std"]),
+      "gaze_mean": common.floats(info["gaze_mean"]), "gaze_std": common.floats(info["gaze_std"]),
       "vocab": list(info.get("vocab", [])), "renderer": renderer,
       "pose_model": _export_pose_model(stages, configs, out_dir, dtype=dtype)}
 
@@ -346,7 +321,7 @@ def stage_model(config, infer, params, frozen) -> PoseTalkModel:
   """
   from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
   info = input_pipeline.load_dataset_info(config.input.data_dir)
-  manifest = {k: _floats(info[k]) for k in ("pose_mean", "pose_std", "gaze_mean", "gaze_std")}
+  manifest = {k: common.floats(info[k]) for k in ("pose_mean", "pose_std", "gaze_mean", "gaze_std")}
   return PoseTalkModel(path="", resolution=int(config.input.resolution),
                        window=int(config.input.window),
                        crop_scale=float(info.get("crop_scale", 1.6)), manifest=manifest,
@@ -364,29 +339,19 @@ def load(path: str, manifest: dict, *, wav2vec: Optional[str] = None) -> PoseTal
     InputError: missing renderer artifact or pose-model files (naming the file).
   """
   from jaxtalk.generators import pld as pld_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.serve import export as export_lib  # pylint: disable=g-import-not-at-top
-  rdir = os.path.join(path, manifest["renderer"]["dir"])
-  for need in (os.path.join(rdir, export_lib.INFER_FILE), os.path.join(rdir, "params")):
-    if not os.path.exists(need):
-      raise InputError(f"{need}: missing from the model folder (re-run `jaxtalk export`)")
-  try:
-    exported, params, _ = export_lib.load_exported(rdir)
-  except Exception as e:  # pylint: disable=broad-except
-    raise InputError(f"{rdir}: cannot load the renderer ({type(e).__name__}: {e})") from e
+  call, params = common.load_renderer(path, manifest["renderer"]["dir"])
   sample = None
   pm = manifest.get("pose_model")
   if pm:
     pld_dir = os.path.join(path, pm["pld"], "params")
     vae_dir = os.path.join(path, pm["pose_vae"], "params")
-    for need in (pld_dir, vae_dir, os.path.join(path, pm["pld"], "config.json"),
-                 os.path.join(path, pm["pose_vae"], "config.json")):
-      if not os.path.exists(need):
-        raise InputError(f"{need}: missing from the model folder (re-run `jaxtalk export`)")
+    common.require(pld_dir, vae_dir, os.path.join(path, pm["pld"], "config.json"),
+                   os.path.join(path, pm["pose_vae"], "config.json"))
     sample = pld_lib.lazy_sampler(pld_dir, vae_dir, manifest.get("vocab") or None,
                                   wav2vec or pm.get("wav2vec_path") or None)
   return PoseTalkModel(path=path, resolution=int(manifest["resolution"]),
                        window=int(manifest["window"]), crop_scale=float(manifest["crop_scale"]),
-                       manifest=manifest, sample_motion=sample, _call=jax.jit(exported.call),
+                       manifest=manifest, sample_motion=sample, _call=call,
                        _params=params)
 
 

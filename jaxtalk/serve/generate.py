@@ -1,8 +1,13 @@
 """`jaxtalk generate`: one portrait + a speech recording (+ a text prompt) -> a talking video.
 
   jaxtalk generate --image PORTRAIT --audio SPEECH [--text "PROMPT"] \
-      [--pose-from VIDEO | --pose-template NAME] [--gaze PITCH,YAW] [--guidance 7.5] [--seed N] \
-      [--paste-back] [--wav2vec DIR] --model EXPORT_DIR --out OUT.mp4
+      [--pose-from VIDEO | --pose-template NAME] [--gaze PITCH,YAW | --gaze-mode MODE] \
+      [--gaze-from VIDEO] [--expression-from VIDEO] [--pose-scale S] [--exp-scale S] [--lam L] \
+      [--guidance G] [--seed N] [--paste-back] [--wav2vec DIR] [--pose-model EXPORT_DIR] \
+      [--method NAME] --model EXPORT_DIR --out OUT.mp4
+
+The model folder's method (`bundle.json["method"]`: posetalk or gohd; `--method` checks it)
+renders; every option below works with every method whose renderer reads the descriptor it sets.
 
 Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
   1. portrait: any size, any image file and mode Pillow reads (JPEG/PNG/WebP/TIFF/...; 8- or
@@ -14,13 +19,20 @@ Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
   2. audio: any file PyAV decodes (wav/mp3/flac/ogg/m4a or a video's audio track; any rate,
      sample format and channel count), resampled to 16 kHz and the channels averaged
      (`jaxtalk.features.audio`); T = round(seconds x 25) frames; Wav2Lip log-mel windows per frame;
-  3. motion (`jaxtalk.motion.Motion`, raw units): from the Pose Latent Diffusion model (text +
-     audio, or audio only), from a reference video's poses (`--pose-from`, mouth re-talking), or
-     from a named template (`--pose-template`; a still image given to `--pose-from` is an
-     error that points here); gaze fixed (`--gaze`), from PLD, or the source's;
+  3. motion (`jaxtalk.motion.Motion`, raw units): from the model's generator (PoseTalk: the Pose
+     Latent Diffusion model, text + audio or audio only; GoHD: pose / gaze diffusion from the
+     portrait's p_0 and the expression predictor) or another bundle's (`--pose-model`: e.g.
+     PoseTalk's PLD for `--text` with GoHD), from a reference video's poses (`--pose-from`,
+     mouth re-talking), or from a named template (`--pose-template`; a still image given to
+     `--pose-from` is an error that points here); then, each independently, gaze from a video
+     (`--gaze-from`), expression from a video (`--expression-from`, GoHD), gaze fixed
+     (`--gaze`) or by mode (`--gaze-mode`), `--pose-scale` / `--exp-scale`
+     (`jaxtalk.motion.controls`);
   4. the bundle's method renders the Motion (`jaxtalk.methods`; PoseTalk: CoarseNet ->
      RefineNet -> Portrait Enhancer over overlapping windows of its training length,
-     cross-faded so there are no seams, `jaxtalk.renderers.posetalk.render_windows`);
+     cross-faded so there are no seams, `jaxtalk.renderers.posetalk.render_windows`; GoHD: the
+     animator over driving windows of the whole sequence, `--lam` λ,
+     `jaxtalk.renderers.gohd`);
   5. H.264 at 25 fps with the input audio muxed as AAC (`video_io.write_video`), written
      atomically: on any error no output file is left behind.
 
@@ -33,6 +45,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
 import pathlib
 import sys
 import time
@@ -65,6 +78,8 @@ class AlignedPortrait:
     pose: float32 `[6]` raw head pose of the portrait (yaw, pitch, roll radians; tx, ty, scale).
     gaze: float32 `[2]` raw gaze (pitch, yaw radians).
     num_faces: faces found; the largest is used.
+    landmarks: float32 `[478, 3]` FaceMesh landmarks of that face in crop coordinates (x, y in
+      [0, 1] of the crop, z / side), as preprocessing stores them.
   """
   image: np.ndarray
   crop: np.ndarray
@@ -72,6 +87,7 @@ class AlignedPortrait:
   pose: np.ndarray
   gaze: np.ndarray
   num_faces: int
+  landmarks: Optional[np.ndarray] = None
 
 
 def align_portrait(path, resolution: int, crop_scale: float = 1.6) -> AlignedPortrait:
@@ -92,11 +108,12 @@ def align_portrait(path, resolution: int, crop_scale: float = 1.6) -> AlignedPor
                     path, det.num_faces, box[0], box[1], box[2])
   box = face_lib.smoothed_crop_boxes(lm, crop_scale=crop_scale, sigma_frames=0.0)
   pose = face_lib.head_pose(lm, (image.shape[1], image.shape[0]), box, sigma_frames=0.0)[0]
-  gaze = face_lib.gaze(face_lib.to_crop_coords(lm, box), sigma_frames=0.0)[0]
+  crop_lm = face_lib.to_crop_coords(lm, box)
+  gaze = face_lib.gaze(crop_lm, sigma_frames=0.0)[0]
   crop = face_lib.crop_image(image, box[0], resolution)
   return AlignedPortrait(image=image, crop=crop, box=box[0].astype(np.float32),
                          pose=pose.astype(np.float32), gaze=gaze.astype(np.float32),
-                         num_faces=det.num_faces)
+                         num_faces=det.num_faces, landmarks=crop_lm[0].astype(np.float32))
 
 
 def load_speech(path) -> np.ndarray:
@@ -133,10 +150,23 @@ def poses_from_video(path, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
   Raises:
     InputError: unreadable video or no face in it.
   """
+  pose, gaze, _ = track_video(path)
+  idx = ping_pong(len(pose), num_frames)
+  return pose[idx], gaze[idx]
+
+
+def track_video(path, flag: str = "--pose-from"):
+  """Raw pose `[N, 6]`, gaze `[N, 2]` and crop-coordinate FaceMesh landmarks `[N, 478, 3]` of
+  the N frames of a reference video (resampled to 25 fps), measured as in preprocessing.
+
+  Raises:
+    InputError: missing file, a still image (`check_reference_video`, naming `flag`), an
+      unreadable video or no face in at least half of its frames.
+  """
   from data_pipelines import decode  # pylint: disable=g-import-not-at-top
   from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
-  check_reference_video(path)
+  check_reference_video(path, flag)
   found, landmarks = [], []
   try:
     info = decode.probe(str(path))
@@ -156,13 +186,13 @@ def poses_from_video(path, num_frames: int) -> tuple[np.ndarray, np.ndarray]:
   lm = face_lib.fill_gaps(np.stack(landmarks), found).astype(np.float32)
   boxes = face_lib.smoothed_crop_boxes(lm)
   pose = face_lib.head_pose(lm, (info.width, info.height), boxes)
-  gaze = face_lib.gaze(face_lib.to_crop_coords(lm, boxes))
-  idx = _ping_pong(len(pose), num_frames)
-  return pose[idx], gaze[idx]
+  crop_lm = face_lib.to_crop_coords(lm, boxes).astype(np.float32)
+  return pose, face_lib.gaze(crop_lm), crop_lm
 
 
-def check_reference_video(path) -> None:
-  """Rejects a `--pose-from` reference that is missing or a still image (before any work is done).
+def check_reference_video(path, flag: str = "--pose-from") -> None:
+  """Rejects a reference video (`flag`: --pose-from, --gaze-from or --expression-from) that is
+  missing or a still image (before any work is done).
 
   A still image would give one pose repeated: a frozen head that looks like a failure of the
   motion model, so it is an error that points to `--pose-template` (e.g. "still") instead. The
@@ -186,11 +216,12 @@ def check_reference_video(path) -> None:
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
     return  # Not an image: a video (or unreadable, which decoding then reports).
   if frames <= 1:
-    raise InputError(f"{path}: is an image ({kind}), but --pose-from needs a video with a face; "
+    raise InputError(f"{path}: is an image ({kind}), but {flag} needs a video with a face; "
                      "use --pose-template for a fixed motion (e.g. --pose-template still)")
 
 
-def _ping_pong(n: int, t: int) -> np.ndarray:
+def ping_pong(n: int, t: int) -> np.ndarray:
+  """Frame indices `[t]` into n frames played forwards and backwards (0, 1, .., n-1, n-2, ..)."""
   if n == 1:
     return np.zeros(t, np.int64)
   period = 2 * (n - 1)
@@ -205,67 +236,186 @@ class TalkingHeadPipeline:
   """Loads an exported model folder and turns (portrait, speech, controls) into video frames.
 
   Args:
-    model_dir: folder written by `jaxtalk export` (contains `bundle.json`).
+    model_dir: folder written by `jaxtalk export` (contains `bundle.json`; its method renders).
     wav2vec: wav2vec 2.0 folder for a pose model trained on wav2vec features (default: the one
       recorded in bundle.json).
+    pose_model: optional second bundle whose motion generator gives pose and gaze instead of the
+      model's own (e.g. a PoseTalk bundle's text-conditioned PLD driving GoHD's animator).
+    method: optional method name the model must be (`jaxtalk generate --method`).
 
   Raises:
-    InputError: if the folder or a file it needs is missing or unreadable (naming it).
+    InputError: if a folder or a file it needs is missing or unreadable, the model is not of
+      `method`, or `pose_model` has no motion generator (naming it).
   """
 
-  def __init__(self, model_dir, wav2vec: Optional[str] = None):
+  def __init__(self, model_dir, wav2vec: Optional[str] = None, pose_model=None,
+               method: Optional[str] = None):
+    from jaxtalk import methods  # pylint: disable=g-import-not-at-top
     from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
     options = {} if wav2vec is None else {"wav2vec": wav2vec}
+    found = bundle_lib.read_manifest(os.fspath(model_dir)).get("method", "posetalk")
+    if method is not None:
+      try:
+        methods.get(method)
+      except ValueError as e:
+        raise InputError(f"--method {method}: {e}") from e
+      if found != method:
+        raise InputError(f"{model_dir}: is a {found} model, not {method} (write one with "
+                         f"`jaxtalk export --method {method}`)")
     self.bundle = bundle_lib.load_bundle(model_dir, **options)
+    try:
+      self.method = methods.get(found)
+    except ValueError as e:
+      raise InputError(f"{model_dir}: {e}") from e
     self.resolution = self.bundle.resolution
+    self.pose_model = None
+    if pose_model is not None:
+      self.pose_model = bundle_lib.load_bundle(pose_model, **options)
+      if self.pose_model.sample_motion is None:
+        raise InputError(f"{pose_model}: --pose-model has no motion generator (e.g. PoseTalk's "
+                         "pld)")
+
+  @property
+  def reads_expression(self) -> bool:
+    """Whether the model's renderer reads `Motion.expression` (GoHD's does)."""
+    return hasattr(self.bundle, "add_expression")
+
+  def source_motion(self, portrait: AlignedPortrait) -> motion_lib.Motion:
+    """The portrait's own raw `Motion` `[1, 1, ...]`: pose p_0, gaze, and, for a renderer that
+    reads expression, e_0 measured from its landmarks with the model's basis."""
+    e0 = None
+    if self.reads_expression:
+      e0 = self.bundle.expression_coefficients(portrait.landmarks[None])[None]
+    return motion_lib.Motion(pose=np.asarray(portrait.pose, np.float32)[None, None],
+                             gaze=np.asarray(portrait.gaze, np.float32)[None, None],
+                             expression=e0)
 
   def motion(self, wav: np.ndarray, portrait: AlignedPortrait, *, text: Optional[str] = None,
              pose_from=None, pose_template: Optional[str] = None, gaze=None,
-             guidance: float = 7.5, seed: int = 0) -> motion_lib.Motion:
-    """Raw per-frame Motion `[1, T, ...]` for the chosen motion source (see module docstring):
-    a reference video re-framed to the portrait, a pose template, or the method's generator;
-    then the gaze control."""
+             guidance: Optional[float] = None, seed: int = 0, gaze_mode: Optional[str] = None,
+             gaze_from=None, expression_from=None, pose_scale: float = 1.0,
+             exp_scale: float = 1.0) -> motion_lib.Motion:
+    """Raw per-frame Motion `[1, T, ...]` for the chosen motion source (see module docstring).
+
+    Pose (and gaze): a reference video re-framed to the portrait (`pose_from`), a pose template,
+    or a generator (`pose_model`'s, else the model's own; `guidance` None = its default). Then,
+    each independently: gaze from `gaze_from`, expression from `expression_from` (its FaceMesh
+    landmarks through the model's basis), `gaze` fixed (pitch, yaw) or `gaze_mode`
+    (`controls.GAZE_MODES`); a renderer that reads expression gets the model's predictor's
+    (or e_0 held) when no source gave one; then `pose_scale` / `exp_scale` around p_0 / e_0.
+
+    Raises:
+      InputError: an unknown template or gaze mode, a bad reference video, no generator, or a
+        control the model cannot apply (naming the file or option).
+    """
     t = num_frames_for(wav)
+    source = self.source_motion(portrait)
+    tracked = {}
+
+    def track(path, flag):
+      if str(path) not in tracked:
+        tracked[str(path)] = track_video(path, flag)
+      pose, gz, lm = tracked[str(path)]
+      return pose, gz, lm, ping_pong(len(pose), t)
+
+    motion = self._base_motion(wav, portrait, source, t, text=text, pose_from=pose_from,
+                               pose_template=pose_template, guidance=guidance, seed=seed,
+                               track=track)
+    if gaze_from is not None:
+      _, gz, _, idx = track(gaze_from, "--gaze-from")
+      motion = motion.replace(gaze=gz[idx][None])
+    if expression_from is not None:
+      if not self.reads_expression:
+        raise InputError(f"--expression-from {expression_from}: the {self.method.name} renderer "
+                         "reads no expression coefficients (GoHD's does)")
+      _, _, lm, idx = track(expression_from, "--expression-from")
+      motion = motion.replace(expression=self.bundle.expression_coefficients(lm)[idx][None])
+    try:
+      if gaze is not None:
+        motion = controls.override_gaze(motion, *gaze)
+      elif gaze_mode is not None:
+        motion = controls.gaze_mode(motion, gaze_mode, portrait.gaze)
+      if self.reads_expression and motion.expression is None:
+        motion = self.bundle.add_expression(motion, mel=_mel(wav, t),
+                                            source_expression=source.expression[0, 0], seed=seed)
+      if pose_scale != 1:
+        motion = controls.scale_pose(motion, pose_scale, portrait.pose)
+      if exp_scale != 1:
+        motion = controls.scale_expression(motion, exp_scale, None if source.expression is None
+                                           else source.expression[0, 0])
+    except ValueError as e:
+      raise InputError(str(e)) from e
+    f32 = lambda x: None if x is None else np.array(x, np.float32)  # noqa: E731
+    return motion_lib.Motion(pose=f32(motion.pose), gaze=f32(motion.gaze),
+                             expression=f32(motion.expression) if self.reads_expression else None)
+
+  def _base_motion(self, wav, portrait, source, t, *, text, pose_from, pose_template, guidance,
+                   seed, track) -> motion_lib.Motion:
+    """Pose and gaze (and a generator's expression) before the controls (see `motion`)."""
     if pose_from is not None:
-      pose, gz = poses_from_video(pose_from, t)
-      motion = controls.reframe(motion_lib.Motion(pose=pose[None], gaze=gz[None]), portrait.pose)
-    elif pose_template is not None:
+      pose, gz, _, idx = track(pose_from, "--pose-from")
+      return controls.reframe(motion_lib.Motion(pose=pose[idx][None], gaze=gz[idx][None]),
+                              portrait.pose)
+    if pose_template is not None:
       try:
         pose = controls.pose_template(pose_template, t, portrait.pose)
       except ValueError as e:
         raise InputError(str(e)) from e
-      motion = motion_lib.Motion(pose=pose[None], gaze=np.broadcast_to(portrait.gaze, (1, t, 2)))
-    else:
-      if self.bundle.sample_motion is None:
-        raise InputError(f"{self.bundle.path}: has no motion generator (the pose model, e.g. "
-                         "PoseTalk's pld); use --pose-from or --pose-template")
-      m = self.bundle.sample_motion(wav, text=text, guidance=guidance, seed=seed, num_frames=t)
-      motion = motion_lib.Motion(pose=np.asarray(m.pose)[:, :t], gaze=np.asarray(m.gaze)[:, :t])
-    if gaze is not None:
-      motion = controls.override_gaze(motion, *gaze)
-    return motion_lib.Motion(pose=np.asarray(motion.pose, np.float32),
-                             gaze=np.array(motion.gaze, np.float32))
+      return motion_lib.Motion(pose=pose[None], gaze=np.broadcast_to(portrait.gaze, (1, t, 2)))
+    gen = self.pose_model or self.bundle
+    if gen.sample_motion is None:
+      raise InputError(f"{self.bundle.path}: has no motion generator (the pose model, e.g. "
+                       "PoseTalk's pld or GoHD's gohd_pose); use --pose-from, --pose-template "
+                       "or --pose-model")
+    kw = {} if guidance is None else {"guidance": guidance}
+    m = gen.sample_motion(wav, text=text, seed=seed, num_frames=t, source_motion=source, **kw)
+    # Another bundle's expression coefficients are in its own basis: only the model's own count.
+    e = None if m.expression is None or gen is not self.bundle else np.asarray(m.expression)[:, :t]
+    return motion_lib.Motion(pose=np.asarray(m.pose)[:, :t], gaze=np.asarray(m.gaze)[:, :t],
+                             expression=e)
 
   def render(self, portrait: AlignedPortrait, motion: motion_lib.Motion, wav: np.ndarray,
-             progress: bool = True) -> np.ndarray:
-    """uint8 frames `[T, R, R, 3]` of the aligned face, by the method's renderer."""
-    from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
-    mel = audio_lib.mel_windows(audio_lib.log_mel(wav), motion.num_frames)
+             progress: bool = True, **render_controls) -> np.ndarray:
+    """uint8 frames `[T, R, R, 3]` of the aligned face, by the method's renderer
+    (`render_controls`: the method's own renderer controls, e.g. GoHD's `lam`)."""
     source = portrait.crop.astype(np.float32) / 127.5 - 1.0
-    out = self.bundle.render_motion(source, motion, mel=mel, source_pose=portrait.pose,
-                                    progress=progress)
+    out = self.bundle.render_motion(source, motion, mel=_mel(wav, motion.num_frames),
+                                    source_pose=portrait.pose, progress=progress,
+                                    **render_controls)
     return np.clip((out + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
+  def render_controls(self, lam: Optional[float] = None) -> dict:
+    """The renderer controls to pass for the given values (None = the method's default).
+
+    Raises:
+      InputError: a control the model's method does not declare.
+    """
+    names = {c.name for c in self.method.controls}
+    out = {}
+    if lam is not None:
+      if "lam" not in names:
+        raise InputError(f"--lam {lam}: the {self.method.name} method has no λ control (GoHD's "
+                         "animator has)")
+      out["lam"] = float(lam)
+    return out
+
   def generate(self, image, audio, out, *, text=None, pose_from=None, pose_template=None,
-               gaze=None, guidance: float = 7.5, seed: int = 0, paste_back: bool = False,
-               progress: bool = True) -> dict:
+               gaze=None, guidance: Optional[float] = None, seed: int = 0,
+               paste_back: bool = False, progress: bool = True, lam: Optional[float] = None,
+               **motion_controls) -> dict:
     """Writes the talking video to `out` (mp4) and returns timings and sizes.
+
+    `motion_controls`: `motion`'s gaze_mode, gaze_from, expression_from, pose_scale, exp_scale;
+    `lam`: GoHD's λ (`render_controls`).
 
     Raises:
       InputError: for bad inputs (the file is named); no output file is left behind.
     """
-    if pose_from is not None:
-      check_reference_video(pose_from)  # Fail before the slow steps, not after them.
+    for flag, ref in (("--pose-from", pose_from), ("--gaze-from", motion_controls.get(
+        "gaze_from")), ("--expression-from", motion_controls.get("expression_from"))):
+      if ref is not None:
+        check_reference_video(ref, flag)  # Fail before the slow steps, not after them.
+    render_controls = self.render_controls(lam)
     timings = {}
     t0 = time.perf_counter()
     portrait = align_portrait(image, self.resolution, self.bundle.crop_scale)
@@ -275,10 +425,11 @@ class TalkingHeadPipeline:
     timings["audio"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     motion = self.motion(wav, portrait, text=text, pose_from=pose_from,
-                         pose_template=pose_template, gaze=gaze, guidance=guidance, seed=seed)
+                         pose_template=pose_template, gaze=gaze, guidance=guidance, seed=seed,
+                         **motion_controls)
     timings["motion"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    frames = self.render(portrait, motion, wav, progress)
+    frames = self.render(portrait, motion, wav, progress, **render_controls)
     timings["render"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     if paste_back:
@@ -288,6 +439,12 @@ class TalkingHeadPipeline:
     return {"frames": motion.num_frames, "seconds": len(wav) / SAMPLE_RATE,
             "timings": timings, "num_faces": portrait.num_faces, "out": str(out),
             "motion": motion}
+
+
+def _mel(wav: np.ndarray, num_frames: int) -> np.ndarray:
+  """Wav2Lip log-mel windows `[T, 16, 80]` of 16 kHz speech (`features.audio.mel_windows`)."""
+  from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
+  return audio_lib.mel_windows(audio_lib.log_mel(wav), num_frames)
 
 
 def paste(image: np.ndarray, crop: np.ndarray, box, feather: float = 0.12) -> np.ndarray:
@@ -348,11 +505,35 @@ def parse_args(argv):
   src.add_argument("--pose-template", default=None,
                    help=f"named head motion: {', '.join(controls.POSE_TEMPLATES)}")
   p.add_argument("--gaze", default=None, help="fixed gaze PITCH,YAW in radians")
-  p.add_argument("--guidance", type=float, default=7.5, help="classifier-free guidance scale")
+  p.add_argument("--gaze-mode", default=None, choices=controls.GAZE_MODES,
+                 help="gaze of every frame: generated (the motion source's), freeze (the "
+                      "portrait's), centre, left, right (GoHD's release modes)")
+  p.add_argument("--gaze-from", default=None, metavar="VIDEO",
+                 help="take the gaze from this video (independently of --pose-from)")
+  p.add_argument("--expression-from", default=None, metavar="VIDEO",
+                 help="take the expressions from this video's face (renderers that read "
+                      "expression coefficients: GoHD)")
+  p.add_argument("--pose-scale", type=float, default=1.0,
+                 help="multiplies the head motion's deviation from the portrait's pose")
+  p.add_argument("--exp-scale", type=float, default=1.0,
+                 help="multiplies the expressions' deviation from the portrait's (GoHD)")
+  p.add_argument("--lam", type=float, default=None,
+                 help="GoHD's λ (Fig. 8): 0 the portrait's own latent, 1 the driven motion "
+                      "(default 1)")
+  p.add_argument("--guidance", type=float, default=None,
+                 help="the motion generator's guidance (default: its own; PoseTalk: "
+                      "classifier-free guidance scale 7.5; GoHD: p_0 guidance γ 0.4)")
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--paste-back", action="store_true",
                  help="blend the face back into the full portrait (default: the aligned crop)")
   p.add_argument("--model", required=True, help="folder written by `jaxtalk export`")
+  p.add_argument("--method", default=None,
+                 help="the method the model must be (default: whichever the model folder is; "
+                      "see jaxtalk/methods.py)")
+  p.add_argument("--pose-model", default=None, metavar="EXPORT_DIR",
+                 help="a second model folder whose motion generator gives the head pose and "
+                      "gaze, e.g. a PoseTalk bundle's text-conditioned PLD for --text with "
+                      "--method gohd")
   p.add_argument("--wav2vec", default=None,
                  help="wav2vec 2.0 folder, for a pose model trained on wav2vec features "
                       "(default: the folder recorded in the model's bundle.json)")
@@ -367,11 +548,16 @@ def run(argv=None) -> int:
   try:
     if not str(args.out).lower().endswith(".mp4"):
       raise InputError(f"{args.out}: output must be an .mp4 file")
-    pipeline = TalkingHeadPipeline(args.model, wav2vec=args.wav2vec)
+    gaze = _parse_gaze(args.gaze)
+    pipeline = TalkingHeadPipeline(args.model, wav2vec=args.wav2vec, pose_model=args.pose_model,
+                                   method=args.method)
     info = pipeline.generate(args.image, args.audio, args.out, text=args.text,
                              pose_from=args.pose_from, pose_template=args.pose_template,
-                             gaze=_parse_gaze(args.gaze), guidance=args.guidance, seed=args.seed,
-                             paste_back=args.paste_back, progress=not args.quiet)
+                             gaze=gaze, guidance=args.guidance, seed=args.seed,
+                             paste_back=args.paste_back, progress=not args.quiet, lam=args.lam,
+                             gaze_mode=args.gaze_mode, gaze_from=args.gaze_from,
+                             expression_from=args.expression_from, pose_scale=args.pose_scale,
+                             exp_scale=args.exp_scale)
   except InputError as e:
     print(f"jaxtalk generate: error: {e}", file=sys.stderr)
     return 2

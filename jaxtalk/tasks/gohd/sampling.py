@@ -29,6 +29,26 @@ def _diffusion_stage(params_dir: str, what: str, want: str) -> gohd_lib.MotionSt
       cfg.diffusion), scale=scale)
 
 
+def expression_stage(expression_dir: str, data_dir: str):
+  """`(MotionStage, basis)` of a trained gohd_exp_eye stage (`<workdir>/params`; its config
+  names the stage-1 params in `init_from.exp_lip`), with the expression basis of the shards
+  `data_dir` (expression_basis.npz + dataset_info.json) it was trained on.
+
+  Raises:
+    ValueError: unreadable stage, a stage of another kind, or no basis in `data_dir`.
+  """
+  cfg, params = checkpointing.load_stage(expression_dir, what="expression_dir")
+  cfg = ml_collections.ConfigDict(cfg)
+  if cfg.task != exp_eye.__name__:
+    raise ValueError(f"expression_dir = {expression_dir!r}: a {cfg.task} stage, expected "
+                     "gohd_exp_eye")
+  with cfg.unlocked():
+    cfg.input.data_dir = data_dir
+  task = exp_eye.get_task(cfg, mesh=None)
+  return (gohd_lib.MotionStage(cfg, params, infer=task.infer, frozen=task.frozen),
+          expression_lib.basis_for_config(cfg))
+
+
 def load_motion_models(pose_dir: str, gaze_dir: str = "", expression_dir: str = "",
                        data_dir: str = "") -> gohd_lib.MotionModels:
   """Loads trained GoHD motion stages from their `<workdir>/params` folders.
@@ -46,18 +66,7 @@ def load_motion_models(pose_dir: str, gaze_dir: str = "", expression_dir: str = 
   gaze = _diffusion_stage(gaze_dir, "gaze_dir", "gaze") if gaze_dir else None
   data_dir = data_dir or pose.config.input.get("data_dir", "")
   info = input_pipeline.load_dataset_info(data_dir)
-  expr, basis = None, None
-  if expression_dir:
-    cfg, params = checkpointing.load_stage(expression_dir, what="expression_dir")
-    cfg = ml_collections.ConfigDict(cfg)
-    if cfg.task != exp_eye.__name__:
-      raise ValueError(f"expression_dir = {expression_dir!r}: a {cfg.task} stage, expected "
-                       "gohd_exp_eye")
-    with cfg.unlocked():
-      cfg.input.data_dir = data_dir
-    task = exp_eye.get_task(cfg, mesh=None)
-    expr = gohd_lib.MotionStage(cfg, params, infer=task.infer, frozen=task.frozen)
-    basis = expression_lib.basis_for_config(cfg)
+  expr, basis = expression_stage(expression_dir, data_dir) if expression_dir else (None, None)
   arr = lambda k: np.asarray(info[k], np.float32)
   return gohd_lib.MotionModels(pose, gaze, expr, arr("pose_mean"), arr("pose_std"),
                                arr("gaze_mean"), arr("gaze_std"), basis)
