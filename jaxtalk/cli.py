@@ -18,6 +18,8 @@ SUBCOMMANDS = {
   "eval": ("jaxtalk.evaluators.tables", "run",
            "the papers' metric tables (SSIM, LPIPS*, CSIM*, LMD, LSE-C/D*, FID*, pose FD) of "
            "exported bundles on held-out clips"),
+  "app": ("jaxtalk.app.page", "run", "web page (gradio) over exported models: portrait + speech "
+          "-> talking video"),
   "expression-basis": ("data_pipelines.expression_pass", "run",
                        "fit the FaceMesh expression basis (GoHD's e) over preprocessed shards "
                        "and write e, f into them (--bfm: the BFM-68 basis and f for imported "
