@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from typing import Callable, Iterable, Mapping, Optional
 
 import jax
@@ -317,7 +318,9 @@ def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Option
   """The networks of the metrics (keyword arguments of `evaluate_reenactment` / `ClipScorer`):
   perceptual (VGG19 from `vgg_weights`, else the random-feature substitute), identity (dlib) and
   landmarks (FaceMesh) when they load (else left out, saying why through `log(msg, *args)`), and
-  sync (the lip-sync expert of a syncnet stage's `params/` folder) when `syncnet_params` is given.
+  sync when `syncnet_params` is given: a syncnet stage's `params/` folder (jaxtalk's own expert)
+  or a file, Wav2Lip's original expert (`pretrained.wav2lip_syncnet.load`: converted `.npz` or
+  a state-dict `.npz`/`.pth`) on the central face box of the aligned crops, resized to 96 px.
 
   Raises:
     ValueError: `syncnet_params` or `vgg_weights` given but unreadable (naming the path).
@@ -334,7 +337,13 @@ def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Option
     kw["landmarks"] = landmarks_lib.MouthLandmarks()
   except Exception as e:  # pylint: disable=broad-except
     log("mouth-landmark metric skipped (%s)", e)
-  if syncnet_params:
+  if syncnet_params and os.path.isfile(syncnet_params):
+    from jaxtalk.models import syncnet as syncnet_lib  # pylint: disable=g-import-not-at-top
+    from jaxtalk.pretrained import wav2lip_syncnet  # pylint: disable=g-import-not-at-top
+    model, params = wav2lip_syncnet.load(syncnet_params)
+    kw["sync"] = sync_lib.SyncEvaluator(model, params, image_size=96,
+                                        face_box=syncnet_lib.ALIGNED_FACE_BOX)
+  elif syncnet_params:
     from jaxtalk.tasks.posetalk import coarse as coarse_task  # pylint: disable=g-import-not-at-top
     model, params = coarse_task.load_syncnet(syncnet_params)
     kw["sync"] = sync_lib.SyncEvaluator(model, params)

@@ -138,7 +138,9 @@ class SyncEvaluator:
   """Embeds clips with a trained sync expert and scores them.
 
   Attributes:
-    model, params: a `SyncNet` and its params (e.g. from the syncnet stage's `params/`).
+    model, params: a `SyncNet` and its params (e.g. from the syncnet stage's `params/`), or
+      Wav2Lip's original expert (`models.wav2lip_syncnet.Wav2LipSyncNet`, converted weights
+      from `pretrained.wav2lip_syncnet.load`; give it `image_size=96` and the face box).
     image_size, face_box: leave None for a model from `models.syncnet.from_config` (it carries
       them); for a bare `SyncNet`, frames are first passed through
       `syncnet.prepare_faces(frames, image_size, face_box)`.
@@ -146,7 +148,7 @@ class SyncEvaluator:
     chunk: windows embedded per jitted call.
   """
 
-  def __init__(self, model: syncnet_lib.SyncNet, params, *, image_size: Optional[int] = None,
+  def __init__(self, model, params, *, image_size: Optional[int] = None,
                face_box=None, max_offset: int = 15, chunk: int = 64):
     self.model, self.params = model, params
     self.image_size, self.face_box = image_size, face_box
@@ -155,11 +157,10 @@ class SyncEvaluator:
     def video(p, faces):
       if image_size is not None or face_box is not None:
         faces = syncnet_lib.prepare_faces(faces, image_size or faces.shape[2], face_box)
-      return model.apply({"params": p}, faces,
-                         method=syncnet_lib.SyncNet.embed_video)
+      return model.apply({"params": p}, faces, method="embed_video")
 
     def audio(p, mel):
-      return model.apply({"params": p}, mel, method=syncnet_lib.SyncNet.embed_audio)
+      return model.apply({"params": p}, mel, method="embed_audio")
 
     self._video, self._audio = jax.jit(video), jax.jit(audio)
 

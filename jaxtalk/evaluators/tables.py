@@ -37,8 +37,9 @@ frames of all clips, per-clip values over clips; set metrics over the pooled fra
   mouth L1↓   |generated - real| over the real mouth box resized to 32x32, pixels in [-1, 1]
   LSE-C*↑ /   SyncNet confidence / min distance over +-15 frame offsets (`sync`), with
   LSE-D*↓     jaxtalk's own trained expert (`--syncnet`: a syncnet stage's params/; default the
-              demo's `<model>/../train/syncnet/params`): SUBSTITUTE for Chung & Zisserman's
-              SyncNet, values not comparable with the papers'
+              demo's `<model>/../train/syncnet/params`) or Wav2Lip's SyncNet_color with its
+              converted weights (`--syncnet FILE`, `models.wav2lip_syncnet`): SUBSTITUTES for
+              Chung & Zisserman's SyncNet, values not comparable with the papers'
   FID*↓       Fréchet distance between the generated and real frames' features
               (`image.frame_features`: the perceptual backbone, mean-pooled; the papers use
               Inception-v3: SUBSTITUTE network, biased upward on few frames)
@@ -108,7 +109,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--protocol", default="self-reenactment", choices=PROTOCOLS)
   parser.add_argument("--out", default=None, help="output folder (default eval/<protocol>)")
   parser.add_argument("--syncnet", default=None,
-                      help="lip-sync expert (a syncnet stage's params/ folder) for LSE-C/D "
+                      help="lip-sync expert for LSE-C/D: a syncnet stage's params/ folder, or "
+                      "a file of Wav2Lip's expert weights (jaxtalk.pretrained.wav2lip_syncnet) "
                       "(default: <model>/../train/syncnet/params when it exists)")
   parser.add_argument("--vgg-weights", default=None,
                       help="converted VGG19 .npz for LPIPS*/FID* (default: the random-feature "
@@ -295,7 +297,8 @@ def aggregate(results: list[dict]) -> dict:
   gen = np.concatenate([r["arrays"]["gen_feats"] for r in results])
   real = np.concatenate([r["arrays"]["real_feats"] for r in results])
   if len(gen) > 1 and len(real) > 1:
-    row["fid"] = motion_eval.frechet_distance(real, gen)
+    # Clamped at 0: a set against itself gives -1e-9-sized rounding values.
+    row["fid"] = max(0.0, motion_eval.frechet_distance(real, gen))
   real_m = [r["arrays"]["real_motion"] for r in results]
   gen_m = [r["arrays"]["gen_motion"] for r in results]
   allr = np.concatenate(real_m)
@@ -371,7 +374,8 @@ def format_markdown(result: dict) -> str:
     lines.append(f"| {r['label']} | " + " | ".join(_cell(r["values"].get(k)) for k, _ in cols)
                  + " |")
   lines += ["", "Networks:", ""] + [f"- {k}: {v}" for k, v in result["networks"].items()]
-  lines += ["", "## Per clip", "", "| row | clip | " + " | ".join(h for _, h in cols) + " |",
+  lines += ["", "## Per clip", "", "Set metrics (FID*, pose FD, Div, SSIM_p) exist only over "
+            "all clips pooled.", "", "| row | clip | " + " | ".join(h for _, h in cols) + " |",
             "|---|---|" + "---|" * len(cols)]
   for c in result["per_clip"]:
     lines.append(f"| {c['method']} | {c['clip_id']} | "
@@ -444,9 +448,15 @@ def _networks(kw: dict, syncnet: Optional[str]) -> dict:
                   if "identity" in kw else "not computed (dlib models missing)")
   out["LMD"] = ("mediapipe FaceMesh lip contour (40 points)" if "landmarks" in kw
                 else "not computed (mediapipe missing)")
-  out["LSE-C* / LSE-D*"] = (f"jaxtalk's own trained lip-sync expert {syncnet} (SUBSTITUTE for "
-                            "SyncNet, Chung & Zisserman 2016)" if syncnet
-                            else "not computed (no --syncnet)")
+  if syncnet and os.path.isfile(syncnet):
+    out["LSE-C* / LSE-D*"] = (f"Wav2Lip's SyncNet_color with the weights of {syncnet} "
+                              "(L2-normalised embeddings; the papers' LSE use Chung & "
+                              "Zisserman's SyncNet: SUBSTITUTE)")
+  elif syncnet:
+    out["LSE-C* / LSE-D*"] = (f"jaxtalk's own trained lip-sync expert {syncnet} (SUBSTITUTE for "
+                              "SyncNet, Chung & Zisserman 2016)")
+  else:
+    out["LSE-C* / LSE-D*"] = "not computed (no --syncnet)"
   return out
 
 
