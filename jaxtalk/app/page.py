@@ -6,8 +6,9 @@
 The page: portrait (upload or webcam snapshot), speech (upload or microphone), head-motion
 prompt, method (one per `--model` folder), motion source (pose model / template / reference
 video), paste-back, and every control the selected method declares (`jaxtalk.methods.Control`:
-a slider over its range with its default, a number, a dropdown of its choices, a checkbox, or a
-video upload for `*_from`; the help is shown under each), a reset button; a progress bar fed by
+a slider over its range with its default, a number, a text box for an optional number (blank:
+the method's default), a dropdown of its choices, a checkbox, or a video upload for `*_from`;
+the help is shown under each), a reset button; a progress bar fed by
 the pipeline's own tqdm bars; the result video (plays in the page, downloadable), the
 aligned-crop preview and a status line with `jaxtalk generate`'s error messages.
 
@@ -15,8 +16,8 @@ Serving: binds 127.0.0.1 unless `--host` says otherwise; uploads over `--max-upl
 refused by gradio and checked again by the app, with speech and videos over `--max-seconds`;
 file types are checked by content (`jaxtalk.app.uploads`); one request runs at a time and up to
 `--queue-size` wait in gradio's queue; beyond that a request gets gradio's busy answer (HTTP 503
-"Queue is full"; the page shows it). Uploads and work files live in one temporary folder, are
-removed after each request, and results are pruned after `--keep-minutes`; the folder is removed
+"Queue is full"; the page shows it). Everything lives in one temporary folder: each request's
+work files are removed when it ends, results and uploads after `--keep-minutes`, and the folder
 when the server stops.
 """
 
@@ -43,8 +44,8 @@ def initial(control):
   """The value a control's widget starts (and resets) with."""
   if control.type is bool:
     return bool(control.default)
-  if control.choices is not None or control.type is str:
-    return "" if control.default is None else control.default
+  if control.default is None:
+    return ""  # blank: the method's default (a number box would send 0)
   return control.default
 
 
@@ -66,7 +67,10 @@ def widget(control, elem_id: Optional[str] = None):
   if control.type is str:
     return gr.Textbox(value=initial(control), **common)
   lo, hi = control.range if control.range is not None else (None, None)
-  if control.range is not None and control.default is not None:
+  if control.default is None:  # an optional number: blank means the method's default
+    return gr.Textbox(value="", placeholder=f"{lo:g} .. {hi:g}" if control.range else
+                      control.type.__name__, **common)
+  if control.range is not None:
     step = 1 if control.type is int else (hi - lo) / 100
     return gr.Slider(minimum=lo, maximum=hi, value=control.default, step=step, **common)
   return gr.Number(value=control.default, minimum=lo, maximum=hi,
@@ -131,17 +135,15 @@ def build(app: service.App):
                   [template, reference])
     inputs = [portrait, speech, prompt, method, source, template, reference, paste]
 
-    def run_request(*values, progress=gr.Progress(track_tqdm=True)):
-      fixed, rest = values[:len(inputs)], values[len(inputs):]
-      controls = {c.name: v for (label, c, _), v in zip(widgets, rest) if label == fixed[3]}
-      result = app.generate(service.Request(*fixed, controls=controls), progress=progress)
-      # The uploads are gone from the server now: clear them in the page too.
-      cleared = [None, None, None] + [None for _, c, _ in widgets if c.name.endswith("_from")]
-      return [result.video, result.crop, result.message, *cleared]
+    def run_request(values: dict, progress=gr.Progress(track_tqdm=True)):
+      # `values`: {component: value} (inputs given as a set, so that gradio passes `progress`).
+      chosen = values[method]
+      controls = {c.name: values[w] for label, c, w in widgets if label == chosen}
+      result = app.generate(service.Request(*[values[w] for w in inputs], controls=controls),
+                            progress=progress)
+      return result.video, result.crop, result.message
 
-    file_widgets = [w for _, c, w in widgets if c.name.endswith("_from")]
-    go.click(run_request, inputs + [w for _, _, w in widgets],
-             [video, crop, status, portrait, speech, reference, *file_widgets],
+    go.click(run_request, set(inputs + [w for _, _, w in widgets]), [video, crop, status],
              api_name="generate", concurrency_limit=1)
     defaults = [None, None, "", labels[0], "pose model", templates[0] if templates else None,
                 None, False] + [initial(c) if not c.name.endswith("_from") else None

@@ -5,7 +5,10 @@ method selector lists them) and the app's temporary folder. `App.generate(Reques
 uploads (`jaxtalk.app.uploads`), turns the page's values into `TalkingHeadPipeline.generate`
 keywords from the controls the method declares (`jaxtalk.methods.Control`), writes the video and
 the aligned-crop preview into `<root>/results/<id>/`, and always removes the request's work
-folder and the uploads it used. Errors never escape as exceptions: `Result.message` carries what
+folder (its checked copies of the uploads and everything the pipeline writes besides the
+result). Results and uploads older than `keep_seconds` are pruned when a request starts (uploads
+are gradio's, stored once per content and shared by requests that send the same file, so they
+cannot go with the first request that used them). Errors never escape as exceptions: `Result.message` carries what
 `jaxtalk generate` would print (`InputError`, with the app's file names replaced by the
 uploads' own), or "internal error" for a bug (its traceback goes to the server log only).
 
@@ -120,11 +123,23 @@ class App:
     """Removes the app's temp folder (uploads, results, work folders)."""
     shutil.rmtree(self.root, ignore_errors=True)
 
-  def prune(self) -> None:
-    """Removes results older than `keep_seconds`."""
+  def prune(self, keep=()) -> None:
+    """Removes results and uploads older than `keep_seconds`, except the upload folders of the
+    paths in `keep` (the running request's).
+
+    Uploads are gradio's: `<root>/<sha256 of the content>/<name>`, shared by every request that
+    sends the same file (so they cannot go with the request that used them).
+    """
     now = time.time()
-    for d in (self.root / "results").glob("*"):
-      if now - d.stat().st_mtime > self.keep_seconds:
+    spare = {pathlib.Path(p).resolve().parent for p in keep if p}
+    folders = list((self.root / "results").glob("*")) + [
+        d for d in self.root.iterdir() if d.is_dir() and d.name not in ("results", "work")]
+    for d in folders:
+      try:
+        old = now - d.stat().st_mtime > self.keep_seconds
+      except FileNotFoundError:
+        continue
+      if old and d.resolve() not in spare:
         shutil.rmtree(d, ignore_errors=True)
 
   def generate(self, request: Request, progress: Optional[Callable] = None) -> Result:
@@ -132,7 +147,8 @@ class App:
 
     progress: optional `progress(fraction, desc=...)` (gradio's `Progress`).
     """
-    self.prune()
+    self.prune(keep=[request.portrait, request.speech, request.reference,
+                     *[v for v in request.controls.values() if isinstance(v, str)]])
     work = self.root / "work" / uuid.uuid4().hex
     out = self.root / "results" / uuid.uuid4().hex
     work.mkdir(parents=True)
@@ -151,7 +167,6 @@ class App:
                       "server log has the details")
     finally:
       shutil.rmtree(work, ignore_errors=True)
-      self.remove_uploads(request)
     if result.video is None and result.crop is None:
       shutil.rmtree(out, ignore_errors=True)
     return result
@@ -240,20 +255,6 @@ class App:
         prompt and source != "pose model") else ""
     return kw, note
 
-  def remove_uploads(self, request: Request) -> None:
-    """Deletes the request's uploads (and their emptied folders) inside the temp folder."""
-    paths = [request.portrait, request.speech, request.reference]
-    paths += [v for v in request.controls.values() if isinstance(v, (str, os.PathLike))]
-    for p in paths:
-      if not p or not uploads.inside(p, self.root) or not pathlib.Path(p).is_file():
-        continue
-      p = pathlib.Path(p).resolve()
-      if p.parent in (self.root, self.root / "results", self.root / "work"):
-        continue  # Only gradio's upload folders (<root>/<hash>/<name>), never ours.
-      p.unlink(missing_ok=True)
-      if p.parent != self.root and not any(p.parent.iterdir()):
-        p.parent.rmdir()
-
   def user_message(self, message: str, names: dict) -> str:
     """`message` with the app's own file paths replaced by the uploads' names."""
     for path, label in sorted(names.items(), key=lambda kv: -len(kv[0])):
@@ -280,7 +281,8 @@ def coerce(control, value):
       raise ValueError
     value = control.type(value) if control.type is not bool else bool(value)
   except (TypeError, ValueError) as e:
-    raise InputError(f"{label}: {value!r} is not a {control.type.__name__}") from e
+    kind = {int: "a whole number", float: "a number"}.get(control.type, control.type.__name__)
+    raise InputError(f"{label}: {value!r} is not {kind}") from e
   if control.range is not None and not control.range[0] <= value <= control.range[1]:
     raise InputError(f"{label}: {value:g} is outside {control.range[0]:g} .. "
                      f"{control.range[1]:g}")

@@ -65,8 +65,8 @@ def sniff(path) -> tuple[Optional[str], dict]:
   except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
     pass
   import av  # pylint: disable=g-import-not-at-top
-  try:
-    with av.open(str(path)) as container:
+  try:  # From a nameless reader: FFmpeg then probes the content only, not the file name.
+    with open(path, "rb") as f, av.open(_Nameless(f)) as container:
       seconds = _seconds(container)
       if container.streams.video:
         return "video", {"seconds": seconds, "has_audio": bool(container.streams.audio)}
@@ -75,6 +75,23 @@ def sniff(path) -> tuple[Optional[str], dict]:
   except (av.error.FFmpegError, OSError, ValueError, UnicodeDecodeError):
     pass
   return None, {}
+
+
+class _Nameless:
+  """A binary file without a `name`, so PyAV cannot guess the format from the suffix (a text
+  file named .jpg is otherwise opened as a JPEG stream)."""
+
+  def __init__(self, f):
+    self._f = f
+
+  def read(self, n: int = -1) -> bytes:
+    return self._f.read(n)
+
+  def seek(self, offset: int, whence: int = 0) -> int:
+    return self._f.seek(offset, whence)
+
+  def tell(self) -> int:
+    return self._f.tell()
 
 
 def _seconds(container) -> float:
