@@ -121,6 +121,11 @@ def test_generate_in_the_browser_plays_a_video_as_long_as_the_speech(page, serve
   href = page.eval_on_selector("#result video", "v => v.currentSrc || v.src")
   assert page.request.get(href).body()[4:8] == b"ftyp"
   _screenshot(page, "app_generate.png")
+  # Reset: inputs back to their defaults, outputs cleared.
+  page.click("#reset")
+  page.wait_for_function("() => !document.querySelector('#result video')", timeout=TIMEOUT_MS)
+  assert page.input_value("#prompt textarea") == ""
+  assert page.query_selector("#portrait img") is None
   assert page.console_errors == []
 
 

@@ -4,6 +4,7 @@ the served results and the (shared) uploads is left in the app's temp folder."""
 
 import concurrent.futures
 import pathlib
+import socket
 import time
 
 import pytest
@@ -76,3 +77,39 @@ def test_concurrent_requests_finish_or_get_busy(toy_bundle, shared_data, speech_
   assert not (app.root / "work").exists() or not any((app.root / "work").iterdir())
   app.close()
   assert not app.root.exists()
+
+
+def _outward_address():
+  """This machine's address on its default route (no packet is sent), or None."""
+  with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    try:
+      s.connect(("192.0.2.1", 9))
+    except OSError:
+      return None
+    address = s.getsockname()[0]
+  return None if address.startswith("127.") or address == "0.0.0.0" else address
+
+
+def test_uploads_over_the_limit_are_refused_and_loopback_is_the_default(toy_bundle, shared_data,
+                                                                        tmp_path):
+  import httpx  # pylint: disable=g-import-not-at-top
+  from jaxtalk.app import uploads  # pylint: disable=g-import-not-at-top
+  portrait = shared_data / "images" / "6.jpg"  # 74 kB
+  app = service.App.load([toy_bundle], root=tmp_path / "root",
+                         limits=uploads.Limits(max_upload_mb=20 / 1024))
+  port = free_port()
+  blocks = page_lib.launch(app, port=port, block=False)  # the default host
+  try:
+    url = f"http://127.0.0.1:{port}/gradio_api/upload"
+    small = httpx.post(url, files={"files": ("small.wav", b"RIFF" + bytes(1000))})
+    big = httpx.post(url, files={"files": (portrait.name, portrait.read_bytes())})
+    assert small.status_code == 200, small.text
+    assert big.status_code == 413 and "maximum allowed size" in big.text, big.text
+    assert not list(app.root.rglob(portrait.name))
+    address = _outward_address()
+    if address is not None:  # this machine's outward address does not answer
+      with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://{address}:{port}/", timeout=2)
+  finally:
+    blocks.close()
+    app.close()
