@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Optional
 
@@ -201,7 +202,14 @@ def run(argv=None) -> int:
   except InputError as e:
     print(f"jaxtalk app: error: {e}", file=sys.stderr)
     return 2
-  print(f"jaxtalk app: serving {', '.join(app.pipelines)} on http://{args.host}:{args.port}")
+  print(f"jaxtalk app: serving {', '.join(app.pipelines)} on http://{args.host}:{args.port}",
+        flush=True)
+
+  def stop(signum, frame):
+    del signum, frame
+    raise KeyboardInterrupt  # gradio's server loop closes the server on it
+
+  signal.signal(signal.SIGTERM, stop)
   try:
     launch(app, host=args.host, port=args.port, queue_size=args.queue_size)
   except KeyboardInterrupt:

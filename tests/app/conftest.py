@@ -15,6 +15,7 @@ from jaxtalk import methods
 from jaxtalk.core import checkpointing
 from jaxtalk.serve import bundle as bundle_lib
 from tests.app import apptoy
+from tests.app import browser as browser_lib
 from tests.serve import test_generate as _serve_tests
 
 runs_dir = _serve_tests.runs_dir
@@ -51,3 +52,16 @@ def speech_clip(shared_data, tmp_path_factory):
   from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   wav = audio_lib.load_audio(str(shared_data / "audio" / "RD_Radio31_000.wav"))
   return apptoy.write_wav(tmp_path_factory.mktemp("speech") / "speech.wav", wav[8000:8000 + 21120])
+
+
+@pytest.fixture(scope="session")
+def browser():
+  """Headless chromium (Debian's, through Playwright); skips when it is not installed."""
+  if not browser_lib.CHROMIUM.is_file():
+    pytest.skip(browser_lib.MISSING)
+  playwright = pytest.importorskip("playwright.sync_api")
+  with playwright.sync_playwright() as p:
+    b = p.chromium.launch(executable_path=str(browser_lib.CHROMIUM), headless=True,
+                          args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
+    yield b
+    b.close()

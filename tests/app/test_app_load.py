@@ -13,7 +13,7 @@ from jaxtalk.app import page as page_lib
 from jaxtalk.app import service
 from jaxtalk.serve import video_io
 from tests.app import apptoy
-from tests.app.test_app_browser import free_port
+from tests.app.browser import free_port
 
 pytestmark = pytest.mark.needs_data
 REQUESTS = 8
