@@ -206,31 +206,38 @@ def evaluate_reenactment(render_fn: Callable, clips: Iterable[Mapping[str, np.nd
 def model_render_fn(model) -> Callable:
   """The `render_fn` (module docstring) of a loaded model (`jaxtalk.methods`: a bundle, or a
   method's `stage_model`): each clip's own raw pose and gaze as its `Motion`, rendered by
-  `model.render_motion` with the clip's mel windows and the source frame's pose."""
+  `model.render_motion` with the clip's mel windows and the source frame's pose (and the clip's
+  expression coefficients `[B, T, E]` when the batch has them: GoHD's animator reads them)."""
   from jaxtalk import motion as motion_lib  # pylint: disable=g-import-not-at-top
 
   def render_fn(source, batch):
     out = []
     for b in range(source.shape[0]):
-      motion = motion_lib.Motion(pose=batch["pose"][b:b + 1], gaze=batch["gaze"][b:b + 1])
+      e = batch.get("expression")
+      motion = motion_lib.Motion(pose=batch["pose"][b:b + 1], gaze=batch["gaze"][b:b + 1],
+                                 expression=None if e is None else e[b:b + 1])
       out.append(model.render_motion(source[b], motion, mel=batch["mel"][b],
                                      source_pose=batch["source_pose"][b]))
     return np.stack(out)
   return render_fn
 
 
+PER_FRAME = ("frames", "mel", "pose", "gaze", "mouth_box", "expression")  # "expression": optional
+
+
 def clip_batches(clips: list[dict]):
   """One batch `[1, T, ...]` per clip of `read_clips` (the layout `evaluate_reenactment` reads)."""
   for c in clips:
-    yield {k: c[k][None] for k in ("frames", "mel", "pose", "gaze", "mouth_box")}
+    yield {k: c[k][None] for k in PER_FRAME if k in c}
 
 
 def _frames_from(clip: dict, start: int, count: int) -> dict:
   """Frames `start .. start + count - 1` of a `read_clips` clip (every per-frame field)."""
   from jaxtalk.features import audio as audio_lib  # pylint: disable=g-import-not-at-top
   out = dict(clip)
-  for k in ("frames", "mel", "pose", "gaze", "mouth_box"):
-    out[k] = clip[k][start:start + count]
+  for k in PER_FRAME:
+    if k in clip:
+      out[k] = clip[k][start:start + count]
   spf = audio_lib.SAMPLES_PER_FRAME
   out["wav"] = clip["wav"][start * spf:(start + count) * spf]
   return out
@@ -314,11 +321,12 @@ def default_perceptual(vgg_weights: Optional[str] = None):
 
 
 def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Optional[str] = None,
-                    log: Callable[..., None] = print) -> dict:
+                    log: Callable[..., None] = print, identity: bool = True,
+                    landmarks: bool = True) -> dict:
   """The networks of the metrics (keyword arguments of `evaluate_reenactment` / `ClipScorer`):
   perceptual (VGG19 from `vgg_weights`, else the random-feature substitute), identity (dlib) and
-  landmarks (FaceMesh) when they load (else left out, saying why through `log(msg, *args)`), and
-  sync when `syncnet_params` is given: a syncnet stage's `params/` folder (jaxtalk's own expert)
+  landmarks (FaceMesh) when they load (else left out, saying why through `log(msg, *args)`)
+  (`identity=False` / `landmarks=False` leave those out), and sync when `syncnet_params` is given: a syncnet stage's `params/` folder (jaxtalk's own expert)
   or a file, Wav2Lip's original expert (`pretrained.wav2lip_syncnet.load`: converted `.npz` or
   a state-dict `.npz`/`.pth`) on the central face box of the aligned crops, resized to 96 px.
 
@@ -330,11 +338,13 @@ def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Option
   from jaxtalk.evaluators import sync as sync_lib  # pylint: disable=g-import-not-at-top
   kw = dict(perceptual=default_perceptual(vgg_weights))
   try:
-    kw["identity"] = identity_lib.IdentityEmbedder()
+    if identity:
+      kw["identity"] = identity_lib.IdentityEmbedder()
   except Exception as e:  # pylint: disable=broad-except  # dlib models missing / broken.
     log("identity metric skipped (%s)", e)
   try:
-    kw["landmarks"] = landmarks_lib.MouthLandmarks()
+    if landmarks:
+      kw["landmarks"] = landmarks_lib.MouthLandmarks()
   except Exception as e:  # pylint: disable=broad-except
     log("mouth-landmark metric skipped (%s)", e)
   if syncnet_params and os.path.isfile(syncnet_params):
@@ -366,7 +376,8 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     "start_time" (seconds into it), "frames" `[T, R, R, 3]` float32 in [-1, 1],
     "mel" `[T, 16, 80]` float32 (window t centred on frame t), "pose" `[T, 6]` and "gaze"
     `[T, 2]` (raw units: radians; crop-relative tx, ty, scale), "mouth_box" `[T, 4]`, "wav"
-    `[T * 640]` float32 16 kHz speech in [-1, 1], "av_offset" (the audio-visual offset in frames
+    `[T * 640]` float32 16 kHz speech in [-1, 1], "expression" `[T, E]` float32 (only when the
+    shards have GoHD's coefficients), "av_offset" (the audio-visual offset in frames
     preprocessing estimated BEFORE any re-sync, None if not stored) and "audio_shift" (frames
     the audio was shifted by; the remaining offset is about av_offset - audio_shift).
 
@@ -408,7 +419,7 @@ def iter_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     try:
       rec = schema.decode_record(source[i], keys=(
         "speaker", "text", "frames", "mel", "pose", "gaze", "mouth_box", "audio", "num_frames",
-        "source_path", "start_time", "av_offset", "audio_shift"))
+        "source_path", "start_time", "av_offset", "audio_shift", "expression"))
       name = rec["clip_id"]
       if keep is not None and name not in keep:
         continue
@@ -428,7 +439,7 @@ def _decode_clip(rec: dict, resolution: Optional[int], max_frames: Optional[int]
     if resolution:
       img = input_pipeline.resize_image(img, resolution)
     frames.append(img)
-  return {
+  out = {
       "clip_id": rec["clip_id"], "speaker": rec.get("speaker", ""), "text": rec.get("text", ""),
       "source_path": rec.get("source_path", ""), "start_time": float(rec.get("start_time", 0.0)),
       "av_offset": rec.get("av_offset"), "audio_shift": int(rec.get("audio_shift", 0)),
@@ -438,3 +449,6 @@ def _decode_clip(rec: dict, resolution: Optional[int], max_frames: Optional[int]
       "gaze": np.asarray(rec["gaze"][:n], np.float32),
       "wav": np.asarray(rec["audio"][:n * audio_lib.SAMPLES_PER_FRAME], np.float32) / 32768.0,
       "mouth_box": np.asarray(rec["mouth_box"][:n], np.float32)}
+  if rec.get("expression") is not None:  # GoHD's e (`jaxtalk expression-basis` wrote it)
+    out["expression"] = np.asarray(rec["expression"][:n], np.float32)
+  return out

@@ -30,8 +30,9 @@ def run(argv) -> int:
                            "workdir): then the generation bundle for `jaxtalk generate`")
   parser.add_argument("--out", required=True, help="export directory to write")
   parser.add_argument("--method", default=None,
-                      help="method whose stages a folder of stage workdirs holds (default "
-                           "posetalk; see jaxtalk/methods.py)")
+                      help="method whose stages a folder of stage workdirs holds (default: "
+                           "posetalk if its stages are there, else the first method whose "
+                           "required stages are; see jaxtalk/methods.py)")
   parser.add_argument("--bf16", action="store_true", help="store params in bfloat16")
   parser.add_argument("--platforms", default="",
                       help="comma-separated lowering platforms (default: this backend), "
@@ -39,10 +40,13 @@ def run(argv) -> int:
   args = parser.parse_args(list(argv[1:]))
 
   platforms = [p for p in args.platforms.split(",") if p] or None
+  from jaxtalk import methods  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
-  if bundle_lib.is_runs_dir(args.workdir, args.method):
+  method = args.method or next((m for m in (methods.DEFAULT,) + methods.available()
+                                if bundle_lib.is_runs_dir(args.workdir, m)), None)
+  if method is not None and bundle_lib.is_runs_dir(args.workdir, method):
     try:
-      manifest = bundle_lib.export_bundle(args.workdir, args.out, method=args.method,
+      manifest = bundle_lib.export_bundle(args.workdir, args.out, method=method,
                                           platforms=platforms,
                                           dtype=jnp.bfloat16 if args.bf16 else None)
     except (ValueError, OSError) as e:
