@@ -122,6 +122,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--reported-dataset", default="HDTF",
                       help="dataset of the papers' reported rows shown (HDTF, MEAD, VoxCeleb, "
                       "all; default HDTF)")
+  parser.add_argument("--skip", default="",
+                      help="comma-separated metrics not to compute (faster): csim, lmd, lse")
   parser.add_argument("--no-progress", action="store_true", help="no progress bar")
   return parser.parse_args(argv[1:])
 
@@ -445,9 +447,9 @@ def _networks(kw: dict, syncnet: Optional[str]) -> dict:
          "FID*": f"Fréchet distance of mean-pooled {backbone} features (SUBSTITUTE for "
                  "Inception-v3)"}
   out["CSIM*"] = ("dlib 128-d ResNet face embedding (SUBSTITUTE for ArcFace)"
-                  if "identity" in kw else "not computed (dlib models missing)")
+                  if "identity" in kw else "not computed (--skip, or dlib models missing)")
   out["LMD"] = ("mediapipe FaceMesh lip contour (40 points)" if "landmarks" in kw
-                else "not computed (mediapipe missing)")
+                else "not computed (--skip, or mediapipe missing)")
   if syncnet and os.path.isfile(syncnet):
     out["LSE-C* / LSE-D*"] = (f"Wav2Lip's SyncNet_color with the weights of {syncnet} "
                               "(L2-normalised embeddings; the papers' LSE use Chung & "
@@ -456,7 +458,7 @@ def _networks(kw: dict, syncnet: Optional[str]) -> dict:
     out["LSE-C* / LSE-D*"] = (f"jaxtalk's own trained lip-sync expert {syncnet} (SUBSTITUTE for "
                               "SyncNet, Chung & Zisserman 2016)")
   else:
-    out["LSE-C* / LSE-D*"] = "not computed (no --syncnet)"
+    out["LSE-C* / LSE-D*"] = "not computed (no --syncnet, or --skip lse)"
   return out
 
 
@@ -531,15 +533,20 @@ def run(argv: Optional[list[str]] = None) -> int:
       r["kind"] == "bundle" for r in rows) else 64
   data_dir = shards_for(args.videos, out, resolution)
   ids = _clip_plan(data_dir, args)
-  syncnet = args.syncnet or _default_syncnet(args.model)
+  skip = sorted({m.strip() for m in args.skip.split(",") if m.strip()})
+  if set(skip) - {"csim", "lmd", "lse"}:
+    raise ValueError(f"--skip: unknown {', '.join(set(skip) - {'csim', 'lmd', 'lse'})}; "
+                     "choose from csim, lmd, lse")
+  syncnet = None if "lse" in skip else args.syncnet or _default_syncnet(args.model)
   kw = reenactment.metric_networks(syncnet_params=syncnet, vgg_weights=args.vgg_weights,
-                                   log=_log)
+                                   log=_log, identity="csim" not in skip,
+                                   landmarks="lmd" not in skip)
   net, pparams = kw["perceptual"]
   feats = jax.jit(lambda x: image_lib.frame_features(x, net=net, params=pparams))
   frames = max(2, int(round(args.seconds * 25)))
   settings = dict(protocol=args.protocol, frames=frames, resolution=resolution,
                   data=_fingerprint(data_dir), syncnet=syncnet or "",
-                  vgg=args.vgg_weights or "", seconds=args.seconds)
+                  vgg=args.vgg_weights or "", seconds=args.seconds, skip=skip)
   ev = Evaluator(out, args.protocol, settings, reenactment.ClipScorer(**kw),
                  lambda x: np.concatenate([np.asarray(feats(x[i:i + 32]))
                                            for i in range(0, len(x), 32)]))
