@@ -24,6 +24,7 @@ class ToyModel:
   crop_scale = 1.6
   gate = threading.Event()
   calls: list = []
+  rendered: list = []
 
   def __init__(self, gain):
     self.gain = gain
@@ -39,6 +40,7 @@ class ToyModel:
   def render_motion(self, source, motion, *, mel, source_pose, progress=False):
     from tqdm import tqdm  # pylint: disable=g-import-not-at-top
     del mel, source_pose
+    ToyModel.rendered.append(motion)
     pitch = np.asarray(motion.pose[0, :, 1])
     out = []
     for t in tqdm(range(motion.num_frames), desc="render", disable=not progress, leave=False):
@@ -73,6 +75,8 @@ TOY = methods.Method(
         methods.Control("gaze_pitch", float, None, "fixed gaze pitch (radians)",
                         range=(-0.6, 0.6)),
         methods.Control("gaze_yaw", float, None, "fixed gaze yaw (radians)", range=(-0.6, 0.6)),
+        methods.Control("pose_from", str, None, "video whose head poses drive the portrait"),
+        methods.Control("gaze_from", str, None, "video whose gaze drives the portrait"),
     ))
 
 

@@ -35,9 +35,10 @@ def test_concurrent_requests_finish_or_get_busy(toy_bundle, shared_data, speech_
 
   def request(i):
     client = Client(url, verbose=False, download_files=str(tmp_path / f"client{i}"))
-    # The page's inputs in order; the toy's controls: guidance, seed, gaze pitch, gaze yaw.
+    # The page's inputs in order; the toy's controls: guidance, seed, gaze pitch, gaze yaw,
+    # gaze from.
     args = (handle_file(str(portrait)), handle_file(str(speech_clip)), f"request {i}",
-            "apptoy", "pose model", "still", None, False, 2.0, i, "", "")
+            "apptoy", "pose model", "still", None, False, 2.0, i, "", "", None)
     try:
       return "done", client.predict(*args, api_name="/generate")
     except Exception as e:  # pylint: disable=broad-except

@@ -15,6 +15,7 @@ from jaxtalk.app import service
 from jaxtalk.app import uploads
 from jaxtalk.serve import generate
 from jaxtalk.serve import video_io
+from tests import media
 from tests.app import apptoy
 
 pytestmark = pytest.mark.needs_data
@@ -99,6 +100,23 @@ def test_request_reaches_the_pipeline_and_leaves_no_work_files(app, shared_data,
   assert apptoy.ToyModel.calls == []
 
 
+def test_only_declared_motion_sources_and_prompts_are_accepted(tmp_path):
+  bare = methods.Method(name="bare", stages=(), required=(), export=None, load=None,
+                        controls=(methods.Control("seed", int, 0, "seed"),))
+  app = service.App([_stand_in(bare)], root=tmp_path)
+  for kw, expect in (({"prompt": "nod"}, "the bare method takes no text prompt"),
+                     ({"motion_source": "template", "template": "nod"},
+                      "the bare method has no pose templates"),
+                     ({"motion_source": "reference video", "reference": "x.mp4"},
+                      "the bare method takes no reference video"),
+                     ({"motion_source": "mirror"}, "motion source 'mirror': expected one of")):
+    with pytest.raises(video_io.InputError, match=expect):
+      app.generate_kwargs(bare, service.Request(None, None, method="bare", **kw), tmp_path, {})
+  kw, note = app.generate_kwargs(bare, service.Request(None, None, controls={"seed": 4.0}),
+                                 tmp_path, {})
+  assert kw == {"paste_back": False, "seed": 4} and isinstance(kw["seed"], int) and note == ""
+
+
 def dataclass_replace(req, **kw):
   import dataclasses  # pylint: disable=g-import-not-at-top
   return dataclasses.replace(req, **kw)
@@ -133,7 +151,7 @@ def test_errors_are_messages_naming_the_upload(case, app, shared_data, speech_cl
       "gaze_half": "gaze pitch and gaze yaw go together",
       "unknown_method": "method 'nope': this server has apptoy",
       "template_unset": "choose a pose template",
-      "reference_unset": "the apptoy method takes no reference video",
+      "reference_unset": "motion source reference video: upload a video with a face",
       "too_big": "is 0.0 MB; the limit is 1e-06 MB",
   }[case]
   if case == "no_face":
@@ -223,3 +241,38 @@ def test_posetalk_bundle_through_the_app(model_dir, shared_data, speech_clip, tm
   finally:
     app.close()
   assert not app.root.exists()
+
+
+def _clip(shared_data, tmp_path, frames=25):
+  """The first second of a real HDTF clip (256x256, 25 fps), as an mp4 named like an image."""
+  import av  # pylint: disable=g-import-not-at-top
+  with av.open(str(shared_data / "videos" / "hdtf_WRA_RoyBlunt_000.mp4")) as c:
+    rgb = [f.to_ndarray(format="rgb24") for _, f in zip(range(frames), c.decode(video=0))]
+  return media.write_mp4(tmp_path / "reference.jpg", rgb, 25, fmt="mp4")
+
+
+def test_reference_videos_drive_pose_and_gaze(app, shared_data, speech_clip, tmp_path):
+  ref = _clip(shared_data, tmp_path)
+  portrait = _upload(app, shared_data / "images" / "HDTF_0.jpg")
+  req = service.Request(portrait, _upload(app, speech_clip), method="apptoy",
+                        motion_source="reference video", reference=_upload(app, ref),
+                        controls={"gaze_from": _upload(app, ref, "gaze.mp4")})
+  apptoy.ToyModel.calls.clear()
+  apptoy.ToyModel.rendered.clear()
+  result = app.generate(req)
+  assert result.ok, result.message
+  assert apptoy.ToyModel.calls == []  # the generator is not used
+  aligned = generate.align_portrait(req.portrait, 64, 1.6)
+  tracked_pose, tracked_gaze = generate.poses_from_video(ref, 33)
+  motion = apptoy.ToyModel.rendered[-1]
+  np.testing.assert_allclose(motion.gaze[0], tracked_gaze, atol=1e-5)
+  # The reference's head rotations, its translation and scale re-based on the portrait's.
+  np.testing.assert_allclose(motion.pose[0, :, :3], tracked_pose[:, :3], atol=1e-5)
+  np.testing.assert_allclose(motion.pose[0, :, 3:], tracked_pose[:, 3:] - tracked_pose[:1, 3:]
+                             + aligned.pose[3:], atol=1e-4)
+  assert np.ptp(tracked_pose[:, 0]) > 1e-3  # the reference does move
+  # A still image given as a reference video is refused by content, naming the control.
+  still = _upload(app, shared_data / "images" / "vox1_25.jpg", "frame.mp4")
+  result = app.generate(dataclass_replace(req, controls={"gaze_from": still}))
+  assert not result.ok and ("the gaze from video (frame.mp4) holds an image; need a video with "
+                            "a face") in result.message, result.message
