@@ -55,13 +55,27 @@ def speech_clip(shared_data, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def browser():
-  """Headless chromium (Debian's, through Playwright); skips when it is not installed."""
+def launch_chromium():
+  """`launch(*args) -> Browser`: headless chromium (Debian's, through Playwright) with extra
+  command-line flags; skips when it is not installed. Browsers close at the session's end."""
   if not browser_lib.CHROMIUM.is_file():
     pytest.skip(browser_lib.MISSING)
   playwright = pytest.importorskip("playwright.sync_api")
   with playwright.sync_playwright() as p:
-    b = p.chromium.launch(executable_path=str(browser_lib.CHROMIUM), headless=True,
-                          args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox"])
-    yield b
-    b.close()
+    opened = []
+
+    def launch(*args):
+      opened.append(p.chromium.launch(
+          executable_path=str(browser_lib.CHROMIUM), headless=True,
+          args=["--autoplay-policy=no-user-gesture-required", "--no-sandbox", *args]))
+      return opened[-1]
+
+    yield launch
+    for b in opened:
+      b.close()
+
+
+@pytest.fixture(scope="session")
+def browser(launch_chromium):
+  """A headless chromium for the session."""
+  return launch_chromium()

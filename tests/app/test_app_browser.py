@@ -89,3 +89,48 @@ def test_no_face_is_an_error_message_in_the_page(page, shared_data, speech_clip,
   assert page.query_selector("#result video") is None
   browser_lib.screenshot(page, "app_no_face.png")
   assert page.console_errors == []
+
+
+def _y4m(image_path, path, frames=10):
+  """A still portrait as a Y4M clip: what chromium's fake camera plays."""
+  ycc = np.asarray(Image.open(image_path).convert("YCbCr"))
+  h, w = ycc.shape[:2]
+  with open(path, "wb") as f:
+    f.write(f"YUV4MPEG2 W{w} H{h} F25:1 Ip A1:1 C420jpeg\n".encode())
+    for _ in range(frames):
+      f.write(b"FRAME\n" + ycc[..., 0].tobytes() + ycc[::2, ::2, 1].tobytes()
+              + ycc[::2, ::2, 2].tobytes())
+  return path
+
+
+def test_webcam_snapshot_and_microphone_recording(launch_chromium, served, shared_data,
+                                                  speech_clip, tmp_path):
+  camera = _y4m(shared_data / "images" / "HDTF_0.jpg", tmp_path / "camera.y4m")
+  b = launch_chromium("--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                      f"--use-file-for-fake-video-capture={camera}",
+                      f"--use-file-for-fake-audio-capture={speech_clip}")
+  p = b.new_page(viewport={"width": 1280, "height": 1400})
+  errors = []
+  p.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+  p.goto(served[1])
+  t = browser_lib.TIMEOUT_MS
+  p.click("#portrait button[aria-label='Capture from camera']", timeout=t)
+  p.click("#portrait button:has-text('Click to Access Webcam')", timeout=t)
+  p.click("#portrait button[aria-label='capture photo']", timeout=t)
+  p.wait_for_selector("#portrait img", timeout=t)
+  p.click("#speech button[aria-label='Record audio']", timeout=t)
+  p.click("#speech button.record-button", timeout=t)
+  p.wait_for_timeout(2000)
+  p.click("#speech button.stop-button", timeout=t)
+  p.wait_for_selector("#speech audio, #speech [data-testid=waveform-speech]", state="attached",
+                      timeout=t)
+  p.click("#generate")
+  p.wait_for_selector("#result video", timeout=t)
+  status = p.inner_text("#status")
+  assert status.startswith("done: "), status
+  seconds = float(status.split("(")[1].split(" s of speech")[0])
+  assert seconds > 1.0, status  # about the 2 s recorded
+  played = p.eval_on_selector("#result video", browser_lib.PLAY_JS)
+  assert played["error"] is None and abs(played["duration"] - seconds) <= 0.04, (played, status)
+  browser_lib.screenshot(p, "app_webcam_microphone.png")
+  assert errors == []
