@@ -104,7 +104,7 @@ class ClipScorer:
       out["lmd"] = [x for x in r["per_frame"] if not math.isnan(x)]
     return out
 
-  def score_clip(self, source, pred, frames, *, mask=None, mouth_box=None, mel=None,
+  def score_clip(self, source, pred, frames, *, mask=None, mouth_box=None, mel=None, wav=None,
                  reference_sync: bool = True) -> Optional[dict]:
     """Metrics of one generated clip against its real frames.
 
@@ -112,7 +112,7 @@ class ClipScorer:
       source: `[H, W, 3]` the portrait the clip was generated from (IP is measured against it).
       pred / frames: `[T, H, W, 3]` generated / real frames in [-1, 1].
       mask: `[T]` valid frames (default all). mouth_box: `[T, 4]` or None. mel: `[T, 16, 80]`
-        or None (no sync scores).
+        or None (no sync scores). wav: `[T * 640]` speech, for an MFCC sync expert.
       reference_sync: also score the real frames' own sync ("gt_lse_c" / "gt_lse_d").
 
     Returns:
@@ -133,7 +133,7 @@ class ClipScorer:
       n = int(mask.sum())
       videos = (("", pred[:n]),) + ((("gt_", frames[:n]),) if reference_sync else ())
       for prefix, video in videos:
-        s = self.sync(video, np.asarray(mel)[:n])
+        s = self.sync(video, np.asarray(mel)[:n], wav=wav)
         out["clip"][prefix + "lse_c"] = s["lse_c"]
         out["clip"][prefix + "lse_d"] = s["lse_d"]
     return out
@@ -325,10 +325,10 @@ def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Option
                     landmarks: bool = True) -> dict:
   """The networks of the metrics (keyword arguments of `evaluate_reenactment` / `ClipScorer`):
   perceptual (VGG19 from `vgg_weights`, else the random-feature substitute), identity (dlib) and
-  landmarks (FaceMesh) when they load (else left out, saying why through `log(msg, *args)`)
-  (`identity=False` / `landmarks=False` leave those out), and sync when `syncnet_params` is given: a syncnet stage's `params/` folder (jaxtalk's own expert)
-  or a file, Wav2Lip's original expert (`pretrained.wav2lip_syncnet.load`: converted `.npz` or
-  a state-dict `.npz`/`.pth`) on the central face box of the aligned crops, resized to 96 px.
+  landmarks (FaceMesh) when they load (else left out, saying why through `log(msg, *args)`;
+  `identity=False` / `landmarks=False` leave them out), and sync when `syncnet_params` is
+  given: a syncnet stage's `params/` folder (jaxtalk's own expert) or a file of published weights (`pretrained_sync_evaluator`: the original SyncNet of Chung &
+  Zisserman, or Wav2Lip's expert).
 
   Raises:
     ValueError: `syncnet_params` or `vgg_weights` given but unreadable (naming the path).
@@ -348,16 +348,43 @@ def metric_networks(*, syncnet_params: Optional[str] = None, vgg_weights: Option
   except Exception as e:  # pylint: disable=broad-except
     log("mouth-landmark metric skipped (%s)", e)
   if syncnet_params and os.path.isfile(syncnet_params):
-    from jaxtalk.models import syncnet as syncnet_lib  # pylint: disable=g-import-not-at-top
-    from jaxtalk.pretrained import wav2lip_syncnet  # pylint: disable=g-import-not-at-top
-    model, params = wav2lip_syncnet.load(syncnet_params)
-    kw["sync"] = sync_lib.SyncEvaluator(model, params, image_size=96,
-                                        face_box=syncnet_lib.ALIGNED_FACE_BOX)
+    kw["sync"] = pretrained_sync_evaluator(syncnet_params)
   elif syncnet_params:
     from jaxtalk.tasks.posetalk import coarse as coarse_task  # pylint: disable=g-import-not-at-top
     model, params = coarse_task.load_syncnet(syncnet_params)
     kw["sync"] = sync_lib.SyncEvaluator(model, params)
   return kw
+
+
+# The face crop of syncnet_python (its detector box widened by 0.4 of its half-size sideways and
+# below: 1.4x the face, shifted down) in jaxtalk's aligned crops, whose face is the central 1/1.6.
+CHUNG_FACE_BOX = (0.0625, 0.1875, 0.9375, 1.0625)
+
+
+def pretrained_sync_evaluator(path: str):
+  """A `sync.SyncEvaluator` over published expert weights at `path`: the original SyncNet
+  (`pretrained.chung_syncnet`: converted `.npz`, a state-dict `.npz` or the torch file;
+  224 px crops `CHUNG_FACE_BOX`, MFCC audio) when the file holds it, else Wav2Lip's expert
+  (`pretrained.wav2lip_syncnet`; 96 px crops of the face box `syncnet.ALIGNED_FACE_BOX`).
+
+  Raises:
+    ValueError: an unreadable file or wrong tensors (naming it).
+  """
+  from jaxtalk.evaluators import sync as sync_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.models import syncnet as syncnet_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.pretrained import chung_syncnet  # pylint: disable=g-import-not-at-top
+  from jaxtalk.pretrained import wav2lip_syncnet  # pylint: disable=g-import-not-at-top
+  if not path.endswith(".npz") or chung_syncnet.is_state_dict_or_converted(path):
+    try:
+      model, params = chung_syncnet.load(path)
+      return sync_lib.SyncEvaluator(model, params, image_size=224, face_box=CHUNG_FACE_BOX,
+                                    audio_features="mfcc", chunk=16)
+    except ValueError:
+      if path.endswith(".npz"):
+        raise
+  model, params = wav2lip_syncnet.load(path)
+  return sync_lib.SyncEvaluator(model, params, image_size=96,
+                                face_box=syncnet_lib.ALIGNED_FACE_BOX)
 
 
 def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None,

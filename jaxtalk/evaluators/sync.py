@@ -146,11 +146,17 @@ class SyncEvaluator:
       `syncnet.prepare_faces(frames, image_size, face_box)`.
     max_offset: +- offsets searched (frames).
     chunk: windows embedded per jitted call.
+    audio_features: what the audio encoder takes: "mel" (the `[T, 16, 80]` windows passed in)
+      or "mfcc" (the original SyncNet, `models.chung_syncnet`: `features.mfcc.mfcc_windows` of
+      the `wav` passed to `__call__`).
   """
 
   def __init__(self, model, params, *, image_size: Optional[int] = None,
-               face_box=None, max_offset: int = 15, chunk: int = 64):
-    self.model, self.params = model, params
+               face_box=None, max_offset: int = 15, chunk: int = 64,
+               audio_features: str = "mel"):
+    if audio_features not in ("mel", "mfcc"):
+      raise ValueError(f"SyncEvaluator: audio_features={audio_features!r}; expected mel or mfcc")
+    self.model, self.params, self.audio_features = model, params, audio_features
     self.image_size, self.face_box = image_size, face_box
     self.max_offset, self.chunk = int(max_offset), int(chunk)
 
@@ -180,18 +186,28 @@ class SyncEvaluator:
     frames, mel = np.asarray(frames, np.float32), np.asarray(mel, np.float32)
     if frames.ndim != 4 or mel.ndim != 3 or frames.shape[0] != mel.shape[0]:
       raise ValueError(f"SyncEvaluator: frames {frames.shape} / mel {mel.shape}; expected "
-                       "[T, H, W, 3] and [T, 16, 80] with the same T")
+                       "[T, H, W, 3] and [T, 16, 80] (or [T, 13, 20] MFCC) with the same T")
     t = frames.shape[0]
     if t < NF:
       raise ValueError(f"SyncEvaluator: clip of {t} frames; need >= {NF}")
     windows = np.stack([frames[i:i + NF] for i in range(t - NF + 1)])
     return self._chunked(self._video, windows), self._chunked(self._audio, mel)
 
-  def __call__(self, frames, mel, mask: Optional[np.ndarray] = None) -> dict:
-    """Scores one clip (`mask [T]` of valid frames; only the valid prefix is used)."""
+  def __call__(self, frames, mel, mask: Optional[np.ndarray] = None, *, wav=None) -> dict:
+    """Scores one clip (`mask [T]` of valid frames; only the valid prefix is used). `wav`:
+    `[T * 640]` 16 kHz speech in [-1, 1], needed with `audio_features="mfcc"`.
+
+    Raises:
+      ValueError: shapes that do not match, or no `wav` for an MFCC expert.
+    """
     if mask is not None:
       n = int(np.sum(mask))
       frames, mel = np.asarray(frames)[:n], np.asarray(mel)[:n]
+    if self.audio_features == "mfcc":
+      from jaxtalk.features import mfcc as mfcc_lib  # pylint: disable=g-import-not-at-top
+      if wav is None:
+        raise ValueError("SyncEvaluator: this expert takes MFCC features; pass wav=")
+      mel = mfcc_lib.mfcc_windows(np.asarray(wav)[:len(frames) * 640], len(frames))
     v, a = self.embed(frames, mel)
     return sync_scores(v, a, max_offset=self.max_offset)
 

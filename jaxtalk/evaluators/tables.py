@@ -247,7 +247,7 @@ class Evaluator:
     """
     source, pred, gen_motion = generate(row, self.protocol, clip, portrait)
     r = self.scorer.score_clip(source, pred, clip["frames"], mouth_box=clip["mouth_box"],
-                               mel=clip["mel"], reference_sync=False)
+                               mel=clip["mel"], wav=clip["wav"], reference_sync=False)
     if r is None:
       raise ValueError(f"{len(clip['frames'])} frame(s): need at least 2")
     metrics, counts = {}, {}
@@ -320,11 +320,12 @@ def protocol_columns(protocol: str) -> tuple:
   if protocol == "self-reenactment":
     keys = ("ssim", "psnr", "lpips", "identity", "lmd", "mouth_l1", "lse_c", "lse_d", "fid")
   elif protocol == "audio-driven":
-    keys = ("lse_c", "lse_d", "fid", "identity", "ssim", "psnr", "lmd", "pose_fd", "diversity",
-            "ssim_p")
+    keys = ("lse_c", "lse_d", "fid", "ssim_p", "pose_fd", "diversity", "identity", "ssim",
+            "psnr", "lmd")
   else:
     keys = ("identity", "lse_c", "lse_d", "fid", "pose_fd", "diversity", "ssim_p")
-  return tuple((k, h) for k, h in COLUMNS if k in keys)
+  headers = dict(COLUMNS)
+  return tuple((k, headers[k]) for k in keys)
 
 
 def reported_rows(protocol: str, dataset: str = "HDTF") -> list[dict]:
@@ -363,7 +364,9 @@ def format_markdown(result: dict) -> str:
   """`metrics.md`: the protocol's table (our rows, then the papers' reported rows), the networks
   used, the per-clip rows and the skipped clips."""
   cols = protocol_columns(result["protocol"])
-  cols = [(k, h) for k, h in cols if any(k in r for r in result["rows"].values())]
+  original_sync = "LSE-C / LSE-D" in result["networks"]     # the papers' SyncNet: no star
+  cols = [(k, h.replace("*", "") if original_sync and k in CLIP_KEYS else h) for k, h in cols
+          if any(k in r for r in result["rows"].values())]
   head = "| row | " + " | ".join(h for _, h in cols) + " |\n|---|" + "---|" * len(cols)
   lines = [f"# jaxtalk eval: {result['protocol']}", "",
            f"{result['num_clips']} clip(s) of `{result['videos']}`, first "
@@ -450,7 +453,12 @@ def _networks(kw: dict, syncnet: Optional[str]) -> dict:
                   if "identity" in kw else "not computed (--skip, or dlib models missing)")
   out["LMD"] = ("mediapipe FaceMesh lip contour (40 points)" if "landmarks" in kw
                 else "not computed (--skip, or mediapipe missing)")
-  if syncnet and os.path.isfile(syncnet):
+  kind = type(kw["sync"].model).__name__ if "sync" in kw else ""
+  if kind == "ChungSyncNet":
+    out["LSE-C / LSE-D"] = (f"the original SyncNet of Chung & Zisserman 2016 with the weights "
+                            f"of {syncnet} (the papers' network; crops and the averaging over "
+                            "pairs inside the clip as documented in jaxtalk.evaluators.sync)")
+  elif kind == "Wav2LipSyncNet":
     out["LSE-C* / LSE-D*"] = (f"Wav2Lip's SyncNet_color with the weights of {syncnet} "
                               "(L2-normalised embeddings; the papers' LSE use Chung & "
                               "Zisserman's SyncNet: SUBSTITUTE)")

@@ -27,6 +27,7 @@ from typing import Mapping
 import numpy as np
 
 from jaxtalk.models import wav2lip_syncnet as model_lib
+from jaxtalk.pretrained import torch_state
 
 ENCODERS = (("face", "face_encoder", model_lib.FACE_BLOCKS),
             ("audio", "audio_encoder", model_lib.AUDIO_BLOCKS))
@@ -47,12 +48,7 @@ def from_state_dict(state_dict: Mapping[str, np.ndarray], source: str = "state_d
       want = {f"{base}.0.weight": (cout, cin, kh, kw), f"{base}.0.bias": (cout,)}
       want.update({f"{base}.1.{k}": (cout,) for k in ("weight", "bias", "running_mean",
                                                         "running_var")})
-      for k, shape in want.items():
-        if k not in sd:
-          raise ValueError(f"{source}: missing {k} (is this Wav2Lip's SyncNet_color? keys "
-                           f"start with {sorted(sd)[:3]})")
-        if sd[k].shape != shape:
-          raise ValueError(f"{source}: {k} has shape {sd[k].shape}; expected {shape}")
+      torch_state.check(sd, want, source, "Wav2Lip's SyncNet_color")
       f32 = lambda k: sd[f"{base}.{k}"].astype(np.float32)
       params[f"{name}_{i}"] = {
           "conv": {"kernel": np.transpose(f32("0.weight"), (2, 3, 1, 0)), "bias": f32("0.bias")},
@@ -61,50 +57,14 @@ def from_state_dict(state_dict: Mapping[str, np.ndarray], source: str = "state_d
   return params
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in tree.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f"{prefix}{k}/"))
-    else:
-      out[prefix + k] = np.asarray(v)
-  return out
-
-
-def _unflatten(flat: Mapping[str, np.ndarray]) -> dict:
-  out: dict = {}
-  for k, v in flat.items():
-    node = out
-    *parents, leaf = k.split("/")
-    for p in parents:
-      node = node.setdefault(p, {})
-    node[leaf] = np.asarray(v)
-  return out
-
-
-def _read_state_dict(src: str) -> dict:
-  """numpy state dict of a `.pth`/`.pt` (torch) or `.npz` file."""
-  if src.endswith((".pth", ".pt")):
-    import torch  # pylint: disable=g-import-not-at-top  # only for this conversion route.
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
-    sd = ckpt.get("state_dict", ckpt)
-    return {k: v.numpy() for k, v in sd.items() if hasattr(v, "numpy")}
-  with np.load(src) as z:
-    return {k: z[k] for k in z.files}
-
-
 def convert(src: str, out: str) -> dict:
   """Converts `src` (see module docstring) and writes `out` (.npz). Returns the params.
 
   Raises:
     ValueError: unreadable source or wrong tensors (naming the file).
   """
-  if not os.path.isfile(src):
-    raise ValueError(f"{src}: no such file")
-  params = from_state_dict(_read_state_dict(src), source=src)
-  tmp = out + ".tmp.npz"
-  np.savez(tmp, **_flatten(params))
-  os.replace(tmp, out)
+  params = from_state_dict(torch_state.read_state_dict(src), source=src)
+  torch_state.save_npz(params, out)
   return params
 
 
@@ -121,11 +81,12 @@ def load(path: str):
     with np.load(path) as z:
       flat = {k: z[k] for k in z.files}
     if any(k.startswith("face_0/") for k in flat):
-      params = _unflatten(flat)
+      params = torch_state.unflatten(flat)
       from_state_dict(_to_state_dict(params), source=path)  # validates every shape
       return model_lib.Wav2LipSyncNet(), params
     return model_lib.Wav2LipSyncNet(), from_state_dict(flat, source=path)
-  return model_lib.Wav2LipSyncNet(), from_state_dict(_read_state_dict(path), source=path)
+  return model_lib.Wav2LipSyncNet(), from_state_dict(torch_state.read_state_dict(path),
+                                                     source=path)
 
 
 def _to_state_dict(params: dict) -> dict:
@@ -155,7 +116,7 @@ def main(argv=None) -> int:
   except ValueError as e:
     print(f"wav2lip_syncnet: {e}", file=sys.stderr)
     return 2
-  n = sum(int(np.prod(v.shape)) for v in _flatten(params).values())
+  n = sum(int(np.prod(v.shape)) for v in torch_state.flatten(params).values())
   print(f"wrote {args.out}: {len(params)} blocks, {n} values")
   return 0
 
