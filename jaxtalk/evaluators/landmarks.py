@@ -1,4 +1,5 @@
-"""Mouth landmark distance (LMD, Chen et al. 2019) with jaxtalk's mediapipe FaceMesh landmarks.
+"""Landmark metrics of generated frames with jaxtalk's mediapipe FaceMesh landmarks: the mouth
+landmark distance (LMD, Chen et al. 2019) and the measured gaze (GoHD Tables 1, 3: gaze error).
 
 For generated and ground-truth frames of the same clip (same crop, same resolution), the 40
 lip-contour points of `jaxtalk.features.face.LIPS` are found by FaceMesh (static-image mode, each
@@ -9,6 +10,12 @@ its own; frames smaller than `min_size` are upscaled first and the points scaled
 
 `lmd_norm` divides by the frame width (so 0.01 = 1% of the crop; x256 gives pixels at 256 px).
 No per-frame alignment is applied: in self-reenactment both frames share the crop.
+
+Gaze: `measured_gaze` measures the eye-in-head gaze (pitch, yaw) of each frame exactly as
+preprocessing measures it for the records (`features.face.gaze` on the frame's FaceMesh
+landmarks, without temporal smoothing); `gaze_error` is the mean |measured − requested| in radians,
+per angle, over the frames where a face was found (GoHD's gaze error compares the output's gaze,
+measured by L2CS-Net, with the driving one; here FaceMesh's iris-based estimate stands in).
 """
 
 from __future__ import annotations
@@ -35,6 +42,12 @@ class MouthLandmarks:
   def __call__(self, image) -> np.ndarray | None:
     """image `[H, W, 3]` (uint8 or float in [-1, 1]) -> float32 `[40, 2]` (x, y) pixels of the
     input image, or None if no face was found."""
+    lm = self.landmarks(image)
+    return None if lm is None else lm[LIPS]
+
+  def landmarks(self, image) -> np.ndarray | None:
+    """image `[H, W, 3]` (uint8 or float in [-1, 1]) -> float32 `[478, 2]` (x, y) pixels of the
+    input image (all FaceMesh points, irises included), or None if no face was found."""
     img = to_uint8(image)
     h, w = img.shape[:2]
     s = 1.0
@@ -45,7 +58,7 @@ class MouthLandmarks:
     det = self._tracker(img)
     if det.landmarks is None:
       return None
-    return (det.landmarks[LIPS, :2] / s).astype(np.float32)
+    return (det.landmarks[:, :2] / s).astype(np.float32)
 
   def close(self):
     self._tracker.close()
@@ -76,4 +89,37 @@ def mouth_lmd(detector: MouthLandmarks, pred, target) -> dict:
   found = ~np.isnan(per)
   lmd = float(np.mean(per[found])) if found.any() else float("nan")
   return {"lmd": lmd, "lmd_norm": lmd / pred.shape[2], "per_frame": per,
+          "found_fraction": float(np.mean(found))}
+
+
+def measured_gaze(detector: MouthLandmarks, frames) -> np.ndarray:
+  """Gaze (pitch, yaw) of each frame `[T, H, W, 3]` as preprocessing measures it (module
+  docstring): float32 `[T, 2]` radians (pitch > 0 looking down, yaw > 0 towards the image's
+  left), NaN rows where FaceMesh found no face."""
+  frames = np.asarray(frames)
+  if frames.ndim != 4:
+    raise ValueError(f"measured_gaze: frames {frames.shape}; expected [T, H, W, 3]")
+  out = np.full([frames.shape[0], 2], np.nan, np.float32)
+  for t in range(frames.shape[0]):
+    lm = detector.landmarks(frames[t])
+    if lm is not None:
+      out[t] = face_lib.gaze(lm[None], sigma_frames=0.0)[0]
+  return out
+
+
+def gaze_error(detector: MouthLandmarks, frames, requested) -> dict:
+  """Mean |measured − requested| gaze of frames `[T, H, W, 3]` against `requested` `[T, 2]`
+  (pitch, yaw) radians.
+
+  Returns:
+    {"pitch_error", "yaw_error": radians (NaN if no face was found), "measured": `[T, 2]` (NaN
+     rows where missing), "found_fraction"}.
+  """
+  g = measured_gaze(detector, frames)
+  req = np.asarray(requested, np.float32)
+  if req.shape != g.shape:
+    raise ValueError(f"gaze_error: requested {req.shape}; expected {g.shape}")
+  found = ~np.isnan(g[:, 0])
+  err = np.abs(g[found] - req[found]).mean(0) if found.any() else np.full([2], np.nan)
+  return {"pitch_error": float(err[0]), "yaw_error": float(err[1]), "measured": g,
           "found_fraction": float(np.mean(found))}

@@ -1,0 +1,157 @@
+"""Learning check of the tiny gohd_animator stage on real shards (issue bar: held-out SSIM and
+mouth-region L1 vs. repeating the source frame; gaze control measured by FaceMesh).
+
+  python benchmarks/gohd_animator_learning.py --data_dir /tmp/real64 \
+      --face_analysis runs/gohd_face_analysis/params --seeds 0 --steps 3600 \
+      --out benchmarks/results/gohd_animator_tiny_learning.json [--workdir_root /tmp/anim]
+
+Per seed it trains configs/gohd/animator.py:size=tiny (config.seed = input.shuffle_seed = seed,
+eval_fraction 0.4, the GAN off: `loss.gan_start` beyond the run) in `<workdir_root>/s<seed>`
+(resumed when a checkpoint is there), then records
+
+* the eval history: held-out SSIM / L1 / mouth L1 of the animator and of repeating the source
+  (`evaluators.image.frame_metrics`) at every eval;
+* gaze control: for every held-out clip, one eval batch rendered twice with the requested gaze
+  yaw set to +0.3 and -0.3 rad (pitch as in the clip), the frames upsampled to 256 px and measured
+  by FaceMesh (`evaluators.landmarks.measured_gaze`: `features.face.gaze`, as preprocessing
+  measures gaze); the clip passes when the mean measured yaw of the +0.3 renders exceeds that of the -0.3
+  renders. Frames where FaceMesh finds no face are counted and left out (a clip with no face
+  found in either render fails; "yaw" is then null).
+
+Runs are appended to `--out` (entries of other seeds are kept).
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import time
+
+import numpy as np
+
+
+def _config(data_dir, face_analysis, seed, steps, holdout=()):
+  from configs.gohd import animator as anim_config  # pylint: disable=g-import-not-at-top
+  c = anim_config.get_config(f"size=tiny,data_dir={data_dir},face_analysis={face_analysis},"
+                             "eval_fraction=0.4")
+  c.seed, c.input.shuffle_seed = seed, seed
+  c.total_steps, c.loss.gan_start = steps, 10 * steps
+  c.eval_every, c.checkpoint_every = max(steps // 6, 1), max(steps // 6, 1)
+  if holdout:
+    c.input.holdout = tuple(holdout)
+  return c
+
+
+def _measured_yaw(frames, detector):
+  """Mean FaceMesh gaze yaw (rad) of frames `[N, R, R, 3]` in [-1, 1]; (yaw or None, frames
+  found)."""
+  from jaxtalk.evaluators import landmarks  # pylint: disable=g-import-not-at-top
+  yaw = landmarks.measured_gaze(detector, np.asarray(frames))[:, 1]
+  found = np.isfinite(yaw)
+  return (float(yaw[found].mean()) if found.any() else None), int(found.sum())
+
+
+def gaze_control(c, params, yaw=0.3):
+  """Per held-out clip: measured yaw of renders requesting +yaw and -yaw (module docstring)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import input_pipeline, sharding  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import landmarks  # pylint: disable=g-import-not-at-top
+  from jaxtalk.tasks.gohd import animator as stage  # pylint: disable=g-import-not-at-top
+  mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+  info = input_pipeline.load_dataset_info(c.input.data_dir)
+  _, ev = input_pipeline.split_clips(info, eval_fraction=float(c.input.eval_fraction))
+  task = stage.get_task(c, mesh=mesh)
+  infer = jax.jit(task.infer)
+  g_mean, g_std = np.asarray(info["gaze_mean"]), np.asarray(info["gaze_std"])
+  out = []
+  with landmarks.MouthLandmarks(min_size=256) as tracker:
+    for i in ev:
+      clip = info["clips"][i]["clip_id"]
+      with c.unlocked():
+        c.input.holdout = (clip,)
+      batch = next(input_pipeline.create_iterator(c, mesh=mesh, split="eval"))
+      ex = stage.rendered(jax.tree.map(jnp.asarray, batch), int(c.model.radius),
+                          int(c.render_frames))
+      row = {"clip": clip}
+      for sign, name in ((1, "plus"), (-1, "minus")):
+        raw = np.asarray(ex["gaze"]) * g_std + g_mean
+        raw[..., 1] = sign * yaw
+        inputs = {"source": ex["source"], "windows": ex["windows"],
+                  "gaze": jnp.asarray((raw - g_mean) / g_std, jnp.float32),
+                  "lam": jnp.ones(ex["gaze"].shape[:2], jnp.float32)}
+        frames = infer(params, task.frozen, inputs)["frames"]
+        row[f"yaw_{name}"], row[f"found_{name}"] = _measured_yaw(
+            frames.reshape((-1,) + frames.shape[2:]), tracker)
+      real, row["found_real"] = _measured_yaw(
+          np.asarray(ex["frames"]).reshape((-1,) + ex["frames"].shape[2:]), tracker)
+      row["yaw_real_frames"] = real
+      both = row["yaw_plus"] is not None and row["yaw_minus"] is not None
+      row["difference"] = row["yaw_plus"] - row["yaw_minus"] if both else None
+      row["right_direction"] = bool(both and row["difference"] > 0)
+      out.append(row)
+  return out
+
+
+def run(a, seed: int) -> dict:
+  from jaxtalk import train  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import checkpointing  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxtalk.core import sharding  # pylint: disable=g-import-not-at-top
+  c = _config(a.data_dir, a.face_analysis, seed, a.steps)
+  wd = os.path.join(a.workdir_root, f"s{seed}")
+  t0 = time.time()
+  if not a.skip_training:
+    mesh = sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
+    train.train_and_evaluate(c, wd, mesh=mesh)
+  del jax
+  hist = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  evals = [{k[5:]: round(float(v), 4) for k, v in h.items()
+            if k.startswith("eval/") and not k.startswith("eval/image")} | {"step": h["step"]}
+           for h in hist if "eval/ssim" in h]
+  last = evals[-1]
+  ckpts = os.path.join(wd, "checkpoints")
+  trained = max((int(d) for d in os.listdir(ckpts) if d.isdigit()), default=0)
+  out = {"seed": seed, "steps": a.steps, "trained_steps": trained, "workdir": wd, "wall_s": round(time.time() - t0),
+         "evals": evals,
+         "beats_source_ssim": bool(last["ssim"] > last["ssim_source"]),
+         "beats_source_mouth_l1": bool(last["mouth_l1"] < last["mouth_l1_source"])}
+  params = checkpointing.load_params(os.path.join(wd, "params"))
+  out["gaze_control"] = gaze_control(c, params)
+  out["gaze_right_direction_every_clip"] = all(r["right_direction"] for r in out["gaze_control"])
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser()
+  p.add_argument("--data_dir", required=True)
+  p.add_argument("--face_analysis", required=True, help="gohd_face_analysis <workdir>/params")
+  p.add_argument("--seeds", default="0")
+  p.add_argument("--steps", type=int, default=3600)
+  p.add_argument("--workdir_root", default="runs/gohd_animator_learning")
+  p.add_argument("--skip_training", action="store_true",
+                 help="only measure the runs already in --workdir_root")
+  p.add_argument("--out", default="benchmarks/results/gohd_animator_tiny_learning.json")
+  a = p.parse_args()
+  doc = json.load(open(a.out)) if os.path.isfile(a.out) else {}
+  code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                        check=False).stdout.strip()
+  doc.setdefault("what", "tiny gohd_animator (configs/gohd/animator.py size=tiny, 64 px, GAN off) "
+                 "on preprocessed ../shared/data with `jaxtalk expression-basis`, eval_fraction "
+                 "0.4; Φ = jaxtalk's tiny gohd_face_analysis substitute")
+  doc.setdefault("bar", "held-out ssim > ssim_source and mouth_l1 < mouth_l1_source (repeat the "
+                 "source frame); FaceMesh yaw of +0.3 rad renders > that of -0.3 rad on every "
+                 "held-out clip")
+  runs = doc.setdefault("runs", [])
+  for seed in [int(s) for s in a.seeds.split(",") if s]:
+    r = dict(run(a, seed), code=code, date=time.strftime("%Y-%m-%d"))
+    runs[:] = [x for x in runs if x["seed"] != seed] + [r]
+    print(json.dumps(r))
+    tmp = a.out + ".tmp"
+    with open(tmp, "w") as f:
+      json.dump(doc, f, indent=1)
+    os.replace(tmp, a.out)
+
+
+if __name__ == "__main__":
+  main()
