@@ -14,7 +14,6 @@ becomes `[in, out]`.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Mapping
 
@@ -119,18 +118,8 @@ def is_state_dict_or_converted(path: str) -> bool:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--src", required=True, help="syncnet_v2.model, or a state-dict .npz")
-  parser.add_argument("--out", required=True, help="output .npz")
-  args = parser.parse_args(argv)
-  try:
-    params = convert(args.src, args.out)
-  except ValueError as e:
-    print(f"chung_syncnet: {e}", file=sys.stderr)
-    return 2
-  n = sum(int(np.prod(v.shape)) for v in torch_state.flatten(params).values())
-  print(f"wrote {args.out}: {n} values")
-  return 0
+  return torch_state.converter_main(argv, name="chung_syncnet", doc=__doc__,
+                                    src_help="syncnet_v2.model, or a state-dict .npz", convert=convert)
 
 
 if __name__ == "__main__":

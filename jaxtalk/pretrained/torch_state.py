@@ -72,3 +72,23 @@ def check(sd: Mapping[str, np.ndarray], want: Mapping[str, tuple], source: str, 
                        f"{sorted(sd)[:3]})")
     if tuple(sd[k].shape) != tuple(shape):
       raise ValueError(f"{source}: {k} has shape {tuple(sd[k].shape)}; expected {shape}")
+
+
+def converter_main(argv, *, name: str, doc: str, src_help: str, convert) -> int:
+  """The command line of a converter: `--src SRC --out OUT.npz` -> `convert(src, out)` (which
+  returns the params); prints what was written, or the error (exit status 2)."""
+  import argparse  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  parser = argparse.ArgumentParser(prog=f"python -m jaxtalk.pretrained.{name}",
+                                   description=doc.split("\n\n")[0])
+  parser.add_argument("--src", required=True, help=src_help)
+  parser.add_argument("--out", required=True, help="output .npz")
+  args = parser.parse_args(argv)
+  try:
+    params = convert(args.src, args.out)
+  except ValueError as e:
+    print(f"{name}: {e}", file=sys.stderr)
+    return 2
+  n = sum(int(np.prod(v.shape)) for v in flatten(params).values())
+  print(f"wrote {args.out}: {n} values")
+  return 0

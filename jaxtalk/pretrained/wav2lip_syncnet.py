@@ -19,7 +19,6 @@ flattened with "/" (`face_0/conv/kernel`, ...) and is written atomically.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from typing import Mapping
@@ -107,18 +106,8 @@ def _to_state_dict(params: dict) -> dict:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--src", required=True, help="lipsync_expert.pth, or a state-dict .npz")
-  parser.add_argument("--out", required=True, help="output .npz")
-  args = parser.parse_args(argv)
-  try:
-    params = convert(args.src, args.out)
-  except ValueError as e:
-    print(f"wav2lip_syncnet: {e}", file=sys.stderr)
-    return 2
-  n = sum(int(np.prod(v.shape)) for v in torch_state.flatten(params).values())
-  print(f"wrote {args.out}: {len(params)} blocks, {n} values")
-  return 0
+  return torch_state.converter_main(argv, name="wav2lip_syncnet", doc=__doc__,
+                                    src_help="lipsync_expert.pth, or a state-dict .npz", convert=convert)
 
 
 if __name__ == "__main__":
