@@ -2,7 +2,8 @@
 
   jaxtalk eval --model EXPORT_DIR [--model EXPORT_DIR ...] --videos SHARDS_DIR|MANIFEST|VIDEO_DIR
                [--methods posetalk,source,real] [--protocol self-reenactment] [--out DIR]
-               [--syncnet SYNCNET_PARAMS] [--vgg-weights VGG19.npz] [--seconds 4] [--max-clips N]
+               [--syncnet SYNCNET_PARAMS|WEIGHTS.npz] [--vgg-weights VGG19.npz] [--seconds 4]
+               [--max-clips N] [--clips ID,...] [--skip csim,lmd,lse]
 
 For each clip of `--videos` (preprocessed shards, or raw videos that are preprocessed once into
 `OUT/shards` at the bundle's resolution), each row ("method") generates a clip under the protocol:
@@ -15,7 +16,7 @@ For each clip of `--videos` (preprocessed shards, or raw videos that are preproc
   cross-identity    source = the first frame of the NEXT clip (cyclic order); driving = this
                     clip's motion (re-framed to that portrait, `motion.controls.reframe`) and
                     audio. No pixel ground truth exists, so only CSIM (to that portrait), sync,
-                    FID and the pose columns are reported.
+                    FID and the pose columns are reported (LMD is not computed).
 
 Rows: one per `--model` bundle (named by its method, `jaxtalk.methods`), plus the baselines
 "source" (the source frame repeated) and "real" (the real frames, the papers' "Ground Truth"
@@ -452,7 +453,7 @@ def _networks(kw: dict, syncnet: Optional[str]) -> dict:
   out["CSIM*"] = ("dlib 128-d ResNet face embedding (SUBSTITUTE for ArcFace)"
                   if "identity" in kw else "not computed (--skip, or dlib models missing)")
   out["LMD"] = ("mediapipe FaceMesh lip contour (40 points)" if "landmarks" in kw
-                else "not computed (--skip, or mediapipe missing)")
+                else "not computed (--skip lmd, cross-identity, or mediapipe missing)")
   kind = type(kw["sync"].model).__name__ if "sync" in kw else ""
   if kind == "ChungSyncNet":
     out["LSE-C / LSE-D"] = (f"the original SyncNet of Chung & Zisserman 2016 with the weights "
@@ -548,7 +549,8 @@ def run(argv: Optional[list[str]] = None) -> int:
   syncnet = None if "lse" in skip else args.syncnet or _default_syncnet(args.model)
   kw = reenactment.metric_networks(syncnet_params=syncnet, vgg_weights=args.vgg_weights,
                                    log=_log, identity="csim" not in skip,
-                                   landmarks="lmd" not in skip)
+                                   landmarks="lmd" not in skip
+                                   and args.protocol != "cross-identity")  # no ground truth
   net, pparams = kw["perceptual"]
   feats = jax.jit(lambda x: image_lib.frame_features(x, net=net, params=pparams))
   frames = max(2, int(round(args.seconds * 25)))
