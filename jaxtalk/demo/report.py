@@ -8,6 +8,14 @@ Outputs under the demo workdir:
   videos/reenact_<clip>.mp4   self-reenactment of each held-out clip (source = its first frame)
   contact_sheet.png           rows: real held-out frames, their reenactment, the text video
   report.json / report.md     every number, the metrics tables and the paths above
+With GoHD trained too (`jaxtalk demo --methods posetalk,gohd`):
+  export_gohd/                its bundle (`jaxtalk/renderers/gohd.py`)
+  videos/gohd_generated.mp4   portrait + speech, GoHD's own motion (pose / gaze from p_0,
+                              predicted expressions)
+  videos/gohd_nod.mp4         the same with the "nod" pose template
+  videos/gohd_reenact_<clip>.mp4  GoHD's self-reenactment of each held-out clip (its pose, gaze
+                              and expression coefficients)
+  report.json["gohd"], report.md "## GoHD"  its rows beside the same baselines
 """
 
 from __future__ import annotations
@@ -121,10 +129,11 @@ def _pick(frames, n: int = SHEET_COLUMNS) -> np.ndarray:
 
 
 def evaluate(bundle, clips: list[dict], *, syncnet_params: Optional[str],
-             videos_dir: pathlib.Path) -> tuple[dict, dict]:
-  """Self-reenactment metrics (PoseTalk Tables 1-2 columns) of the bundle, a source-repeated
-  baseline and the real frames, on `clips` (from `reenactment.read_clips`). Writes one
-  reenactment video per clip. Returns `(rows, renders)`."""
+             videos_dir: pathlib.Path, label: str = "jaxtalk (tiny)",
+             prefix: str = "reenact_") -> tuple[dict, dict]:
+  """Self-reenactment metrics (PoseTalk Tables 1-2 columns) of the bundle (row `label`), a
+  source-repeated baseline and the real frames, on `clips` (from `reenactment.read_clips`).
+  Writes one reenactment video per clip (`<prefix><clip>.mp4`). Returns `(rows, renders)`."""
   from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
 
@@ -137,11 +146,11 @@ def evaluate(bundle, clips: list[dict], *, syncnet_params: Optional[str],
     frames = render_fn(source, batch)
     i = len(renders)
     renders[clips[i]["clip_id"]] = frames[0]
-    path = videos_dir / f"reenact_{clips[i]['clip_id']}.mp4"
+    path = videos_dir / f"{prefix}{clips[i]['clip_id']}.mp4"
     video_io.write_video(path, _to_uint8(frames[0]), audio=clips[i]["wav"])
     return frames
 
-  rows = {"jaxtalk (tiny)": reenactment.evaluate_reenactment(jaxtalk_fn, batches(), **kw),
+  rows = {label: reenactment.evaluate_reenactment(jaxtalk_fn, batches(), **kw),
           "source repeated": reenactment.evaluate_reenactment(
               reenactment.repeat_source, batches(), **kw),
           "real frames": reenactment.evaluate_reenactment(
@@ -195,12 +204,59 @@ def _train_table(results: dict, trained: dict) -> str:
   return "\n".join(lines)
 
 
-def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trained: dict,
-           train_results: dict, timings: dict, args, holdout=()) -> int:
-  """Export, generate, evaluate and report (see module docstring). Returns the exit status."""
+def generate_videos(pipeline, videos: pathlib.Path, portrait, audio, jobs) -> dict:
+  """`videos/<name>.mp4` for each `(name, generate keywords)` of `jobs` (one with `text` or no
+  motion source is skipped when the bundle has no generator); returns their report entries."""
+  from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
+  gen = {}
+  for name, kw in jobs:
+    if "pose_template" not in kw and pipeline.bundle.sample_motion is None:
+      continue
+    out = videos / f"{name}.mp4"
+    info = pipeline.generate(portrait, audio, out, **kw)
+    meta = video_io.probe(out)
+    what = kw if kw else {"motion": f"{pipeline.method.name}'s generators"}
+    gen[name] = dict(path=str(out), frames=info["frames"], audio_seconds=info["seconds"],
+                     video_seconds=meta.get("duration"), timings=info["timings"], **what)
+  return gen
+
+
+def gohd_results(workdir: pathlib.Path, data_dir: pathlib.Path, ids, portrait, audio, *,
+                 syncnet_params: Optional[str], timings: dict) -> dict:
+  """GoHD's part of the report (module docstring): export, its two videos, its reenactment rows
+  on the held-out clips `ids` and the learning checks against the same baselines."""
   from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import generate as generate_lib  # pylint: disable=g-import-not-at-top
-  from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
+  t0 = time.time()
+  export_dir = workdir / "export_gohd"
+  _log("exporting the GoHD bundle to %s", export_dir)
+  bundle_lib.export_bundle(str(workdir / "train"), str(export_dir), method="gohd")
+  pipeline = generate_lib.TalkingHeadPipeline(export_dir, method="gohd")
+  videos = workdir / "videos"
+  gen = generate_videos(pipeline, videos, portrait, audio,
+                        (("gohd_generated", {}), ("gohd_nod", dict(pose_template="nod"))))
+  timings["gohd_export_generate"] = time.time() - t0
+  t0 = time.time()
+  clips = reenactment.read_clips(str(data_dir), clip_ids=list(ids),
+                                 resolution=pipeline.resolution,
+                                 max_frames=int(EVAL_SECONDS * 25))
+  _log("GoHD self-reenactment on %d held-out clip(s)", len(clips))
+  rows, _ = evaluate(pipeline.bundle, clips, syncnet_params=syncnet_params, videos_dir=videos,
+                     label=GOHD_ROW, prefix="gohd_reenact_")
+  timings["gohd_evaluate"] = time.time() - t0
+  return dict(export=str(export_dir), videos=gen, reenactment=rows,
+              learning=learning_checks(rows, {}, ours=GOHD_ROW),
+              reenactment_videos=[str(videos / f"gohd_reenact_{c['clip_id']}.mp4")
+                                  for c in clips])
+
+
+def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trained: dict,
+           train_results: dict, timings: dict, args, holdout=(), methods=("posetalk",)) -> int:
+  """Export, generate, evaluate and report (see module docstring) of PoseTalk and, when
+  `methods` has it, GoHD. Returns the exit status."""
+  from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import generate as generate_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
 
   # ------------------------------------------------------------------ 4. export
@@ -222,17 +278,9 @@ def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trai
   videos.mkdir(parents=True, exist_ok=True)
   portrait, audio, text = _default_inputs(args, workdir, clips[0])
   _log("generating: portrait %s, speech %s, text %r", portrait, audio, text)
-  gen = {}
-  for name, kw in (("generated_text", dict(text=text)),
-                   ("generated_nod", dict(pose_template="nod"))):
-    if name == "generated_text" and pipeline.bundle.sample_motion is None:
-      continue
-    out = videos / f"{name}.mp4"
-    info = pipeline.generate(portrait, audio, out, **kw)
-    meta = video_io.probe(out)
-    gen[name] = dict(path=str(out), frames=info["frames"], audio_seconds=info["seconds"],
-                     video_seconds=meta.get("duration"), timings=info["timings"],
-                     **({"text": text} if "text" in kw else kw))
+  gen = generate_videos(pipeline, videos, portrait, audio,
+                        (("generated_text", dict(text=text)),
+                         ("generated_nod", dict(pose_template="nod"))))
   timings["generate"] = time.time() - t0
 
   # ------------------------------------------------------------------ 6. evaluate
@@ -242,6 +290,10 @@ def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trai
                            videos_dir=videos)
   motion = motion_metrics(export_dir, bmanifest, clips) if bmanifest["pose_model"] else {}
   timings["evaluate"] = time.time() - t0
+  gohd = None
+  if "gohd" in methods:
+    gohd = gohd_results(workdir, data_dir, ids, portrait, audio,
+                        syncnet_params=trained.get("syncnet"), timings=timings)
 
   # ------------------------------------------------------------------ 7. report
   sheet_rows = [(f"real {clips[0]['clip_id'][:24]}", _pick(_to_uint8(clips[0]["frames"]))),
@@ -259,7 +311,8 @@ def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trai
       seed=getattr(args, "seed", 0), videos=gen, reenactment=rows, motion=motion,
       learning=learning_checks(rows, train_results),
       reenactment_videos=[str(videos / f"reenact_{i}.mp4") for i in ids],
-      contact_sheet=str(workdir / "contact_sheet.png"))
+      contact_sheet=str(workdir / "contact_sheet.png"), methods=list(methods),
+      **({"gohd": gohd} if gohd else {}))
   (workdir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
   (workdir / "report.md").write_text(_markdown(report, trained, rows, motion))
   _log("report written to %s", workdir / "report.md")
@@ -284,12 +337,15 @@ def _json_default(x):
 SYNC_CHANCE = 0.5  # pair accuracy of a lip-sync expert that cannot tell in-sync from shifted
 
 
-def learning_checks(rows: dict, train_results: dict) -> dict:
+GOHD_ROW = "gohd (tiny)"
+
+
+def learning_checks(rows: dict, train_results: dict, ours: str = "jaxtalk (tiny)") -> dict:
   """Did this run learn? `{name: {"ours", "baseline", "passed"}}` for: held-out SSIM and mouth
   L1 of the renderer vs repeating the source frame, and the SyncNet stage's held-out pair
   accuracy vs chance (0.5). A check whose numbers are missing (stage trained in an earlier run,
-  metric skipped) is left out."""
-  ours, base = rows["jaxtalk (tiny)"], rows["source repeated"]
+  metric skipped) is left out. `ours`: the row of the renderer checked."""
+  ours, base = rows[ours], rows["source repeated"]
   out = {}
   if "ssim" in ours and "ssim" in base:
     out["ssim_beats_source"] = dict(ours=ours["ssim"], baseline=base["ssim"],
@@ -352,6 +408,27 @@ def verdicts(rows: dict, motion: dict, checks: Optional[dict] = None) -> list[st
   return out
 
 
+def _gohd_markdown(gohd: dict) -> list[str]:
+  """The "## GoHD" section: its videos, reenactment rows and learning checks."""
+  from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
+  lines = ["## GoHD (animator driven by its own motion generators)", "",
+           f"Bundle `{gohd['export']}` (`jaxtalk generate --method gohd`).", ""]
+  for name, g in gohd["videos"].items():
+    what = (f"pose template {g['pose_template']}" if "pose_template" in g
+            else g.get("motion", ""))
+    lines.append(f"- `{g['path']}`: {what}; {g['frames']} frames for {g['audio_seconds']:.2f} s "
+                 f"of audio (video stream {g['video_seconds']:.2f} s)")
+  lines += [f"- `{p}`: GoHD self-reenactment of a held-out clip" for p in
+            gohd["reenactment_videos"]]
+  lines += ["", "Self-reenactment on the same held-out clips (source = frame 0; driving: the "
+            "clip's pose, gaze and expression coefficients):", "",
+            reenactment.format_table(gohd["reenactment"]), ""]
+  for name, c in gohd["learning"].items():
+    lines.append(f"- {name}: {'passed' if c['passed'] else 'NOT passed'} (GoHD {c['ours']:.4f}, "
+                 f"baseline {c['baseline']:.4f})")
+  return lines + [""]
+
+
 def _markdown(report: dict, trained: dict, rows: dict, motion: dict) -> str:
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
   t = report["timings"]
@@ -375,6 +452,8 @@ def _markdown(report: dict, trained: dict, rows: dict, motion: dict) -> str:
             "tiny SyncNet (real clips score "
             f"{rows['jaxtalk (tiny)'].get('gt_lse_c', float('nan')):.2f}).", "",
             reenactment.format_table(rows), ""]
+  if report.get("gohd"):
+    lines += _gohd_markdown(report["gohd"])
   if motion:
     lines += ["## Head motion from PLD on held-out clips (PoseTalk Table 3 columns)", "",
               f"Feature windows of {motion['window']} frames; few clips, so FD is noisy.", "",

@@ -1,7 +1,7 @@
 """`jaxtalk demo`: the whole system on one machine, end to end, within a time budget.
 
   jaxtalk demo --workdir runs/demo [--videos MANIFEST_OR_DIR] [--minutes 20] [--resolution 64]
-               [--seed 0]
+               [--seed 0] [--methods posetalk,gohd]
 
 Steps (re-running the same command skips finished clips, preprocessing and trained stages, and
 resumes an interrupted stage from its checkpoint; export, generation and evaluation run again):
@@ -9,9 +9,13 @@ resumes an interrupted stage from its checkpoint; export, generation and evaluat
      (`jaxtalk.demo.data`: the scikit-image astronaut photo, synthetic speech driving the lips,
      head motion following each clip's text); otherwise the given manifest or folder of videos;
   2. preprocess them with the Beam pipeline (DirectRunner) into ArrayRecord shards;
-  3. train every stage at `size=tiny` (syncnet, pose_vae, pld, coarse, refine, enhancer), each
-     given a share of the time budget, later stages loading the frozen params of earlier ones;
-  4. export the generation stages into one folder (`jaxtalk export`);
+  3. train every stage of each method at `size=tiny` (PoseTalk: syncnet, pose_vae, pld, coarse,
+     refine, enhancer; GoHD, after `jaxtalk expression-basis` on the shards: gohd_pose, gohd_gaze,
+     gohd_exp_lip, gohd_exp_eye, gohd_face_analysis, gohd_animator), each given a share of the
+     time budget, later stages loading the frozen params of earlier ones (GoHD's stage 1 uses
+     PoseTalk's lip-sync expert when both run); `--methods` picks the methods (default: PoseTalk,
+     and GoHD too when the budget is at least GOHD_MIN_MINUTES);
+  4. export each method's generation stages into one folder (`jaxtalk export`);
   5. generate a talking video for a real portrait, a speech track and a text prompt;
   6. evaluate on held-out clips (self-reenactment image/sync metrics; motion metrics);
   7. write `report.md` (metrics table, video paths, a contact sheet PNG of generated vs real
@@ -30,7 +34,7 @@ from typing import Optional
 
 from jaxtalk.core import logging_utils
 
-# Stages in training order, with their share of the training-time budget.
+# PoseTalk's stages in training order, with their share of its training-time budget.
 STAGES = (
     ("syncnet", 0.14),
     ("pose_vae", 0.10),
@@ -39,13 +43,58 @@ STAGES = (
     ("refine", 0.22),
     ("enhancer", 0.16),
 )
-METHOD = "posetalk"  # the method the demo trains and exports (jaxtalk.methods)
+# GoHD's, the same way (the animator, the biggest network, gets the largest share).
+GOHD_STAGES = (
+    ("gohd_pose", 0.13),
+    ("gohd_gaze", 0.10),
+    ("gohd_exp_lip", 0.10),
+    ("gohd_exp_eye", 0.12),
+    ("gohd_face_analysis", 0.10),
+    ("gohd_animator", 0.45),
+)
+METHOD_STAGES = {"posetalk": STAGES, "gohd": GOHD_STAGES}  # the methods the demo can train
+METHOD = "posetalk"  # the method the demo always trains and exports first (jaxtalk.methods)
+METHOD_SHARE = {"posetalk": 0.5, "gohd": 0.5}  # of the training budget, when both run
+GOHD_MIN_MINUTES = 15.0  # default --methods adds GoHD from this budget on
+# init_from keys that name another stage than themselves.
+INIT_FROM_STAGE = {"exp_lip": "gohd_exp_lip", "face_analysis": "gohd_face_analysis"}
 
 
-def config_modules() -> dict[str, str]:
-  """`{stage: config module}` of the demo's method, in training order."""
+def config_modules(names=tuple(METHOD_STAGES)) -> dict[str, str]:
+  """`{stage: config module}` of the demo's methods `names`, in training order."""
   from jaxtalk import methods  # pylint: disable=g-import-not-at-top
-  return dict(methods.get(METHOD).train_stages)
+  out = {}
+  for name in names:
+    out.update(methods.get(name).train_stages)
+  return out
+
+
+def demo_methods(spec: Optional[str], minutes: float) -> tuple[str, ...]:
+  """The methods to train, PoseTalk first: `spec` ("posetalk,gohd"), or by default PoseTalk,
+  plus GoHD when `minutes` >= GOHD_MIN_MINUTES.
+
+  Raises:
+    ValueError: an empty list, a method the demo cannot train, or a list without PoseTalk (the
+      report's baselines and lip-sync expert come from its stages).
+  """
+  if not spec:
+    return (METHOD, "gohd") if minutes >= GOHD_MIN_MINUTES else (METHOD,)
+  names = tuple(dict.fromkeys(n.strip() for n in spec.split(",") if n.strip()))
+  bad = [n for n in names if n not in METHOD_STAGES]
+  if bad or not names:
+    raise ValueError(f"--methods {spec!r}: expected a comma-separated list of "
+                     f"{', '.join(METHOD_STAGES)}")
+  if METHOD not in names:
+    raise ValueError(f"--methods {spec!r}: the report is built on {METHOD}'s bundle (its "
+                     f"baselines and sync expert); give --methods {METHOD},{','.join(names)}")
+  return (METHOD,) + tuple(n for n in names if n != METHOD)
+
+
+def planned_stages(names) -> tuple[tuple[str, float], ...]:
+  """`(stage, share of the whole training budget)` of the methods `names`, in training order."""
+  total = sum(METHOD_SHARE[n] for n in names)
+  return tuple((stage, share * METHOD_SHARE[n] / total) for n in names
+               for stage, share in METHOD_STAGES[n])
 RESERVED_SECONDS = 240  # export, generation, evaluation and the report.
 # The generator stages learn more per second of CPU with small batches: batch 2 (per device) is
 # what tests/integration/test_generator_stages.py measured learning with (tiny configs use 8).
@@ -93,12 +142,14 @@ def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: floa
       config.input.eval_tail = GENERATOR_EVAL_TAIL
       config.select_best = GENERATOR_SELECT_BEST
       config.eval_every = GENERATOR_EVAL_EVERY
+    if stage == "gohd_animator":
+      config.model.image_size = resolution
     # Frozen inputs from earlier stages; a stage's own entries (e.g. coarse's init_from.coarse,
-    # a warm start) and later stages' stay as the config has them.
-    order = [name for name, _ in STAGES]
-    for name in list(config.init_from.keys()):
-      if name in order and order.index(name) < order.index(stage):
-        config.init_from[name] = trained[name]
+    # a warm start) and stages not trained (yet) stay as the config has them.
+    for key in list(config.init_from.keys()):
+      name = INIT_FROM_STAGE.get(key, key)
+      if name != stage and name in trained:
+        config.init_from[key] = trained[name]
   return config
 
 
@@ -114,6 +165,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--portrait", default=None, help="portrait to animate (default: chosen)")
   parser.add_argument("--audio", default=None, help="speech to animate it with (default: chosen)")
   parser.add_argument("--text", default=None, help="head-motion prompt (default: chosen)")
+  parser.add_argument("--methods", default=None,
+                      help="comma-separated methods to train, export and report: posetalk, gohd "
+                           f"(default: posetalk, and gohd too with --minutes >= "
+                           f"{GOHD_MIN_MINUTES:.0f})")
   parser.add_argument("--seed", type=int, default=0,
                       help="training seed of every stage (initialisation and data order; the "
                       "built-in clips stay the same); default 0")
@@ -123,6 +178,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def run(argv: Optional[list[str]] = None) -> int:
   argv = list(sys.argv if argv is None else argv)
   args = parse_args(argv)
+  try:
+    names = demo_methods(args.methods, args.minutes)
+  except ValueError as e:
+    print(f"jaxtalk demo: {e}", file=sys.stderr)
+    return 2
   _show_progress_logs()
   t_start = time.time()
   workdir = pathlib.Path(args.workdir).resolve()
@@ -154,6 +214,8 @@ def run(argv: Optional[list[str]] = None) -> int:
 
   holdout = choose_holdout(info)
   _log("held-out clips (evaluation only): %s", ", ".join(holdout))
+  if "gohd" in names:
+    _expression_basis(data_dir, info, holdout)
 
   # ------------------------------------------------------------------ 3. train every stage
   from jaxtalk import train  # pylint: disable=g-import-not-at-top
@@ -161,12 +223,14 @@ def run(argv: Optional[list[str]] = None) -> int:
   trained: dict[str, str] = {}
   results: dict[str, dict] = {}
   train_end = time.time() + train_budget
-  for i, (stage, share) in enumerate(STAGES):
+  plan = planned_stages(names)
+  _log("methods: %s (%d stages)", ", ".join(names), len(plan))
+  for i, (stage, share) in enumerate(plan):
     stage_dir = workdir / "train" / stage
     # This stage's share of the time left, so time a stage does not use (it reached its
     # total_steps early) goes to the later ones.
     left = max(30.0, train_end - time.time())
-    stage_budget = left * share / sum(s for _, s in STAGES[i:])
+    stage_budget = left * share / sum(s for _, s in plan[i:])
     config = stage_config(stage, str(data_dir), args.resolution, stage_budget, trained, holdout,
                           seed=args.seed)
     t0 = time.time()
@@ -185,7 +249,25 @@ def run(argv: Optional[list[str]] = None) -> int:
   from jaxtalk.demo import report as demo_report  # pylint: disable=g-import-not-at-top
   return demo_report.finish(workdir=workdir, data_dir=data_dir, manifest=manifest,
                             trained=trained, train_results=results, timings=timings, args=args,
-                            holdout=holdout)
+                            holdout=holdout, methods=names)
+
+
+def _expression_basis(data_dir: pathlib.Path, info: dict, holdout) -> None:
+  """GoHD's expression coefficients in the shards (`jaxtalk expression-basis`, fitted on the
+  training clips only), unless they are there already.
+
+  Raises:
+    RuntimeError: the expression pass failed (its message is on stderr).
+  """
+  if "expression" in info.get("optional_features", ()):  # every clip has e already
+    return
+  from data_pipelines import expression_pass  # pylint: disable=g-import-not-at-top
+  _log("fitting GoHD's expression basis over the training clips")
+  argv = ["jaxtalk expression-basis", "--data_dir", str(data_dir)]
+  if holdout:
+    argv += ["--holdout", ",".join(holdout)]
+  if expression_pass.run(argv) != 0:
+    raise RuntimeError(f"jaxtalk expression-basis --data_dir {data_dir} failed (see above)")
 
 
 def choose_holdout(info: dict) -> tuple[str, ...]:

@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 import jax
 import numpy as np
 
+from jaxtalk import motion as motion_lib
 from jaxtalk.core import files
 from jaxtalk.serve.video_io import InputError
 
@@ -23,6 +24,13 @@ from jaxtalk.serve.video_io import InputError
 def floats(x) -> list[float]:
   """A flat list of Python floats (for bundle.json) from any array-like."""
   return [float(v) for v in np.asarray(x, np.float64).reshape(-1)]
+
+
+def normalized(manifest: dict, x, name: str) -> np.ndarray:
+  """float32 `(x - mean) / std` with the bundle's `<name>_mean` / `<name>_std` ("pose", "gaze")."""
+  m = np.asarray(manifest[f"{name}_mean"], np.float32)
+  s = np.asarray(manifest[f"{name}_std"], np.float32)
+  return motion_lib.normalize(np.asarray(x, np.float32), m, s).astype(np.float32)
 
 
 def read_json(path: str) -> dict:

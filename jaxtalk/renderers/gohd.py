@@ -198,7 +198,9 @@ class GoHDModel:
     basis: the expression basis (`features.expression.ExpressionBasis`) e is measured in.
     sample_motion: `(wav, *, num_frames, text=None, guidance=None, seed=0, source_motion=None)
       -> Motion` (raw, `[1, T, ...]`, expression `[1, T, 64]` when the bundle has the expression
-      predictor) from GoHD's generators, or None when the bundle has no gohd_pose stage.
+      predictor) from GoHD's generators, starting from `source_motion`'s p_0 (default: the
+      training data's mean pose and gaze, e_0 = 0); None when the bundle has no gohd_pose stage.
+      `guidance` is γ of eq. 3 (default `bundle.json["gamma"]`); `text` raises InputError.
     expression_stage: `() -> (MotionStage, basis)` of the expression predictor, or None.
   """
   path: str
@@ -214,9 +216,7 @@ class GoHDModel:
   _params: Any = dataclasses.field(repr=False, default=None)
 
   def _norm(self, x, name):
-    m = np.asarray(self.manifest[f"{name}_mean"], np.float32)
-    s = np.asarray(self.manifest[f"{name}_std"], np.float32)
-    return motion_lib.normalize(np.asarray(x, np.float32), m, s).astype(np.float32)
+    return common.normalized(self.manifest, x, name)
 
   def expression_coefficients(self, landmarks) -> np.ndarray:
     """GoHD's e `[T, E]` float32 of FaceMesh landmarks `[T, 478, 3]` (crop coordinates, one
@@ -325,8 +325,11 @@ def _sampler(path: str, manifest: dict, data_dir: str):
             dirs["gohd_pose"], dirs.get("gohd_gaze", ""), dirs.get("gohd_exp_eye", ""), data_dir)
       except (ValueError, OSError) as e:
         raise InputError(f"{path}: cannot load GoHD's motion stages ({e})") from e
-    if source_motion is None:
-      raise InputError("GoHD's sample_motion needs the portrait's source_motion (its p_0)")
+    if source_motion is None:  # no portrait measured: the training data's mean pose and gaze
+      source_motion = motion_lib.Motion(
+          pose=np.asarray(manifest["pose_mean"], np.float32)[None, None],
+          gaze=np.asarray(manifest["gaze_mean"], np.float32)[None, None],
+          expression=np.zeros((1, 1, int(manifest["expression_dim"])), np.float32))
     gamma = float(manifest.get("gamma", DEFAULT_GAMMA) if guidance is None else guidance)
     return gohd_lib.sample_motion(state["models"], np.asarray(wav, np.float32), source_motion,
                                   seconds=num_frames / motion_lib.FPS, gamma=gamma, seed=seed)

@@ -262,9 +262,7 @@ class PoseTalkModel:
   _params: Any = dataclasses.field(repr=False, default=None)
 
   def _norm(self, x, name):
-    m = np.asarray(self.manifest[f"{name}_mean"], np.float32)
-    s = np.asarray(self.manifest[f"{name}_std"], np.float32)
-    return motion_lib.normalize(np.asarray(x, np.float32), m, s).astype(np.float32)
+    return common.normalized(self.manifest, x, name)
 
   def render(self, source, pose, gaze, mel, source_pose) -> np.ndarray:
     """Frames of one window of at most `window` frames.

@@ -308,6 +308,8 @@ class TalkingHeadPipeline:
       InputError: an unknown template or gaze mode, a bad reference video, no generator, or a
         control the model cannot apply (naming the file or option).
     """
+    if gaze is not None and gaze_mode not in (None, "generated"):
+      raise InputError(f"--gaze and --gaze-mode {gaze_mode}: give one of them")
     t = num_frames_for(wav)
     source = self.source_motion(portrait)
     tracked = {}

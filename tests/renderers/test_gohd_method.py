@@ -136,6 +136,24 @@ def test_chunk_borders_do_not_change_frames(model):
   assert changed[3:8].all() and not changed[:3].any() and not changed[8:].any()
 
 
+def test_stage_model_renders_as_the_bundle(model, gohd_bundle, gohd_runs_dir):
+  """The in-training model (the stage's own infer, for reenactment evals) renders what the
+  exported bundle renders."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from jaxtalk import tasks  # pylint: disable=g-import-not-at-top
+  workdir = gohd_runs_dir / "gohd_animator"
+  config = ml_collections.ConfigDict(json.loads((workdir / "config.json").read_text()))
+  config.input.data_dir = str(gohd_bundle / "data")
+  task = tasks.get_task(config, mesh=None)
+  params = checkpointing.load_params(workdir / "params")
+  staged = methods.get("gohd").stage_model(config, jax.jit(task.infer), params, task.frozen)
+  src, motion, mel = _source(), _moving_motion(seed=2), _mel()
+  np.testing.assert_allclose(
+      staged.render_motion(src, motion, mel=mel, source_pose=np.zeros(6)),
+      model.render_motion(src, motion, mel=mel, source_pose=np.zeros(6)), atol=1e-5)
+
+
 def test_sample_motion_starts_from_the_portraits_pose(model):
   wav = 0.1 * np.sin(np.arange(16000) * 0.05).astype(np.float32)
   p0 = np.array([0.1, -0.05, 0.02, 0.01, -0.01, 0.6], np.float32)
@@ -147,8 +165,11 @@ def test_sample_motion_starts_from_the_portraits_pose(model):
   assert all(np.isfinite(np.asarray(x)).all() for x in (m.pose, m.gaze, m.expression))
   with pytest.raises(InputError, match="--pose-model"):
     model.sample_motion(wav, num_frames=25, source_motion=src, text="he nods")
-  with pytest.raises(InputError, match="source_motion"):
-    model.sample_motion(wav, num_frames=25)
+  # Without a portrait: from the training data's mean pose (as `jaxtalk eval` samples).
+  mean = np.asarray(model.manifest["pose_mean"], np.float32)
+  np.testing.assert_allclose(model.sample_motion(wav, num_frames=25).pose,
+                             model.sample_motion(wav, num_frames=25, source_motion=src.replace(
+                                 pose=mean[None, None])).pose, atol=1e-6)
 
 
 def test_expression_from_the_predictor_or_e0_held(model, gohd_renderer_bundle, caplog):

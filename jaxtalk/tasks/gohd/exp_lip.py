@@ -137,6 +137,8 @@ class AudioInput:
     return {"syncnet": self.expert_params} if self.expert is not None else {}
 
   def init(self, rng, mel) -> dict:
+    if self.expert is not None:  # Φ_a is the frozen expert: nothing of the stage's to train.
+      return {}
     return dict(self.net.init({"params": rng}, mel).get("params", {}))
 
   def __call__(self, params, frozen, mel):
