@@ -78,3 +78,20 @@ def test_demo_with_both_methods(tmp_path):
   assert "ssim" in rows["gohd (tiny)"] and "ssim_beats_source" in gohd["learning"]
   md = (workdir / "report.md").read_text()
   assert "## GoHD" in md and "gohd (tiny)" in md
+
+
+def test_gohd_stage_one_takes_the_demos_lip_sync_expert(tmp_path):
+  """With both methods, gohd_exp_lip's Φ_a is PoseTalk's trained SyncNet (init_from.syncnet):
+  the stage then has no audio params of its own and initialises (it once crashed here)."""
+  from configs import syncnet as syncnet_config  # pylint: disable=g-import-not-at-top
+  from configs.gohd import exp_lip  # pylint: disable=g-import-not-at-top
+  from tests.renderers import gohd_runs  # pylint: disable=g-import-not-at-top
+  expert = gohd_runs.init_stage(syncnet_config.get_config("size=tiny,synthetic=true"),
+                                tmp_path / "syncnet")
+  c = exp_lip.get_config(f"size=tiny,synthetic=true,syncnet={expert}")
+  c.model.update(hidden=(16,))
+  c.input.window = 16
+  params = gohd_runs.init_stage(c, tmp_path / "lip")
+  from jaxtalk.core import checkpointing  # pylint: disable=g-import-not-at-top
+  loaded = checkpointing.load_params(params)
+  assert not loaded.get("audio") and loaded["mapper"]
