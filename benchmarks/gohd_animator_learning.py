@@ -27,7 +27,6 @@ import os
 import subprocess
 import time
 
-import numpy as np
 
 
 def _config(data_dir, face_analysis, seed, steps, holdout=()):
@@ -40,57 +39,6 @@ def _config(data_dir, face_analysis, seed, steps, holdout=()):
   if holdout:
     c.input.holdout = tuple(holdout)
   return c
-
-
-def _measured_yaw(frames, detector):
-  """Mean FaceMesh gaze yaw (rad) of frames `[N, R, R, 3]` in [-1, 1]; (yaw or None, frames
-  found)."""
-  from jaxtalk.evaluators import landmarks  # pylint: disable=g-import-not-at-top
-  yaw = landmarks.measured_gaze(detector, np.asarray(frames))[:, 1]
-  found = np.isfinite(yaw)
-  return (float(yaw[found].mean()) if found.any() else None), int(found.sum())
-
-
-def gaze_control(c, params, yaw=0.3):
-  """Per held-out clip: measured yaw of renders requesting +yaw and -yaw (module docstring)."""
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxtalk.core import input_pipeline, sharding  # pylint: disable=g-import-not-at-top
-  from jaxtalk.evaluators import landmarks  # pylint: disable=g-import-not-at-top
-  from jaxtalk.tasks.gohd import animator as stage  # pylint: disable=g-import-not-at-top
-  mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
-  info = input_pipeline.load_dataset_info(c.input.data_dir)
-  _, ev = input_pipeline.split_clips(info, eval_fraction=float(c.input.eval_fraction))
-  task = stage.get_task(c, mesh=mesh)
-  infer = jax.jit(task.infer)
-  g_mean, g_std = np.asarray(info["gaze_mean"]), np.asarray(info["gaze_std"])
-  out = []
-  with landmarks.MouthLandmarks(min_size=256) as tracker:
-    for i in ev:
-      clip = info["clips"][i]["clip_id"]
-      with c.unlocked():
-        c.input.holdout = (clip,)
-      batch = next(input_pipeline.create_iterator(c, mesh=mesh, split="eval"))
-      ex = stage.rendered(jax.tree.map(jnp.asarray, batch), int(c.model.radius),
-                          int(c.render_frames))
-      row = {"clip": clip}
-      for sign, name in ((1, "plus"), (-1, "minus")):
-        raw = np.asarray(ex["gaze"]) * g_std + g_mean
-        raw[..., 1] = sign * yaw
-        inputs = {"source": ex["source"], "windows": ex["windows"],
-                  "gaze": jnp.asarray((raw - g_mean) / g_std, jnp.float32),
-                  "lam": jnp.ones(ex["gaze"].shape[:2], jnp.float32)}
-        frames = infer(params, task.frozen, inputs)["frames"]
-        row[f"yaw_{name}"], row[f"found_{name}"] = _measured_yaw(
-            frames.reshape((-1,) + frames.shape[2:]), tracker)
-      real, row["found_real"] = _measured_yaw(
-          np.asarray(ex["frames"]).reshape((-1,) + ex["frames"].shape[2:]), tracker)
-      row["yaw_real_frames"] = real
-      both = row["yaw_plus"] is not None and row["yaw_minus"] is not None
-      row["difference"] = row["yaw_plus"] - row["yaw_minus"] if both else None
-      row["right_direction"] = bool(both and row["difference"] > 0)
-      out.append(row)
-  return out
 
 
 def run(a, seed: int) -> dict:
@@ -117,7 +65,8 @@ def run(a, seed: int) -> dict:
          "beats_source_ssim": bool(last["ssim"] > last["ssim_source"]),
          "beats_source_mouth_l1": bool(last["mouth_l1"] < last["mouth_l1_source"])}
   params = checkpointing.load_params(os.path.join(wd, "params"))
-  out["gaze_control"] = gaze_control(c, params)
+  from jaxtalk.tasks.gohd import animator as stage  # pylint: disable=g-import-not-at-top
+  out["gaze_control"] = stage.gaze_control(c, params)
   out["gaze_right_direction_every_clip"] = all(r["right_direction"] for r in out["gaze_control"])
   return out
 
