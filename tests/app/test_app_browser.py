@@ -18,7 +18,7 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def served(toy_bundle, tmp_path_factory):
-  """The app on the toy bundle, on a free loopback port: `(app, url)`."""
+  """The app on the toy bundle, on a free loopback port, queue size 4: `(app, url)`."""
   app = service.App.load([toy_bundle], root=tmp_path_factory.mktemp("app_root"))
   port = browser_lib.free_port()
   blocks = page_lib.launch(app, port=port, queue_size=4, block=False)
@@ -43,7 +43,6 @@ def page(browser, served):
 
 def test_generate_in_the_browser_plays_a_video_as_long_as_the_speech(page, served, shared_data,
                                                                      speech_clip):
-  app, _ = served
   apptoy.ToyModel.calls.clear()
   browser_lib.upload(page, shared_data / "images" / "HDTF_0.jpg", speech_clip)
   page.fill("#prompt textarea", "he nods slowly while talking")
