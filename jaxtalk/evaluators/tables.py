@@ -53,8 +53,9 @@ Outputs under `--out` (default `eval/<protocol>`): `metrics.json` (rows, per-cli
 skipped clips, reported rows), `metrics.csv` (per-clip and mean rows) and `metrics.md` (the
 table with the papers' reported numbers beside, then the per-clip rows). Per (protocol, method,
 clip) results are cached in `OUT/cache/`: a re-run skips finished clips and, since every number
-is aggregated from the cache, prints identical tables. A clip that cannot be read or generated
-is reported and skipped, never fatal.
+is aggregated from the cache, prints identical tables. A clip that cannot be read or generated,
+and a video preprocessing could not use (no face, unreadable: the shards' dead_letter.jsonl),
+is reported under "Skipped", never fatal.
 """
 
 from __future__ import annotations
@@ -568,12 +569,28 @@ def run(argv: Optional[list[str]] = None) -> int:
                 rows={n: aggregate(res) for n, res in per_method.items()},
                 per_clip=[dict(method=n, clip_id=c["clip_id"], metrics=c["metrics"])
                           for n, res in per_method.items() for c in res],
-                skipped=skipped,
+                skipped=dead_letters(data_dir) + skipped,
                 reported=reported_rows(args.protocol, args.reported_dataset))
   write_outputs(out, result)
   print(format_markdown(result).split("\n## Per clip")[0])
   print(f"jaxtalk eval: wrote {os.path.join(out, 'metrics.md')} (and metrics.json, metrics.csv)")
   return 0
+
+
+def dead_letters(data_dir: str) -> list[dict]:
+  """The videos preprocessing could not use (`dead_letter.jsonl` of the shards: no face found,
+  unreadable file, ...) as skipped entries `{"method": "*", "clip_id", "reason"}`."""
+  path = os.path.join(data_dir, "dead_letter.jsonl")
+  if not os.path.isfile(path):
+    return []
+  out = []
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      if line.strip():
+        d = json.loads(line)
+        out.append(dict(method="*", clip_id=str(d.get("id") or d.get("path")),
+                        reason=f"preprocessing ({d.get('stage', '?')}): {d.get('reason', '')}"))
+  return out
 
 
 def _fingerprint(data_dir: str) -> str:

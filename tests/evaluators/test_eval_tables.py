@@ -168,7 +168,8 @@ def toy_bundle(monkeypatch, tmp_path):
 
 
 def _shards_with_a_bad_record(real_shards, tmp_path) -> pathlib.Path:
-  """A copy of the real shards plus one shard holding a record that is not a clip."""
+  """A copy of the real shards plus one shard holding a record that is not a clip, and a video
+  preprocessing dead-lettered."""
   from array_record.python import array_record_module  # pylint: disable=g-import-not-at-top
   out = tmp_path / "shards"
   shutil.copytree(real_shards, out)
@@ -178,6 +179,9 @@ def _shards_with_a_bad_record(real_shards, tmp_path) -> pathlib.Path:
   info = json.loads((out / "dataset_info.json").read_text())
   info["shards"] = list(info["shards"]) + ["broken.array_record"]
   (out / "dataset_info.json").write_text(json.dumps(info))
+  with open(out / "dead_letter.jsonl", "a", encoding="utf-8") as f:   # as preprocessing writes
+    f.write(json.dumps({"path": "/v/noface.mp4", "id": "noface", "stage": "detect",
+                        "reason": "no face found"}) + "\n")
   return out
 
 
@@ -203,7 +207,8 @@ def test_eval_command_tables_cache_and_bad_clips(toy_bundle, real_shards, tmp_pa
     result = _eval(toy_bundle, shards, out, *args)
     assert _Toy.renders == 2
     assert list(result["rows"]) == ["toy", "source", "real"] and result["num_clips"] == 2
-    assert [s["reason"].split(":")[0] for s in result["skipped"]] == ["unreadable"]
+    assert [(s["clip_id"], s["reason"].split(":")[0]) for s in result["skipped"]] == [
+        ("noface", "preprocessing (detect)"), ("record 9", "unreadable")]
     real, toy = result["rows"]["real"], result["rows"]["toy"]
     assert real["num_frames"] == 2 * 9 and real["ssim"] == pytest.approx(1.0, abs=1e-5)
     assert real["psnr"] == 100.0 and real.get("lmd", 0.0) == 0.0 and real["fid"] < 1e-3
