@@ -63,6 +63,18 @@ def save_npz(params: Mapping, out: str) -> None:
   os.replace(tmp, out)
 
 
+def convert(src: str, out: str, from_state_dict) -> dict:
+  """`from_state_dict(read_state_dict(src), source=src)` written to `out` with `save_npz`;
+  returns the params.
+
+  Raises:
+    ValueError: unreadable source or wrong tensors (naming the file).
+  """
+  params = from_state_dict(read_state_dict(src), source=src)
+  save_npz(params, out)
+  return params
+
+
 def check(sd: Mapping[str, np.ndarray], want: Mapping[str, tuple], source: str, what: str):
   """Raises ValueError naming `source` and the key when a tensor of `want` ({key: shape}) is
   missing from `sd` or has another shape (`what`: the network, for the message)."""

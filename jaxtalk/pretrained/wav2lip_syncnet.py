@@ -57,14 +57,8 @@ def from_state_dict(state_dict: Mapping[str, np.ndarray], source: str = "state_d
 
 
 def convert(src: str, out: str) -> dict:
-  """Converts `src` (see module docstring) and writes `out` (.npz). Returns the params.
-
-  Raises:
-    ValueError: unreadable source or wrong tensors (naming the file).
-  """
-  params = from_state_dict(torch_state.read_state_dict(src), source=src)
-  torch_state.save_npz(params, out)
-  return params
+  """Converts `src` (module docstring) to `out` (.npz): `torch_state.convert`."""
+  return torch_state.convert(src, out, from_state_dict)
 
 
 def load(path: str):
