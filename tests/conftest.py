@@ -72,7 +72,7 @@ def expression_shards(real_shards, tmp_path_factory) -> pathlib.Path:
   out = tmp_path_factory.mktemp("expression_shards") / "shards"
   shutil.copytree(real_shards, out)
   assert cli.main(["jaxtalk", "expression-basis", "--data_dir", str(out)]) == 0
-  assert "expression" in json.load(open(out / "dataset_info.json"))["features"]
+  assert "expression" in json.load(open(out / "dataset_info.json"))["optional_features"]
   return out
 
 
