@@ -183,14 +183,21 @@ def generate(row: dict, protocol: str, clip: dict, portrait: tuple) -> tuple:
     still = np.repeat(np.concatenate([source_pose, clip["gaze"][0]])[None], t, 0)
     return source, np.repeat(source[None], t, 0), still
   model = row["model"]
+  expr = clip.get("expression")  # [T, E] when the shards have GoHD's coefficients
   if protocol == "audio-driven":
     if model.sample_motion is None:
       raise ValueError(f"{row['path']}: no motion generator (audio-driven needs one)")
-    m = model.sample_motion(clip["wav"], num_frames=t, text=None, seed=0)
-    motion = motion_lib.Motion(pose=np.asarray(m.pose, np.float32)[:, :t],
-                               gaze=np.asarray(m.gaze, np.float32)[:, :t])
+    # The generators start from the portrait's own motion (GoHD: p_0, g_0, e_0).
+    start = motion_lib.Motion(pose=np.asarray(source_pose, np.float32)[None, None],
+                              gaze=clip["gaze"][None, :1],
+                              expression=None if expr is None else expr[None, :1])
+    m = model.sample_motion(clip["wav"], num_frames=t, text=None, seed=0, source_motion=start)
+    motion = motion_lib.Motion(
+        pose=np.asarray(m.pose, np.float32)[:, :t], gaze=np.asarray(m.gaze, np.float32)[:, :t],
+        expression=None if m.expression is None else np.asarray(m.expression, np.float32)[:, :t])
   else:
-    motion = motion_lib.Motion(pose=clip["pose"][None], gaze=clip["gaze"][None])
+    motion = motion_lib.Motion(pose=clip["pose"][None], gaze=clip["gaze"][None],
+                               expression=None if expr is None else expr[None])
     if protocol == "cross-identity":
       motion = controls.reframe(motion, source_pose)
   frames = model.render_motion(source, motion, mel=clip["mel"], source_pose=source_pose)

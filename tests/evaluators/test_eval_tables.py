@@ -292,3 +292,44 @@ def test_lse_of_in_sync_real_clips_beats_audio_shifted_by_10_frames(synced_shard
   assert mean["in_sync"]["lse_d"] < mean["shifted"]["lse_d"]
   assert mean["in_sync"]["lse_c"] > mean["shifted"]["lse_c"]
   assert abs(offsets["in_sync"]) <= 1 and abs(offsets["shifted"] - 10) <= 1
+
+
+class _RecordingModel:
+  """Records the Motion each protocol hands to the method (GoHD reads expression and p_0)."""
+
+  def __init__(self):
+    self.rendered, self.started = [], []
+
+  def sample_motion(self, wav, *, num_frames, text=None, seed=0, source_motion=None):
+    del wav, text, seed
+    self.started.append(source_motion)
+    from jaxtalk import motion as motion_lib  # pylint: disable=g-import-not-at-top
+    return motion_lib.Motion(pose=np.zeros((1, num_frames, 6), np.float32),
+                             gaze=np.zeros((1, num_frames, 2), np.float32),
+                             expression=np.full((1, num_frames, 4), 0.5, np.float32))
+
+  def render_motion(self, source, motion, *, mel, source_pose):
+    del mel, source_pose
+    self.rendered.append(motion)
+    return np.repeat(source[None], motion.pose.shape[1], 0)
+
+
+def test_protocols_pass_the_clips_expression_and_the_portraits_motion():
+  """Self-reenactment drives the method with the clip's own expression coefficients (when the
+  shards have them), audio-driven starts the generators from the portrait's pose, gaze and e_0
+  and keeps the expression they sample."""
+  t = 5
+  rng = np.random.default_rng(0)
+  clip = {"frames": np.zeros((t, 8, 8, 3), np.float32), "pose": rng.normal(size=(t, 6)),
+          "gaze": rng.normal(size=(t, 2)), "expression": rng.normal(size=(t, 4)),
+          "mel": np.zeros((t, 16, 80), np.float32), "wav": np.zeros(16000, np.float32)}
+  model = _RecordingModel()
+  row = {"kind": "method", "model": model, "name": "m", "path": "m"}
+  portrait = (np.zeros((8, 8, 3), np.float32), clip["pose"][0])
+  tables.generate(row, "self-reenactment", clip, portrait)
+  np.testing.assert_array_equal(model.rendered[-1].expression[0], clip["expression"])
+  tables.generate(row, "audio-driven", clip, portrait)
+  start = model.started[-1]
+  np.testing.assert_allclose(start.pose[0, 0], clip["pose"][0], rtol=1e-6)
+  np.testing.assert_allclose(start.expression[0, 0], clip["expression"][0], rtol=1e-6)
+  assert np.all(model.rendered[-1].expression == 0.5)
