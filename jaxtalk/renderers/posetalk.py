@@ -375,4 +375,6 @@ METHOD = methods.register(methods.Method(
         methods.Control("gaze_pitch", float, None, "fixed gaze pitch (radians)",
                         range=(-0.6, 0.6)),
         methods.Control("gaze_yaw", float, None, "fixed gaze yaw (radians)", range=(-0.6, 0.6)),
+        methods.Control("pose_from", str, None, "video whose head poses drive the portrait"),
+        methods.Control("gaze_from", str, None, "video whose gaze drives the portrait"),
     )))
