@@ -24,8 +24,9 @@ Runs are appended to `--out` (entries of other seeds are kept).
 import argparse
 import json
 import os
-import subprocess
 import time
+
+import learning_runs  # benchmarks/learning_runs.py (scripts run from benchmarks/)
 
 
 
@@ -82,25 +83,14 @@ def main():
                  help="only measure the runs already in --workdir_root")
   p.add_argument("--out", default="benchmarks/results/gohd_animator_tiny_learning.json")
   a = p.parse_args()
-  doc = json.load(open(a.out)) if os.path.isfile(a.out) else {}
-  code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                        check=False).stdout.strip()
-  doc.setdefault("what", "tiny gohd_animator (configs/gohd/animator.py size=tiny, 64 px, GAN off) "
-                 "on preprocessed ../shared/data with `jaxtalk expression-basis`, eval_fraction "
-                 "0.4; Φ = jaxtalk's tiny gohd_face_analysis substitute")
-  doc.setdefault("bar", "held-out ssim > ssim_source and mouth_l1 < mouth_l1_source (repeat the "
-                 "source frame); FaceMesh yaw of +0.3 rad renders > that of -0.3 rad on every "
-                 "held-out clip")
-  runs = doc.setdefault("runs", [])
-  for seed in [int(s) for s in a.seeds.split(",") if s]:
-    r = dict(run(a, seed), code=code, date=time.strftime("%Y-%m-%d"))
-    runs[:] = [x for x in runs if x["seed"] != seed] + [r]
-    print(json.dumps(r))
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(doc, f, indent=1)
-    os.replace(tmp, a.out)
-
+  learning_runs.record(
+      a.out, key=lambda r: r["seed"],
+      what="tiny gohd_animator (configs/gohd/animator.py size=tiny, 64 px, GAN off) on "
+      "preprocessed ../shared/data with `jaxtalk expression-basis`, eval_fraction 0.4; Φ = "
+      "jaxtalk's tiny gohd_face_analysis substitute",
+      bar="held-out ssim > ssim_source and mouth_l1 < mouth_l1_source (repeat the source frame); "
+      "FaceMesh yaw of +0.3 rad renders > that of -0.3 rad on every held-out clip",
+      runs=(run(a, int(s)) for s in a.seeds.split(",") if s))
 
 if __name__ == "__main__":
   main()

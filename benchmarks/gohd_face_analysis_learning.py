@@ -10,11 +10,10 @@ majority mask's. Runs are appended to `--out` (existing entries of other seeds a
 """
 
 import argparse
-import json
-import os
-import subprocess
 import tempfile
 import time
+
+import learning_runs  # benchmarks/learning_runs.py (scripts run from benchmarks/)
 
 
 def run(data_dir: str, seed: int, eval_tail: float) -> dict:
@@ -46,24 +45,14 @@ def main():
   p.add_argument("--eval_tail", type=float, default=0.2)
   p.add_argument("--out", default="benchmarks/results/gohd_face_analysis_tiny_learning.json")
   a = p.parse_args()
-  doc = json.load(open(a.out)) if os.path.isfile(a.out) else {}
-  code = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                        check=False).stdout.strip()
-  doc.setdefault("what", "tiny gohd_face_analysis (configs/gohd/face_analysis.py size=tiny, 600 "
-                 "steps, 64 px) on preprocessed ../shared/data with `jaxtalk expression-basis`; "
-                 "eval = 4 batches of held-out frames")
-  doc.setdefault("bar", "exp_mse < exp_mse_mean and gaze_mse < gaze_mse_mean (training means), "
-                 "pars_miou > pars_miou_prior (training per-pixel majority mask)")
-  runs = doc.setdefault("runs", [])
-  for seed in [int(s) for s in a.seeds.split(",") if s]:
-    r = dict(run(a.data_dir, seed, a.eval_tail), code=code, date=time.strftime("%Y-%m-%d"))
-    runs[:] = [x for x in runs if (x["seed"], x["eval_tail"]) != (seed, a.eval_tail)] + [r]
-    print(json.dumps(r))
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-      json.dump(doc, f, indent=1)
-    os.replace(tmp, a.out)
-
+  learning_runs.record(
+      a.out, key=lambda r: (r["seed"], r["eval_tail"]),
+      what="tiny gohd_face_analysis (configs/gohd/face_analysis.py size=tiny, 600 steps, 64 px) "
+      "on preprocessed ../shared/data with `jaxtalk expression-basis`; eval = 4 batches of "
+      "held-out frames",
+      bar="exp_mse < exp_mse_mean and gaze_mse < gaze_mse_mean (training means), pars_miou > "
+      "pars_miou_prior (training per-pixel majority mask)",
+      runs=(run(a.data_dir, int(s), a.eval_tail) for s in a.seeds.split(",") if s))
 
 if __name__ == "__main__":
   main()

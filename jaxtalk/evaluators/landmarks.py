@@ -11,6 +11,9 @@ its own; frames smaller than `min_size` are upscaled first and the points scaled
 `lmd_norm` divides by the frame width (so 0.01 = 1% of the crop; x256 gives pixels at 256 px).
 No per-frame alignment is applied: in self-reenactment both frames share the crop.
 
+Pose: `measured_pose` measures the head rotation of each frame as preprocessing does (PC-Talk's
+video-driving check: the pose measured back on the output follows the driving video).
+
 Gaze: `measured_gaze` measures the eye-in-head gaze (pitch, yaw) of each frame exactly as
 preprocessing measures it for the records (`features.face.gaze` on the frame's FaceMesh
 landmarks, without temporal smoothing); `gaze_error` is the mean |measured − requested| in radians,
@@ -104,6 +107,23 @@ def measured_gaze(detector: MouthLandmarks, frames) -> np.ndarray:
     lm = detector.landmarks(frames[t])
     if lm is not None:
       out[t] = face_lib.gaze(lm[None], sigma_frames=0.0)[0]
+  return out
+
+
+def measured_pose(detector: MouthLandmarks, frames) -> np.ndarray:
+  """Head rotation (yaw, pitch, roll) of each frame `[T, H, W, 3]` as preprocessing measures it
+  (`features.face.head_rotation`: six-point PnP on the frame's FaceMesh landmarks, no temporal
+  smoothing): float32 `[T, 3]` radians (signs of `features.face`), NaN rows where FaceMesh found
+  no face."""
+  frames = np.asarray(frames)
+  if frames.ndim != 4:
+    raise ValueError(f"measured_pose: frames {frames.shape}; expected [T, H, W, 3]")
+  out = np.full([frames.shape[0], 3], np.nan, np.float32)
+  size = (frames.shape[2], frames.shape[1])
+  for t in range(frames.shape[0]):
+    lm = detector.landmarks(frames[t])
+    if lm is not None:
+      out[t] = face_lib.head_rotation(lm, size)
   return out
 
 

@@ -345,6 +345,53 @@ def warp(image, flow, *, padding: str = "zeros"):
   return bilinear_sample(image, grid[None] + flow.astype(jnp.float32), padding=padding)
 
 
+def trilinear_sample(volume, coords):
+  """Samples a feature volume at absolute voxel coordinates with trilinear interpolation.
+
+  The 3-D counterpart of `bilinear_sample` (PC-Talk / LivePortrait's `grid_sample` of the
+  appearance volume): voxel centres are integers, samples outside the volume take 0 (each of
+  the 8 neighbours outside contributes 0, `padding_mode="zeros"`).
+
+  Args:
+    volume: `[N, D, H, W, C]` features, any float dtype.
+    coords: `[N, Do, Ho, Wo, 3]` positions `(x, y, z)` in voxels (x along W, y along H, z along
+      D); cast to float32.
+
+  Returns:
+    `[N, Do, Ho, Wo, C]` in the dtype of `volume` (interpolation in float32). Integer coordinates
+    return the voxels exactly.
+
+  Raises:
+    ValueError: on mismatched ranks or batch sizes.
+  """
+  if volume.ndim != 5 or coords.ndim != 5 or coords.shape[-1] != 3:
+    raise ValueError(f"trilinear_sample: expected volume [N,D,H,W,C] and coords [N,Do,Ho,Wo,3], "
+                     f"got {volume.shape} and {coords.shape}")
+  if volume.shape[0] != coords.shape[0]:
+    raise ValueError(f"trilinear_sample: batch mismatch {volume.shape} vs {coords.shape}")
+  n, d, h, w, c = volume.shape
+  coords = coords.astype(jnp.float32)
+  lo = jnp.floor(coords)
+  frac = coords - lo
+  lo = lo.astype(jnp.int32)
+  flat = volume.reshape(n, d * h * w, c)
+  out_shape = coords.shape[:-1]
+  m = out_shape[1] * out_shape[2] * out_shape[3]
+  out = jnp.zeros(out_shape + (c,), jnp.float32)
+  for dz in (0, 1):
+    for dy in (0, 1):
+      for dx in (0, 1):
+        xi, yi, zi = lo[..., 0] + dx, lo[..., 1] + dy, lo[..., 2] + dz
+        wgt = ((frac[..., 0] if dx else 1.0 - frac[..., 0])
+               * (frac[..., 1] if dy else 1.0 - frac[..., 1])
+               * (frac[..., 2] if dz else 1.0 - frac[..., 2]))
+        valid = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h) & (zi >= 0) & (zi < d)
+        idx = (jnp.clip(zi, 0, d - 1) * h + jnp.clip(yi, 0, h - 1)) * w + jnp.clip(xi, 0, w - 1)
+        vals = jnp.take_along_axis(flat, idx.reshape(n, m, 1), axis=1).reshape(out_shape + (c,))
+        out = out + vals.astype(jnp.float32) * jnp.where(valid, wgt, 0.0)[..., None]
+  return out.astype(volume.dtype)
+
+
 def resize_images(x, height: int, width: int):
   """Bilinear resize of `[N, H, W, C]` at pixel centres (antialiased when shrinking)."""
   n, _, _, c = x.shape

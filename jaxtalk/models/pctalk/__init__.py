@@ -1,0 +1,1 @@
+"""PC-Talk's networks: implicit-keypoint renderer (LivePortrait's F, M, W, G), stitching."""

@@ -1,0 +1,1 @@
+"""PC-Talk's training stages."""

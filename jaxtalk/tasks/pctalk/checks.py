@@ -1,0 +1,101 @@
+"""Learning checks of a trained `pctalk_renderer` on the held-out clips of its config (issue bars:
+the pose the motion extractor reads correlates with the stored pose; driving with a video's
+motion, the pose measured back on the output follows the driving video).
+
+`held_out_clips(config)` reads the eval clips (`input.holdout` / `input.eval_fraction`, the
+split of `input_pipeline.split_clips`) as whole clips; `pose_readback` and `video_drive` score
+them. Used by `benchmarks/pctalk_renderer_learning.py` and the marked tests.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxtalk.models.pctalk import renderer as renderer_lib
+from jaxtalk.tasks.pctalk import renderer as stage_lib
+
+ANGLES = stage_lib.ANGLES
+
+
+def held_out_clips(config, max_frames: int = 200) -> list[dict]:
+  """The config's eval clips as `evaluators.reenactment.read_clips` dicts (at most `max_frames`
+  frames each, at the model's resolution)."""
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
+  info = input_pipeline.load_dataset_info(config.input.data_dir)
+  _, ev = input_pipeline.split_clips(info, tuple(config.input.get("holdout", ()) or ()),
+                                     float(config.input.get("eval_fraction", 0.2)))
+  ids = [info["clips"][i]["clip_id"] for i in ev]
+  return reenactment.read_clips(config.input.data_dir, clip_ids=ids,
+                                resolution=int(config.model.image_size), max_frames=max_frames)
+
+
+def _corr(a, b) -> float | None:
+  ok = np.isfinite(a) & np.isfinite(b)
+  if ok.sum() < 3 or np.std(a[ok]) < 1e-8 or np.std(b[ok]) < 1e-8:
+    return None
+  return float(np.corrcoef(a[ok], b[ok])[0, 1])
+
+
+def _batched(fn, frames, batch: int = 16):
+  return np.concatenate([np.asarray(fn(jnp.asarray(frames[i:i + batch])))
+                         for i in range(0, len(frames), batch)])
+
+
+def pose_readback(config, params, clips) -> dict:
+  """Pearson correlation, over all held-out frames pooled, between the motion extractor's
+  (yaw, pitch, roll) and the stored pose, per angle; also per clip and the mean absolute error
+  (radians)."""
+  model = renderer_lib.renderer_from_config(config.model, config.dtype)
+  read = jax.jit(lambda x: model.apply({"params": params}, x,
+                                       method=renderer_lib.Renderer.motion)["angles"])
+  pred = [_batched(read, c["frames"]) for c in clips]
+  real = [c["pose"][:, :3] for c in clips]
+  p, r = np.concatenate(pred), np.concatenate(real)
+  out = {"frames": int(len(p))}
+  for i, name in enumerate(ANGLES):
+    out[f"corr_{name}"] = _corr(p[:, i], r[:, i])
+    out[f"mae_{name}"] = float(np.mean(np.abs(p[:, i] - r[:, i])))
+  out["per_clip"] = [{"clip": c["clip_id"], **{f"corr_{n}": _corr(a[:, i], b[:, i])
+                                               for i, n in enumerate(ANGLES)}}
+                     for c, a, b in zip(clips, pred, real)]
+  return out
+
+
+def video_drive(config, params, clips, detector) -> dict:
+  """Video-driven self-reenactment: each clip's first frame is the source, every frame drives
+  (K_c from the source; R, t, s, δ read from the driving frame); the output's head rotation is
+  measured by FaceMesh as preprocessing measures it (`evaluators.landmarks.measured_pose`) and
+  correlated with the driving frames' stored pose. The same measurement on the real frames is
+  the ceiling of this measurement ("*_real").
+
+  Returns:
+    {"corr_yaw", "corr_pitch", "corr_roll" (output vs stored), "corr_yaw_real", ... (real frames
+    vs stored), "found" / "found_real" (frames with a face), "frames", "per_clip"}.
+  """
+  from jaxtalk.evaluators import landmarks  # pylint: disable=g-import-not-at-top
+  model = renderer_lib.renderer_from_config(config.model, config.dtype)
+  render = jax.jit(lambda s, d: model.apply({"params": params}, s, d)[0])
+  outs, reals, stored, per = [], [], [], []
+  for c in clips:
+    frames = c["frames"]
+    src = np.broadcast_to(frames[:1], frames.shape)
+    pred = np.concatenate([np.asarray(render(jnp.asarray(src[i:i + 16]),
+                                             jnp.asarray(frames[i:i + 16])))
+                           for i in range(0, len(frames), 16)])
+    mo, mr = landmarks.measured_pose(detector, pred), landmarks.measured_pose(detector, frames)
+    outs.append(mo)
+    reals.append(mr)
+    stored.append(c["pose"][:, :3])
+    per.append({"clip": c["clip_id"], "corr_yaw": _corr(mo[:, 0], c["pose"][:, 0]),
+                "corr_yaw_real": _corr(mr[:, 0], c["pose"][:, 0]),
+                "stored_yaw_std": float(np.std(c["pose"][:, 0]))})
+  o, r, s = np.concatenate(outs), np.concatenate(reals), np.concatenate(stored)
+  out = {"frames": int(len(s)), "found": int(np.isfinite(o[:, 0]).sum()),
+         "found_real": int(np.isfinite(r[:, 0]).sum()), "per_clip": per}
+  for i, name in enumerate(ANGLES):
+    out[f"corr_{name}"] = _corr(o[:, i], s[:, i])
+    out[f"corr_{name}_real"] = _corr(r[:, i], s[:, i])
+  return out

@@ -1,0 +1,141 @@
+"""Stage `pctalk_renderer` (jaxtalk/tasks/pctalk/renderer.py): the loss terms, equivariance,
+`infer` from a `Motion`, and the learning check on ../shared/data (marked)."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs.pctalk import renderer as renderer_config
+from jaxtalk import train
+from jaxtalk.core import checkpointing, sharding
+from jaxtalk.models.pctalk import keypoints as kp_lib
+from jaxtalk.tasks.pctalk import renderer as stage
+
+
+def _mesh():
+  return sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1))
+
+
+def _tiny_synthetic():
+  c = renderer_config.get_config("size=tiny,synthetic=true")
+  c.model.image_size = c.input.resolution = 32      # the smallest the motion extractor takes
+  return c
+
+
+def test_affine_warp_moves_content_and_equivariance_of_exact_keypoints_is_zero():
+  """Ĩ(p) = I(A p): a shift of +0.5 (normalised) moves a bright column left by a quarter image;
+  A applied to keypoints read on Ĩ maps them back onto those read on I."""
+  img = np.full((1, 33, 33, 3), -1.0, np.float32)
+  img[:, :, 24] = 1.0                                   # column at x = 0.5 (normalised)
+  a = jnp.asarray([[[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]]])
+  warped = np.asarray(stage.apply_affine(jnp.asarray(img), a))
+  assert np.argmax(warped[0, 16, :, 0]) == 16           # sampled from x + 0.5 -> moved to x = 0
+  kp = jnp.asarray(np.random.default_rng(0).uniform(-0.5, 0.5, (1, 21, 2)), jnp.float32)
+  kt = kp - a[:, None, :, 2]                            # where the content went in Ĩ
+  back = jnp.einsum("nij,nkj->nki", a[:, :, :2], kt) + a[:, None, :, 2]
+  np.testing.assert_allclose(np.asarray(back), np.asarray(kp), atol=1e-6)
+
+
+def _synthetic_batch(c, b: int = 2):
+  from jaxtalk.core import input_pipeline  # pylint: disable=g-import-not-at-top
+  c = c.copy_and_resolve_references()
+  c.batch_size = b
+  mesh = sharding.make_mesh(dict(data=1, fsdp=1, tensor=1), devices=jax.devices()[:1])
+  return jax.tree.map(jnp.asarray, next(input_pipeline.create_iterator(c, mesh=mesh)))
+
+
+def test_tiny_stage_loss_terms_gradients_eval_and_infer_from_a_motion():
+  """One synthetic batch, one compile: every loss term is finite and positive, every parameter
+  group gets a gradient, the eval has the repeat-the-source baseline and per-angle pose errors;
+  `infer` renders a `Motion` (pose + δ) at the model's size and two head poses give two
+  different frames. (The training loop itself is covered by tests/test_train.py.)"""
+  c = _tiny_synthetic()
+  task = stage.get_task(c, mesh=None)
+  batch = _synthetic_batch(c)
+  params = jax.tree.map(lambda x: getattr(x, "value", x), task.init(jax.random.key(0), batch),
+                        is_leaf=lambda x: hasattr(x, "value"))
+
+  def step(p):
+    (_, aux), g = jax.value_and_grad(task.loss, has_aux=True)(p, batch, jax.random.key(1),
+                                                              task.frozen, 0)
+    return aux, g, task.evaluate(p, batch, task.frozen)
+
+  aux, grads, ev = jax.jit(step)(params)
+  for k in ("loss_rec", "loss_perc", "loss_eq", "loss_prior", "loss_pose", "loss_delta",
+            "loss_guide"):
+    assert np.isfinite(float(aux[k])) and float(aux[k]) > 0, k
+  for name, g in grads.items():
+    assert float(sum(jnp.sum(jnp.abs(x)) for x in jax.tree.leaves(g))) > 0, name
+  for k in ("ssim", "ssim_source", "mouth_l1_source", "pose_err_yaw", "pose_err_roll"):
+    assert np.isfinite(float(ev[k])), k
+  ex = stage.example_inputs(c.model, t=2)
+  ex["source"] = np.random.default_rng(0).uniform(-1, 1, ex["source"].shape).astype(np.float32)
+  ex["pose"][0, 1, 0] = 0.6                            # frame 1 turned by 0.6 rad of yaw
+  frames = np.asarray(jax.jit(task.infer)(params, task.frozen, ex)["frames"])
+  assert frames.shape == (1, 2, 32, 32, 3) and np.isfinite(frames).all()
+  assert np.abs(frames[0, 0] - frames[0, 1]).max() > 1e-4
+
+
+def test_pose_targets_are_the_keypoint_mapping_of_the_raw_pose():
+  raw = jnp.asarray([[0.2, 0.1, -0.1, 0.05, -0.02, 0.62]])
+  t = stage.pose_targets(raw)
+  _, tr, s = kp_lib.pose_to_rts(raw)
+  np.testing.assert_allclose(np.asarray(t["translation"]), np.asarray(tr))
+  np.testing.assert_allclose(np.asarray(t["scale"]), np.asarray(s))
+  np.testing.assert_allclose(np.asarray(t["angles"]), np.asarray(raw[:, :3]))
+
+
+def test_config_rejects_a_window_that_is_not_the_rendered_frames():
+  c = _tiny_synthetic()
+  c.input.window = 3
+  with pytest.raises(ValueError, match="render_frames"):
+    stage.get_task(c, mesh=None)
+
+
+# The learning check on ../shared/data (benchmarks/pctalk_renderer_learning.py runs it over seeds:
+# benchmarks/results/pctalk_renderer_tiny_learning.json): 3 of the 9 clips held out
+# (eval_fraction 0.4, the md5 rule of input_pipeline.split_clips).
+LEARNING_STEPS = 900
+
+
+@pytest.fixture(scope="module")
+def real_renderer(real_shards, tmp_path_factory):
+  """The tiny renderer trained on the real shards: (config, params)."""
+  wd = tmp_path_factory.mktemp("pctalk_real")
+  c = renderer_config.get_config(f"size=tiny,data_dir={real_shards},eval_fraction=0.4")
+  c.total_steps, c.eval_every, c.checkpoint_every = LEARNING_STEPS, LEARNING_STEPS, LEARNING_STEPS
+  train.train_and_evaluate(c, str(wd), mesh=_mesh())
+  hist = [json.loads(l) for l in open(os.path.join(wd, "metrics.jsonl"))]
+  return c, checkpointing.load_params(str(wd / "params")), hist
+
+
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_tiny_renderer_learns_self_reenactment_and_reads_the_pose(real_renderer):
+  """Held-out: the renderer beats repeating the source on SSIM and mouth L1, and the motion
+  extractor's yaw / pitch / roll correlate with the stored pose (> 0.7 each)."""
+  from jaxtalk.tasks.pctalk import checks  # pylint: disable=g-import-not-at-top
+  c, params, hist = real_renderer
+  ev = [h for h in hist if "eval/ssim" in h][-1]
+  assert ev["eval/ssim"] > ev["eval/ssim_source"], ev
+  assert ev["eval/mouth_l1"] < ev["eval/mouth_l1_source"], ev
+  pr = checks.pose_readback(c, params, checks.held_out_clips(c))
+  for name in checks.ANGLES:
+    assert (pr[f"corr_{name}"] or 0) > 0.7, pr
+
+
+@pytest.mark.needs_data
+@pytest.mark.slow
+def test_video_driving_moves_the_measured_head_pose(real_renderer):
+  """Self-driven by each held-out clip's own frames, the FaceMesh yaw measured on the output
+  follows the driving frames' stored yaw (correlation > 0.6)."""
+  from jaxtalk.evaluators import landmarks  # pylint: disable=g-import-not-at-top
+  from jaxtalk.tasks.pctalk import checks  # pylint: disable=g-import-not-at-top
+  c, params, _ = real_renderer
+  with landmarks.MouthLandmarks(min_size=256) as det:
+    vd = checks.video_drive(c, params, checks.held_out_clips(c), det)
+  assert (vd["corr_yaw"] or 0) > 0.6, vd
