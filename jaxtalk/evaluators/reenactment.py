@@ -404,7 +404,8 @@ def read_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     "mel" `[T, 16, 80]` float32 (window t centred on frame t), "pose" `[T, 6]` and "gaze"
     `[T, 2]` (raw units: radians; crop-relative tx, ty, scale), "mouth_box" `[T, 4]`, "wav"
     `[T * 640]` float32 16 kHz speech in [-1, 1], "expression" `[T, E]` float32 (only when the
-    shards have GoHD's coefficients), "av_offset" (the audio-visual offset in frames
+    shards have GoHD's coefficients), "landmarks" `[T, 478, 3]` float32 FaceMesh landmarks in
+    crop units (when stored), "av_offset" (the audio-visual offset in frames
     preprocessing estimated BEFORE any re-sync, None if not stored) and "audio_shift" (frames
     the audio was shifted by; the remaining offset is about av_offset - audio_shift).
 
@@ -446,7 +447,7 @@ def iter_clips(data_dir: str, *, clip_ids=None, resolution: Optional[int] = None
     try:
       rec = schema.decode_record(source[i], keys=(
         "speaker", "text", "frames", "mel", "pose", "gaze", "mouth_box", "audio", "num_frames",
-        "source_path", "start_time", "av_offset", "audio_shift", "expression"))
+        "source_path", "start_time", "av_offset", "audio_shift", "expression", "landmarks"))
       name = rec["clip_id"]
       if keep is not None and name not in keep:
         continue
@@ -478,4 +479,6 @@ def _decode_clip(rec: dict, resolution: Optional[int], max_frames: Optional[int]
       "mouth_box": np.asarray(rec["mouth_box"][:n], np.float32)}
   if rec.get("expression") is not None:  # GoHD's e (`jaxtalk expression-basis` wrote it)
     out["expression"] = np.asarray(rec["expression"][:n], np.float32)
+  if rec.get("landmarks") is not None:
+    out["landmarks"] = np.asarray(rec["landmarks"][:n], np.float32)
   return out

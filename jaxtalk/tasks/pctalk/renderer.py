@@ -6,7 +6,7 @@ one clip; the batch's `source` (another frame of the clip) gives the appearance 
 canonical keypoints K_c, each driving frame its R, t, s, δ (`Renderer.__call__`). The loss is
 
   L = λ_rec L_rec + λ_perc L_perc^cas + λ_eq L_eq + λ_prior L_prior + λ_pose L_pose
-      + λ_delta L_delta + λ_guide L_guide
+      + λ_delta L_delta + λ_guide L_guide + λ_gan L_gan + λ_fm L_fm
 
   L_rec      mean |I − Î| (jaxtalk's addition; LivePortrait has no pixel loss; 0 disables it)
   L_perc^cas multi-scale perceptual loss on the frame (`loss.perc_scales`) plus the same on
@@ -23,9 +23,14 @@ canonical keypoints K_c, each driving frame its R, t, s, δ (`Renderer.__call__`
   L_guide    landmark-guided loss (supplementary A; `keypoints.landmark_loss`) on the source's
              and the driving frames' keypoints
 
-λs: face-vid2vid's (P 10, E 20, L 10, H 20, Δ 5) divided by 10 so that λ_perc = 1; λ_guide 5
-(LivePortrait gives no value). The multi-scale patch GAN of LivePortrait is not implemented
-yet (not part of this stage's loss).
+  L_gan      least-squares GAN loss of Î against the multi-scale patch discriminator
+             (`models.pctalk.discriminator`, face-vid2vid's / LivePortrait's; trained on real
+             driving frames vs stop-gradient Î from step `loss.gan_start`)
+  L_fm       feature matching: mean |D_i(I) − D_i(Î)| over the discriminator's features
+
+λs: face-vid2vid's (P 10, G 1, F 10, E 20, L 10, H 20, Δ 5) divided by 10 so that λ_perc = 1;
+λ_guide 5 (LivePortrait gives no value). With λ_gan = 0 (the tiny config's default) the stage
+has no discriminator at all.
 
 Eval (held-out batches): "ssim", "l1", "mouth_l1" of Î and of the repeat-the-source baseline
 ("*_source", `evaluators.image.frame_metrics`), the loss terms, and the motion extractor's mean
@@ -45,6 +50,7 @@ from jaxtalk import losses
 from jaxtalk.evaluators import image as image_eval
 from jaxtalk.features import regions
 from jaxtalk.models import layers
+from jaxtalk.models.pctalk import discriminator as disc_lib
 from jaxtalk.models.pctalk import keypoints as kp_lib
 from jaxtalk.models.pctalk import renderer as renderer_lib
 from jaxtalk.tasks import Task
@@ -117,6 +123,32 @@ class RendererStage:
     self.frozen = {"perceptual": pparams}
     mean, std = pose_stats(config)
     self.pose_mean, self.pose_std = jnp.asarray(mean), jnp.asarray(std)
+    self.use_gan = float(config.loss.get("gan", 0.0)) > 0
+    self.disc = disc_lib.discriminator_from_config(config.disc, config.dtype) if self.use_gan \
+        else None
+
+  def gan_on(self, step):
+    """1.0 from step `loss.gan_start` on, else 0.0 (float32)."""
+    return (jnp.asarray(step) >= int(self.config.loss.get("gan_start", 0))).astype(jnp.float32)
+
+  def gan_terms(self, pred, batch, frozen, step):
+    """L_gan and L_fm of Î `[B, K, R, R, 3]` (0 before `gan_start`)."""
+    d = lambda x: self.disc.apply({"params": frozen["disc"]}, _flat(x))  # noqa: E731
+    real, fake = d(batch["frames"]), d(pred)
+    gan = sum(losses.lsgan_gen_loss(f[0]) for f in fake) / len(fake)
+    fm = sum(sum(jnp.mean(jnp.abs(jax.lax.stop_gradient(r) - f)) for r, f in zip(rs[1], fs[1]))
+             / len(fs[1]) for rs, fs in zip(real, fake)) / len(fake)
+    on, lc = self.gan_on(step), self.config.loss
+    return {"loss_gan": on * lc.gan * gan, "loss_fm": on * lc.fm * fm}
+
+  def disc_loss(self, dparams, params, batch, step):
+    pred, _ = self.forward(params, batch)
+    d = lambda x: self.disc.apply({"params": dparams}, _flat(x))  # noqa: E731
+    real, fake = d(batch["frames"]), d(jax.lax.stop_gradient(pred))
+    loss = sum(losses.lsgan_disc_loss(r[0], f[0]) for r, f in zip(real, fake)) / len(real)
+    return self.gan_on(step) * loss, {
+        "disc_real": jnp.mean(jnp.stack([jnp.mean(r[0]) for r in real])),
+        "disc_fake": jnp.mean(jnp.stack([jnp.mean(f[0]) for f in fake]))}
 
   def raw_pose(self, pose):
     return pose.astype(jnp.float32) * self.pose_std + self.pose_mean
@@ -158,7 +190,7 @@ class RendererStage:
     back = jnp.einsum("nij,nkj->nki", a[:, :, :2], kt) + a[:, None, :, 2]
     return jnp.mean(jnp.abs(kp[..., :2] - back), (1, 2))
 
-  def loss(self, params, batch, rng, frozen):
+  def loss(self, params, batch, rng, frozen, step=0):
     lc = self.config.loss
     pred, aux = self.forward(params, batch)
     w = _flat(batch["mask"]).astype(jnp.float32)
@@ -181,6 +213,8 @@ class RendererStage:
             kp_lib.landmark_loss(aux["kp_driving"], _flat(batch["landmarks"]), w)
             + kp_lib.landmark_loss(aux["kp_source"], src_lm)),
     }
+    if self.use_gan and "disc" in frozen:
+      terms.update(self.gan_terms(pred, batch, frozen, step))
     return pred, aux, terms
 
   def evaluate(self, params, batch, frozen):
@@ -242,8 +276,7 @@ def get_task(config, *, mesh) -> Task:
     return st.model.init(rng, batch["source"][:1], batch["frames"][:1, 0])["params"]
 
   def loss(params, batch, rng, frozen, step):
-    del step
-    _, aux, terms = st.loss(params, batch, rng, frozen)
+    _, aux, terms = st.loss(params, batch, rng, frozen, step)
     return sum(terms.values()), dict(
         terms, occlusion_mean=jnp.mean(aux["occlusion"]),
         delta_abs=jnp.mean(jnp.abs(aux["motion_driving"]["delta"])))
@@ -252,5 +285,13 @@ def get_task(config, *, mesh) -> Task:
     del frozen
     return st.infer(params, inputs)
 
+  def disc_init(rng, batch):
+    return st.disc.init(rng, batch["frames"][:2, 0])["params"]
+
+  def disc_loss(dparams, params, batch, rng, frozen, step):
+    del rng, frozen
+    return st.disc_loss(dparams, params, batch, step)
+
+  gan = dict(disc_init=disc_init, disc_loss=disc_loss) if st.use_gan else {}
   return Task(init=init, loss=loss, frozen=st.frozen, evaluate=st.evaluate, infer=infer,
-              infer_example=lambda: example_inputs(config.model))
+              infer_example=lambda: example_inputs(config.model), **gan)
