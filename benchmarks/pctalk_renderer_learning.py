@@ -58,7 +58,7 @@ def stitching(a, seed: int, renderer_wd: str, c, params, clips, det) -> dict:
   sc.total_steps = a.stitching_steps
   sc.eval_every = sc.checkpoint_every = max(a.stitching_steps // 2, 1)
   wd = renderer_wd + "_stitching"
-  if not a.skip_training:
+  if not os.path.isdir(os.path.join(wd, "params")):
     train.train_and_evaluate(sc, wd, mesh=sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1)))
   sp = checkpointing.load_params(os.path.join(wd, "params"))
   out = {"workdir": wd, "steps": a.stitching_steps, "evals": _evals(wd)}
@@ -104,7 +104,8 @@ def main():
   p.add_argument("--steps", type=int, default=900)
   p.add_argument("--workdir_root", default="runs/pctalk_renderer_learning")
   p.add_argument("--skip_training", action="store_true",
-                 help="only measure the runs already in --workdir_root")
+                 help="only measure the renderer runs already in --workdir_root (a stitching "
+                 "run is trained when its params are not there)")
   p.add_argument("--stitching_steps", type=int, default=400,
                  help="steps of the stitching stage after the renderer (0: skip it)")
   p.add_argument("--out", default="benchmarks/results/pctalk_renderer_tiny_learning.json")

@@ -3,9 +3,10 @@
 A *method* is one paper's way of making a talking head: the stages it trains (in order, with
 their configs), how the trained stages are written into a bundle folder, and how a loaded bundle
 turns speech (+ text) into a `Motion` (its generators) and a `Motion` into frames (its renderer).
-PoseTalk (`jaxtalk.renderers.posetalk`) and GoHD (`jaxtalk.renderers.gohd`) are built in; adding
-PC-Talk means registering one more method from its own module; export, the bundle, generate and
-the demo stay as they are (tests/test_methods.py registers a toy method to show it).
+PoseTalk (`jaxtalk.renderers.posetalk`), GoHD (`jaxtalk.renderers.gohd`) and PC-Talk
+(`jaxtalk.renderers.pctalk`) are built in, each registered from its own module; export, the
+bundle, generate and the demo stay as they are (tests/test_methods.py registers a toy method to
+show it).
 
 A method's `load(bundle_dir, manifest, **options)` returns a *loaded model* with:
 
@@ -21,11 +22,16 @@ A method's `load(bundle_dir, manifest, **options)` returns a *loaded model* with
                                          Wav2Lip log-mel windows (`features.audio.mel_windows`),
                                          source_pose the portrait's raw pose `[6]`; frames
                                          float32 `[T, R, R, 3]` in [-1, 1]; render_controls the
-                                         method's own (GoHD: `lam`)
+                                         method's own (GoHD: `lam`; PC-Talk: `lip_ratio`,
+                                         `eye_ratio`)
 
 A renderer that reads `Motion.expression` (GoHD's) also has
   expression_coefficients(landmarks [T, 478, 3] crop coords) -> e `[T, E]` (its basis)
   add_expression(motion, *, mel, source_expression=None, seed=0) -> Motion with expression
+
+A renderer that reads `Motion.keypoints` (PC-Talk's) also has
+  drive_motion(source [R, R, 3], frames [N, R, R, 3], *, region="all") -> Motion `[1, N, ...]`
+                                         video-driven reenactment (`jaxtalk generate --drive`)
 
 Controls that act on `Motion` (`jaxtalk.motion.controls`) are shared by every method; a method
 declares the controls it understands in `controls` (name, type, default, range, help), so a
@@ -39,7 +45,8 @@ import importlib
 from typing import Any, Callable, Optional
 
 # Methods that ship with jaxtalk: name -> module that registers it when imported.
-BUILTIN = {"posetalk": "jaxtalk.renderers.posetalk", "gohd": "jaxtalk.renderers.gohd"}
+BUILTIN = {"posetalk": "jaxtalk.renderers.posetalk", "gohd": "jaxtalk.renderers.gohd",
+           "pctalk": "jaxtalk.renderers.pctalk"}
 DEFAULT = "posetalk"
 
 

@@ -12,7 +12,13 @@ All fields are at 25 fps with shape `[B, T, ...]`:
               face centre, in units of the crop size), scale (face size / crop size).
   gaze        [B, T, 2] float32: pitch, yaw (radians).
   expression  [B, T, E] float32 or None (GoHD / PC-Talk expression coefficients).
-  keypoints   [B, T, K, 3] float32 or None (PC-Talk implicit keypoints).
+  keypoints   [B, T, K, 3] float32 or None: PC-Talk's expression deformation δ of eq. 1
+              (K = s·(K_c Rᵀ + δ) + t; 21 implicit keypoints in the units of the renderer's
+              motion extractor, `jaxtalk.models.pctalk.keypoints`), NOT the driven keypoints K:
+              the head pose lives in `pose` alone (R, t, s by `keypoints.pose_to_rts`) and the
+              identity in the source's K_c, so pose controls (templates, --pose-scale,
+              reframing) act on `pose` and expression controls on δ without undoing each
+              other, and any pose source drives the renderer. None: the portrait's own δ held.
 Values are *raw* (not normalised); `normalize`/`denormalize` convert with dataset statistics.
 """
 

@@ -1,13 +1,16 @@
 """`jaxtalk generate`: one portrait + a speech recording (+ a text prompt) -> a talking video.
 
   jaxtalk generate --image PORTRAIT --audio SPEECH [--text "PROMPT"] \
-      [--pose-from VIDEO | --pose-template NAME] [--gaze PITCH,YAW | --gaze-mode MODE] \
-      [--gaze-from VIDEO] [--expression-from VIDEO] [--pose-scale S] [--exp-scale S] [--lam L] \
+      [--pose-from VIDEO | --pose-template NAME | --drive VIDEO] [--animation-region REGION] \
+      [--gaze PITCH,YAW | --gaze-mode MODE] [--gaze-from VIDEO] [--expression-from VIDEO] \
+      [--pose-scale S] [--exp-scale S] [--lam L] [--lip-ratio R] [--eye-ratio R] \
       [--guidance G] [--seed N] [--paste-back] [--wav2vec DIR] [--pose-model EXPORT_DIR] \
       [--method NAME] --model EXPORT_DIR --out OUT.mp4
 
-The model folder's method (`bundle.json["method"]`: posetalk or gohd; `--method` checks it)
-renders; every option below works with every method whose renderer reads the descriptor it sets.
+The model folder's method (`bundle.json["method"]`: posetalk, gohd or pctalk; `--method` checks
+it) renders; every option below works with every method whose renderer reads the descriptor it
+sets. With `--drive VIDEO` (PC-Talk), `--audio` may be left out: the driving video's sound is
+the speech.
 
 Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
   1. portrait: any size, any image file and mode Pillow reads (JPEG/PNG/WebP/TIFF/...; 8- or
@@ -24,7 +27,10 @@ Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
      portrait's p_0 and the expression predictor) or another bundle's (`--pose-model`: e.g.
      PoseTalk's PLD for `--text` with GoHD), from a reference video's poses (`--pose-from`,
      mouth re-talking), or from a named template (`--pose-template`; a still image given to
-     `--pose-from` is an error that points here); then, each independently, gaze from a video
+     `--pose-from` is an error that points here), or, for PC-Talk, video-driven reenactment
+     (`--drive VIDEO`: the video's frames aligned as the portrait, read by the renderer's motion
+     extractor, LivePortrait's relative motion of pose and expression deformation δ,
+     `--animation-region exp|pose|lip|eyes|all`); then, each independently, gaze from a video
      (`--gaze-from`), expression from a video (`--expression-from`, GoHD), gaze fixed
      (`--gaze`) or by mode (`--gaze-mode`), `--pose-scale` / `--exp-scale`
      (`jaxtalk.motion.controls`);
@@ -32,7 +38,8 @@ Pipeline (PoseTalk Fig. 9; `TalkingHeadPipeline` is the Python API):
      RefineNet -> Portrait Enhancer over overlapping windows of its training length,
      cross-faded so there are no seams, `jaxtalk.renderers.posetalk.render_windows`; GoHD: the
      animator over driving windows of the whole sequence, `--lam` λ,
-     `jaxtalk.renderers.gohd`);
+     `jaxtalk.renderers.gohd`; PC-Talk: the implicit-keypoint renderer frame by frame,
+     `--lip-ratio` / `--eye-ratio` LivePortrait's retargeting, `jaxtalk.renderers.pctalk`);
   5. H.264 at 25 fps with the input audio muxed as AAC (`video_io.write_video`), written
      atomically: on any error no output file is left behind.
 
@@ -163,6 +170,43 @@ def track_video(path, flag: str = "--pose-from"):
     InputError: missing file, a still image (`check_reference_video`, naming `flag`), an
       unreadable video or no face in at least half of its frames.
   """
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
+  lm, info = _track_landmarks(path, flag)
+  boxes = face_lib.smoothed_crop_boxes(lm)
+  pose = face_lib.head_pose(lm, (info.width, info.height), boxes)
+  crop_lm = face_lib.to_crop_coords(lm, boxes).astype(np.float32)
+  return pose, face_lib.gaze(crop_lm), crop_lm
+
+
+def aligned_video(path, resolution: int, crop_scale: float = 1.6,
+                  flag: str = "--drive") -> np.ndarray:
+  """uint8 aligned face crops `[N, R, R, 3]` of the N frames of a driving video (resampled to
+  25 fps): the portrait's crop rule (`align_portrait`: a square of `crop_scale` x face size,
+  resized to `resolution`) on the landmarks `track_video` tracks, with preprocessing's temporal
+  smoothing of the boxes (`features.face.smoothed_crop_boxes`).
+
+  Raises:
+    InputError: as `track_video` (naming the file and `flag`).
+  """
+  from data_pipelines import decode  # pylint: disable=g-import-not-at-top
+  from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
+  lm, info = _track_landmarks(path, flag)
+  boxes = face_lib.smoothed_crop_boxes(lm, crop_scale=crop_scale)
+  crops = []
+  try:
+    for k, frame in decode.iter_frames(str(path), info):
+      if k < len(boxes):
+        crops.append(face_lib.crop_image(frame, boxes[k], resolution))
+  except decode.DecodeError as e:
+    raise InputError(f"{path}: cannot read the reference video ({e})") from e
+  if len(crops) != len(boxes):
+    raise InputError(f"{path}: decoded {len(crops)} frames, but tracked {len(boxes)}")
+  return np.stack(crops)
+
+
+def _track_landmarks(path, flag: str):
+  """FaceMesh landmarks `[N, 478, 3]` in pixels (gaps filled) of a reference video's 25 fps
+  frames and its `decode.probe` info (the errors of `track_video`)."""
   from data_pipelines import decode  # pylint: disable=g-import-not-at-top
   from jaxtalk.features import face as face_lib  # pylint: disable=g-import-not-at-top
   path = pathlib.Path(path)
@@ -183,16 +227,12 @@ def track_video(path, flag: str = "--pose-from"):
     raise InputError(f"{path}: the reference video has no frames")
   if found.mean() < 0.5:
     raise InputError(f"{path}: a face was found in only {found.mean():.0%} of the frames")
-  lm = face_lib.fill_gaps(np.stack(landmarks), found).astype(np.float32)
-  boxes = face_lib.smoothed_crop_boxes(lm)
-  pose = face_lib.head_pose(lm, (info.width, info.height), boxes)
-  crop_lm = face_lib.to_crop_coords(lm, boxes).astype(np.float32)
-  return pose, face_lib.gaze(crop_lm), crop_lm
+  return face_lib.fill_gaps(np.stack(landmarks), found).astype(np.float32), info
 
 
 def check_reference_video(path, flag: str = "--pose-from") -> None:
-  """Rejects a reference video (`flag`: --pose-from, --gaze-from or --expression-from) that is
-  missing or a still image (before any work is done).
+  """Rejects a reference video (`flag`: --pose-from, --gaze-from, --expression-from or --drive)
+  that is missing or a still image (before any work is done).
 
   A still image would give one pose repeated: a frozen head that looks like a failure of the
   motion model, so it is an error that points to `--pose-template` (e.g. "still") instead. The
@@ -294,22 +334,30 @@ class TalkingHeadPipeline:
              pose_from=None, pose_template: Optional[str] = None, gaze=None,
              guidance: Optional[float] = None, seed: int = 0, gaze_mode: Optional[str] = None,
              gaze_from=None, expression_from=None, pose_scale: float = 1.0,
-             exp_scale: float = 1.0) -> motion_lib.Motion:
+             exp_scale: float = 1.0, drive_from=None,
+             animation_region: Optional[str] = None) -> motion_lib.Motion:
     """Raw per-frame Motion `[1, T, ...]` for the chosen motion source (see module docstring).
 
-    Pose (and gaze): a reference video re-framed to the portrait (`pose_from`), a pose template,
-    or a generator (`pose_model`'s, else the model's own; `guidance` None = its default). Then,
-    each independently: gaze from `gaze_from`, expression from `expression_from` (its FaceMesh
-    landmarks through the model's basis), `gaze` fixed (pitch, yaw) or `gaze_mode`
-    (`controls.GAZE_MODES`); a renderer that reads expression gets the model's predictor's
-    (or e_0 held) when no source gave one; then `pose_scale` / `exp_scale` around p_0 / e_0.
+    Pose (and gaze): video-driven reenactment (`drive_from`, a renderer with `drive_motion`:
+    PC-Talk's; LivePortrait's relative motion of the video's aligned frames, pose and
+    `Motion.keypoints` δ, `animation_region` of `renderers.pctalk.REGIONS`, the video
+    ping-ponged to T frames; it takes precedence over `pose_model`), a reference video
+    re-framed to the portrait (`pose_from`), a pose template, or a generator (`pose_model`'s,
+    else the model's own; `guidance` None = its default). Then, each independently: gaze from
+    `gaze_from`, expression from `expression_from` (its FaceMesh landmarks through the model's
+    basis), `gaze` fixed (pitch, yaw) or `gaze_mode` (`controls.GAZE_MODES`); a renderer that
+    reads expression gets the model's predictor's (or e_0 held) when no source gave one; then
+    `pose_scale` / `exp_scale` around p_0 / e_0 (with `drive_from`, p_0 is the driven
+    sequence's first frame: the portrait's pose as the renderer's motion extractor reads it).
 
     Raises:
       InputError: an unknown template or gaze mode, a bad reference video, no generator, or a
-        control the model cannot apply (naming the file or option).
+        control the model cannot apply (naming the file or option), `drive_from` for a method
+        without video-driven reenactment, or an animation region without `drive_from`.
     """
     if gaze is not None and gaze_mode not in (None, "generated"):
       raise InputError(f"--gaze and --gaze-mode {gaze_mode}: give one of them")
+    self.check_drive(drive_from, animation_region, pose_from, pose_template)
     t = num_frames_for(wav)
     source = self.source_motion(portrait)
     tracked = {}
@@ -320,9 +368,12 @@ class TalkingHeadPipeline:
       pose, gz, lm = tracked[str(path)]
       return pose, gz, lm, ping_pong(len(pose), t)
 
-    motion = self._base_motion(wav, portrait, source, t, text=text, pose_from=pose_from,
-                               pose_template=pose_template, guidance=guidance, seed=seed,
-                               track=track)
+    if drive_from is not None:
+      motion = self._driven_motion(drive_from, portrait, t, animation_region or "all")
+    else:
+      motion = self._base_motion(wav, portrait, source, t, text=text, pose_from=pose_from,
+                                 pose_template=pose_template, guidance=guidance, seed=seed,
+                                 track=track)
     if gaze_from is not None:
       _, gz, _, idx = track(gaze_from, "--gaze-from")
       motion = motion.replace(gaze=gz[idx][None])
@@ -341,7 +392,8 @@ class TalkingHeadPipeline:
         motion = self.bundle.add_expression(motion, mel=_mel(wav, t),
                                             source_expression=source.expression[0, 0], seed=seed)
       if pose_scale != 1:
-        motion = controls.scale_pose(motion, pose_scale, portrait.pose)
+        motion = controls.scale_pose(motion, pose_scale,
+                                     portrait.pose if drive_from is None else None)
       if exp_scale != 1:
         motion = controls.scale_expression(motion, exp_scale, None if source.expression is None
                                            else source.expression[0, 0])
@@ -349,7 +401,53 @@ class TalkingHeadPipeline:
       raise InputError(str(e)) from e
     f32 = lambda x: None if x is None else np.array(x, np.float32)  # noqa: E731
     return motion_lib.Motion(pose=f32(motion.pose), gaze=f32(motion.gaze),
-                             expression=f32(motion.expression) if self.reads_expression else None)
+                             expression=f32(motion.expression) if self.reads_expression else None,
+                             keypoints=f32(motion.keypoints))
+
+  def check_drive(self, drive_from, animation_region, pose_from=None,
+                  pose_template=None) -> None:
+    """Checks the video-driving options before any work (see `motion`).
+
+    Raises:
+      InputError: `drive_from` for a renderer without `drive_motion` (naming --drive), with
+        another pose source, an animation region not declared by the method, or a region other
+        than "all" without `drive_from`.
+    """
+    if drive_from is not None and not hasattr(self.bundle, "drive_motion"):
+      raise InputError(f"--drive {drive_from}: the {self.method.name} method has no video-driven "
+                       "reenactment (PC-Talk's implicit-keypoint renderer has: --method pctalk); "
+                       "use --pose-from for a video's head poses")
+    if drive_from is not None and (pose_from is not None or pose_template is not None):
+      raise InputError(f"--drive {drive_from}: the driving video is the motion source; give "
+                       "no --pose-from / --pose-template with it")
+    if animation_region is None:
+      return
+    choices = next((c.choices for c in self.method.controls if c.name == "animation_region"),
+                   None)
+    if choices is None:
+      raise InputError(f"--animation-region {animation_region}: the {self.method.name} method "
+                       "has no video-driven reenactment (PC-Talk's has)")
+    if animation_region not in choices:
+      raise InputError(f"--animation-region {animation_region!r}: expected one of "
+                       f"{', '.join(choices)}")
+    if animation_region != "all" and drive_from is None:
+      raise InputError(f"--animation-region {animation_region}: selects what a driving video "
+                       "moves; give --drive VIDEO")
+
+  def _driven_motion(self, drive_from, portrait: AlignedPortrait, t: int,
+                     region: str) -> motion_lib.Motion:
+    """The renderer's `drive_motion` over the driving video's aligned frames, ping-ponged to T
+    frames, with the portrait's gaze (see `motion`)."""
+    crops = aligned_video(drive_from, self.resolution, self.bundle.crop_scale, "--drive")
+    to_float = lambda x: x.astype(np.float32) / 127.5 - 1.0  # noqa: E731
+    try:
+      m = self.bundle.drive_motion(to_float(portrait.crop), to_float(crops), region=region)
+    except ValueError as e:
+      raise InputError(f"--drive {drive_from}: {e}") from e
+    idx = ping_pong(len(crops), t)
+    return motion_lib.Motion(pose=np.asarray(m.pose)[:, idx],
+                             gaze=np.broadcast_to(portrait.gaze, (1, t, 2)).astype(np.float32),
+                             keypoints=np.asarray(m.keypoints)[:, idx])
 
   def _base_motion(self, wav, portrait, source, t, *, text, pose_from, pose_template, guidance,
                    seed, track) -> motion_lib.Motion:
@@ -366,9 +464,10 @@ class TalkingHeadPipeline:
       return motion_lib.Motion(pose=pose[None], gaze=np.broadcast_to(portrait.gaze, (1, t, 2)))
     gen = self.pose_model or self.bundle
     if gen.sample_motion is None:
+      drive = " or --drive (a driving video)" if hasattr(self.bundle, "drive_motion") else ""
       raise InputError(f"{self.bundle.path}: has no motion generator (the pose model, e.g. "
                        "PoseTalk's pld or GoHD's gohd_pose); use --pose-from, --pose-template "
-                       "or --pose-model")
+                       f"or --pose-model{drive}")
     kw = {} if guidance is None else {"guidance": guidance}
     m = gen.sample_motion(wav, text=text, seed=seed, num_frames=t, source_motion=source, **kw)
     # Another bundle's expression coefficients are in its own basis: only the model's own count.
@@ -386,44 +485,69 @@ class TalkingHeadPipeline:
                                     **render_controls)
     return np.clip((out + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
 
-  def render_controls(self, lam: Optional[float] = None) -> dict:
-    """The renderer controls to pass for the given values (None = the method's default).
+  def render_controls(self, lam: Optional[float] = None, lip_ratio: Optional[float] = None,
+                      eye_ratio: Optional[float] = None) -> dict:
+    """The renderer controls to pass for the given values (None = the method's default): GoHD's
+    `lam`, PC-Talk's `lip_ratio` / `eye_ratio`.
 
     Raises:
-      InputError: a control the model's method does not declare.
+      InputError: a control the model's method does not declare, or a value outside its
+        declared range.
     """
-    names = {c.name for c in self.method.controls}
+    declared = {c.name: c for c in self.method.controls}
+    owner = {"lam": "GoHD's animator has a λ control", "lip_ratio": "PC-Talk's retargeting has",
+             "eye_ratio": "PC-Talk's retargeting has"}
     out = {}
-    if lam is not None:
-      if "lam" not in names:
-        raise InputError(f"--lam {lam}: the {self.method.name} method has no λ control (GoHD's "
-                         "animator has)")
-      out["lam"] = float(lam)
+    for name, value in (("lam", lam), ("lip_ratio", lip_ratio), ("eye_ratio", eye_ratio)):
+      if value is None:
+        continue
+      flag = "--" + name.replace("_", "-")
+      if name not in declared:
+        what = "λ" if name == "lam" else name
+        raise InputError(f"{flag} {value}: the {self.method.name} method has no {what} control "
+                         f"({owner[name]})")
+      lo, hi = declared[name].range or (-np.inf, np.inf)
+      if not lo <= float(value) <= hi:
+        raise InputError(f"{flag} {value}: outside {lo:g} .. {hi:g}")
+      out[name] = float(value)
     return out
 
   def generate(self, image, audio, out, *, text=None, pose_from=None, pose_template=None,
                gaze=None, guidance: Optional[float] = None, seed: int = 0,
                paste_back: bool = False, progress: bool = True, lam: Optional[float] = None,
+               lip_ratio: Optional[float] = None, eye_ratio: Optional[float] = None,
                **motion_controls) -> dict:
     """Writes the talking video to `out` (mp4) and returns timings and sizes.
 
-    `motion_controls`: `motion`'s gaze_mode, gaze_from, expression_from, pose_scale, exp_scale;
-    `lam`: GoHD's λ (`render_controls`).
+    `audio`: the speech; None takes the sound of the `drive_from` video. `motion_controls`:
+    `motion`'s gaze_mode, gaze_from, expression_from, pose_scale, exp_scale, drive_from,
+    animation_region; `lam` (GoHD's λ), `lip_ratio`, `eye_ratio` (PC-Talk's retargeting):
+    `render_controls`.
 
     Raises:
       InputError: for bad inputs (the file is named); no output file is left behind.
     """
+    drive = motion_controls.get("drive_from")
+    self.check_drive(drive, motion_controls.get("animation_region"), pose_from, pose_template)
     for flag, ref in (("--pose-from", pose_from), ("--gaze-from", motion_controls.get(
-        "gaze_from")), ("--expression-from", motion_controls.get("expression_from"))):
+        "gaze_from")), ("--expression-from", motion_controls.get("expression_from")),
+                      ("--drive", drive)):
       if ref is not None:
         check_reference_video(ref, flag)  # Fail before the slow steps, not after them.
-    render_controls = self.render_controls(lam)
+    render_controls = self.render_controls(lam, lip_ratio, eye_ratio)
+    if audio is None and drive is None:
+      raise InputError("no speech: give --audio (or --drive VIDEO, whose sound is then used)")
     timings = {}
     t0 = time.perf_counter()
     portrait = align_portrait(image, self.resolution, self.bundle.crop_scale)
     timings["face_alignment"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    wav = load_speech(audio)
+    try:
+      wav = load_speech(drive if audio is None else audio)
+    except InputError as e:
+      if audio is not None:
+        raise
+      raise InputError(f"{e} (without --audio, the --drive video's sound is the speech)") from e
     timings["audio"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     motion = self.motion(wav, portrait, text=text, pose_from=pose_from,
@@ -497,7 +621,9 @@ def parse_args(argv):
   p = argparse.ArgumentParser(prog=argv[0], description=__doc__.split("\n\n")[0])
   p.add_argument("--image", required=True,
                  help="portrait (JPEG/PNG/WebP/TIFF/...; any size, bit depth and image mode)")
-  p.add_argument("--audio", required=True, help="speech (wav/mp3/flac/m4a, or a video)")
+  p.add_argument("--audio", default=None,
+                 help="speech (wav/mp3/flac/m4a, or a video); required unless --drive gives a "
+                      "video with sound")
   p.add_argument("--text", default=None, help="head-motion prompt for the pose model")
   src = p.add_mutually_exclusive_group()
   src.add_argument("--pose-from", default=None, metavar="VIDEO",
@@ -506,6 +632,16 @@ def parse_args(argv):
                         "for a fixed motion use --pose-template, e.g. --pose-template still")
   src.add_argument("--pose-template", default=None,
                    help=f"named head motion: {', '.join(controls.POSE_TEMPLATES)}")
+  src.add_argument("--drive", default=None, metavar="VIDEO", dest="drive_from",
+                   help="video-driven reenactment (--method pctalk): the video's head motion "
+                        "and expressions, relative to its first frame, move the portrait "
+                        "(LivePortrait's relative motion); its sound is the speech when "
+                        "--audio is not given")
+  p.add_argument("--animation-region", default=None, metavar="REGION",
+                 help="what --drive transfers (the method's declared choices; PC-Talk's, as "
+                      "LivePortrait's): exp (expressions, the portrait's head pose), "
+                      "pose (head pose, the portrait's expression), lip, eyes (eyes and brows), "
+                      "all (default)")
   p.add_argument("--gaze", default=None, help="fixed gaze PITCH,YAW in radians")
   p.add_argument("--gaze-mode", default=None, choices=controls.GAZE_MODES,
                  help="gaze of every frame: generated (the motion source's), freeze (the "
@@ -522,6 +658,12 @@ def parse_args(argv):
   p.add_argument("--lam", type=float, default=None,
                  help="GoHD's λ (Fig. 8): 0 the portrait's own latent, 1 the driven motion "
                       "(default 1)")
+  p.add_argument("--lip-ratio", type=float, default=None,
+                 help="PC-Talk: lip-open ratio of every frame, 0 (closed) .. 0.8 "
+                      "(LivePortrait's lip retargeting; needs the pctalk_stitching stage)")
+  p.add_argument("--eye-ratio", type=float, default=None,
+                 help="PC-Talk: eye-open ratio of every frame, 0 (closed) .. 0.5 "
+                      "(LivePortrait's eye retargeting; needs the pctalk_stitching stage)")
   p.add_argument("--guidance", type=float, default=None,
                  help="the motion generator's guidance (default: its own; PoseTalk: "
                       "classifier-free guidance scale 7.5; GoHD: p_0 guidance γ 0.4)")
@@ -559,7 +701,9 @@ def run(argv=None) -> int:
                              paste_back=args.paste_back, progress=not args.quiet, lam=args.lam,
                              gaze_mode=args.gaze_mode, gaze_from=args.gaze_from,
                              expression_from=args.expression_from, pose_scale=args.pose_scale,
-                             exp_scale=args.exp_scale)
+                             exp_scale=args.exp_scale, drive_from=args.drive_from,
+                             animation_region=args.animation_region, lip_ratio=args.lip_ratio,
+                             eye_ratio=args.eye_ratio)
   except InputError as e:
     print(f"jaxtalk generate: error: {e}", file=sys.stderr)
     return 2

@@ -60,7 +60,11 @@ def test_wrong_method_and_lam_on_the_cli(gohd_bundle, inputs, tmp_path, capsys):
   err = capsys.readouterr().err
   assert "is a gohd model, not posetalk" in err and str(gohd_bundle) in err
   assert generate.run(base + ["--method", "pctalk"]) == 2
+  assert "is a gohd model, not pctalk" in capsys.readouterr().err
+  assert generate.run(base + ["--method", "nosuch"]) == 2
   assert "unknown method" in capsys.readouterr().err
+  assert generate.run(base[:-2] + ["--drive", str(tmp_path / "none.mp4")]) == 2  # before the file
+  assert "the gohd method has no video-driven reenactment" in capsys.readouterr().err
   assert generate.run(base + ["--expression-from", str(tmp_path / "none.mp4")]) == 2
   assert "reference video not found" in capsys.readouterr().err
   assert not out.exists()
