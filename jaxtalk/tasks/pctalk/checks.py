@@ -109,11 +109,15 @@ def lip_control(config, params, stitching_params, clips, detector, ratios=(0.0, 
   `frames_per_clip` evenly spaced frames of each held-out clip are the sources; each is rendered
   at its own head pose with K_s + Δ_lip(K_s, r_s, r) for every r in `ratios`
   (`StitchingRetargeting.lip`), and FaceMesh's lip-open ratio (`keypoints.lip_open_ratio`, the
-  landmarks preprocessing measures) is read back on the output.
+  landmarks preprocessing measures) is read back on the output. FaceMesh often finds no face in
+  the tiny renderer's 64 px outputs, so the ratio is also read by the renderer's own motion
+  extractor (`keypoint_lip_ratio` of M's keypoints of the output: M is trained on the real
+  frames with the landmark-guided loss, a jaxtalk-trained landmark reader; "*_m" fields).
 
   Returns:
-    {"ratios", "measured" (the mean measured ratio per requested ratio, all clips pooled),
-    "per_clip": [{"clip", "measured": [per ratio], "found"}], "monotone_every_clip": whether the
+    {"ratios", "measured" (the mean FaceMesh ratio per requested ratio, all clips pooled; None
+    where no face was found), "measured_m" (the same read by M), "per_clip": [{"clip",
+    "measured": [per ratio], "found", "measured_m"}], "monotone_every_clip" / "_m": whether the
     measured opening increases with the requested ratio on every clip}.
   """
   from jaxtalk.tasks.pctalk import stitching as stitch_stage  # pylint: disable=g-import-not-at-top
@@ -129,8 +133,10 @@ def lip_control(config, params, stitching_params, clips, detector, ratios=(0.0, 
     delta = mlps.apply({"params": stitching_params}, k_s, kp_lib.keypoint_lip_ratio(k_s),
                        jnp.full(k_s.shape[:1], r, jnp.float32),
                        method=stitching_lib.StitchingRetargeting.lip)
-    return model.apply({"params": params}, volume, k_s, k_s + delta,
-                       method=renderer_lib.Renderer.render)[0]
+    out = model.apply({"params": params}, volume, k_s, k_s + delta,
+                      method=renderer_lib.Renderer.render)[0]
+    read = model.apply({"params": params}, out, method=renderer_lib.Renderer.motion)
+    return out, kp_lib.keypoint_lip_ratio(renderer_lib.keypoints_of(read))
 
   def measured(frames):
     vals = []
@@ -139,16 +145,27 @@ def lip_control(config, params, stitching_params, clips, detector, ratios=(0.0, 
       vals.append(np.nan if lm is None else float(kp_lib.lip_open_ratio(lm)))
     return np.asarray(vals, np.float32)
 
-  per, pooled = [], [[] for _ in ratios]
+  def rising(values):
+    return all(b > a for a, b in zip(values, values[1:]))  # False with any NaN
+
+  per, pooled, pooled_m = [], [[] for _ in ratios], [[] for _ in ratios]
   for c in clips:
     idx = np.linspace(0, len(c["frames"]) - 1, frames_per_clip).round().astype(int)
     src = jnp.asarray(c["frames"][idx])
-    m = [measured(np.asarray(render(src, float(r)))) for r in ratios]
-    for i, v in enumerate(m):
+    outs = [render(src, float(r)) for r in ratios]
+    m = [measured(np.asarray(o)) for o, _ in outs]
+    mm = [np.asarray(k, np.float32) for _, k in outs]
+    for i, (v, k) in enumerate(zip(m, mm)):
       pooled[i].extend(v[np.isfinite(v)].tolist())
-    per.append({"clip": c["clip_id"], "measured": [float(np.nanmean(v)) for v in m],
-                "found": [int(np.isfinite(v).sum()) for v in m]})
-  mono = all(all(b > a for a, b in zip(p["measured"], p["measured"][1:])) for p in per)
+      pooled_m[i].extend(k.tolist())
+    per.append({"clip": c["clip_id"],
+                "measured": [float(np.mean(v[np.isfinite(v)])) if np.isfinite(v).any()
+                             else None for v in m],
+                "found": [int(np.isfinite(v).sum()) for v in m],
+                "measured_m": [float(np.mean(k)) for k in mm]})
   return {"ratios": [float(r) for r in ratios],
           "measured": [float(np.mean(v)) if v else None for v in pooled],
-          "per_clip": per, "monotone_every_clip": bool(mono)}
+          "measured_m": [float(np.mean(v)) for v in pooled_m], "per_clip": per,
+          "monotone_every_clip": all(
+              rising([np.nan if x is None else x for x in p["measured"]]) for p in per),
+          "monotone_every_clip_m": all(rising(p["measured_m"]) for p in per)}
