@@ -16,6 +16,16 @@ With GoHD trained too (`jaxtalk demo --methods posetalk,gohd`):
   videos/gohd_reenact_<clip>.mp4  GoHD's self-reenactment of each held-out clip (its pose, gaze
                               and expression coefficients)
   report.json["gohd"], report.md "## GoHD"  its rows beside the same baselines
+With PC-Talk trained too (`jaxtalk demo --methods posetalk,pctalk`; `jaxtalk/renderers/pctalk.py`,
+no audio-driven motion generator yet):
+  export_pctalk/              its bundle (renderer, motion extractor, stitching MLPs)
+  inputs/drive_<clip>.mp4     the first held-out clip's source video (EVAL_SECONDS, its sound)
+  videos/pctalk_drive.mp4     the portrait driven by that video (LivePortrait's relative motion;
+                              the video's sound)
+  videos/pctalk_nod.mp4       the portrait and speech with the "nod" pose template
+  videos/pctalk_reenact_<clip>.mp4  self-reenactment of each held-out clip: frame 0 driven by
+                              the clip's own frames (`reenactment.drive_render_fn`)
+  report.json["pctalk"], report.md "## PC-Talk"  its rows beside the same baselines
 """
 
 from __future__ import annotations
@@ -130,15 +140,20 @@ def _pick(frames, n: int = SHEET_COLUMNS) -> np.ndarray:
 
 def evaluate(bundle, clips: list[dict], *, syncnet_params: Optional[str],
              videos_dir: pathlib.Path, label: str = "jaxtalk (tiny)",
-             prefix: str = "reenact_") -> tuple[dict, dict]:
+             prefix: str = "reenact_", render_fn=None) -> tuple[dict, dict]:
   """Self-reenactment metrics (PoseTalk Tables 1-2 columns) of the bundle (row `label`), a
   source-repeated baseline and the real frames, on `clips` (from `reenactment.read_clips`).
-  Writes one reenactment video per clip (`<prefix><clip>.mp4`). Returns `(rows, renders)`."""
+
+  `render_fn`: `(source [B, R, R, 3], batch) -> [B, T, R, R, 3]` in [-1, 1] (the
+  `reenactment` module's render function) that renders the row `label`; None:
+  `reenactment.model_render_fn(bundle)` (each clip's stored motion). Writes one reenactment
+  video per clip (`<prefix><clip>.mp4`). Returns `(rows, renders)`, renders `{clip_id:
+  [T, R, R, 3]}`."""
   from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
 
   renders = {}
-  render_fn = reenactment.model_render_fn(bundle)
+  render_fn = render_fn or reenactment.model_render_fn(bundle)
   batches = functools.partial(reenactment.clip_batches, clips)
   kw = reenactment.metric_networks(syncnet_params=syncnet_params, log=_log)
 
@@ -206,14 +221,17 @@ def _train_table(results: dict, trained: dict) -> str:
 
 def generate_videos(pipeline, videos: pathlib.Path, portrait, audio, jobs) -> dict:
   """`videos/<name>.mp4` for each `(name, generate keywords)` of `jobs` (one with `text` or no
-  motion source is skipped when the bundle has no generator); returns their report entries."""
+  motion source, neither a pose template nor a `drive_from` video, is skipped when the bundle
+  has no generator; an `audio` keyword replaces `audio`, None: the driving video's sound);
+  returns their report entries."""
   from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
   gen = {}
   for name, kw in jobs:
-    if "pose_template" not in kw and pipeline.bundle.sample_motion is None:
+    if not {"pose_template", "drive_from"} & set(kw) and pipeline.bundle.sample_motion is None:
       continue
     out = videos / f"{name}.mp4"
-    info = pipeline.generate(portrait, audio, out, **kw)
+    kw = dict(kw)
+    info = pipeline.generate(portrait, kw.pop("audio", audio), out, **kw)
     meta = video_io.probe(out)
     what = kw if kw else {"motion": f"{pipeline.method.name}'s generators"}
     gen[name] = dict(path=str(out), frames=info["frames"], audio_seconds=info["seconds"],
@@ -221,40 +239,97 @@ def generate_videos(pipeline, videos: pathlib.Path, portrait, audio, jobs) -> di
   return gen
 
 
-def gohd_results(workdir: pathlib.Path, data_dir: pathlib.Path, ids, portrait, audio, *,
-                 syncnet_params: Optional[str], timings: dict) -> dict:
-  """GoHD's part of the report (module docstring): export, its two videos, its reenactment rows
-  on the held-out clips `ids` and the learning checks against the same baselines."""
+# The methods reported beside PoseTalk: their row label, section title and what drives their
+# self-reenactment.
+METHOD_REPORTS = {
+    "gohd": dict(row="gohd (tiny)", name="GoHD",
+                 title="GoHD (animator driven by its own motion generators)",
+                 driving="the clip's pose, gaze and expression coefficients"),
+    "pctalk": dict(row="pctalk (tiny)", name="PC-Talk",
+                   title="PC-Talk (implicit-keypoint renderer, video-driven)",
+                   driving="the clip's own frames, read by the renderer's motion extractor "
+                           "(LivePortrait's relative motion, region all)"),
+}
+
+
+def drive_video(workdir: pathlib.Path, clip: dict) -> pathlib.Path:
+  """`inputs/drive_<clip>.mp4`: the frames of `clip` (a `reenactment.read_clips` clip) from its
+  source video (`source_path` at `start_time`, full size: what `--drive` tracks a face in),
+  else its aligned crops upscaled to 256 px, with the clip's speech (`clip["wav"]`); as many
+  frames as the clip has (written once)."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  from jaxtalk.serve import video_io  # pylint: disable=g-import-not-at-top
+  out = workdir / "inputs" / f"drive_{clip['clip_id']}.mp4"
+  if out.exists():
+    return out
+  n = len(clip["frames"])
+  frames = []
+  if clip.get("source_path"):
+    from data_pipelines import decode  # pylint: disable=g-import-not-at-top
+    k = int(round(float(clip.get("start_time") or 0.0) * decode.FPS))
+    try:
+      frames = [f for _, f in decode.iter_frames(clip["source_path"], start=k, stop=k + n)]
+    except (decode.DecodeError, OSError) as e:
+      _log("%s: cannot read %s (%s); driving with its aligned crops", clip["clip_id"],
+           clip["source_path"], e)
+  if len(frames) < n:
+    frames = [cv2.resize(f, (256, 256), interpolation=cv2.INTER_CUBIC)
+              for f in _to_uint8(clip["frames"])]
+  out.parent.mkdir(parents=True, exist_ok=True)
+  video_io.write_video(out, frames, audio=clip["wav"])
+  return out
+
+
+def _method_jobs(method: str, workdir: pathlib.Path, clips: list[dict]) -> tuple:
+  """`generate_videos` jobs of a method beside PoseTalk: its own motion (GoHD) or a held-out
+  clip's video driving the portrait (PC-Talk, with that video's sound), and the nod template."""
+  own = ({"drive_from": str(drive_video(workdir, clips[0])), "audio": None}
+         if method == "pctalk" else {})
+  return ((f"{method}_{'drive' if method == 'pctalk' else 'generated'}", own),
+          (f"{method}_nod", dict(pose_template="nod")))
+
+
+def method_results(method: str, workdir: pathlib.Path, data_dir: pathlib.Path, ids, portrait,
+                   audio, *, syncnet_params: Optional[str], timings: dict) -> dict:
+  """The report part of `method` (a METHOD_REPORTS key; module docstring): export to
+  `export_<method>/`, its two videos, its self-reenactment rows on the held-out clips `ids`
+  beside the same baselines (PC-Talk: each clip's frame 0 driven by the clip's own frames,
+  `reenactment.drive_render_fn`; GoHD: the clip's stored motion) and the learning checks.
+
+  Raises:
+    ValueError / InputError: as `export_bundle`, `read_clips` and `generate`.
+  """
   from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import generate as generate_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
+  what = METHOD_REPORTS[method]
   t0 = time.time()
-  export_dir = workdir / "export_gohd"
-  _log("exporting the GoHD bundle to %s", export_dir)
-  bundle_lib.export_bundle(str(workdir / "train"), str(export_dir), method="gohd")
-  pipeline = generate_lib.TalkingHeadPipeline(export_dir, method="gohd")
-  videos = workdir / "videos"
-  gen = generate_videos(pipeline, videos, portrait, audio,
-                        (("gohd_generated", {}), ("gohd_nod", dict(pose_template="nod"))))
-  timings["gohd_export_generate"] = time.time() - t0
-  t0 = time.time()
+  export_dir = workdir / f"export_{method}"
+  _log("exporting the %s bundle to %s", what["name"], export_dir)
+  bundle_lib.export_bundle(str(workdir / "train"), str(export_dir), method=method)
+  pipeline = generate_lib.TalkingHeadPipeline(export_dir, method=method)
   clips = reenactment.read_clips(str(data_dir), clip_ids=list(ids),
                                  resolution=pipeline.resolution,
                                  max_frames=int(EVAL_SECONDS * 25))
-  _log("GoHD self-reenactment on %d held-out clip(s)", len(clips))
+  videos = workdir / "videos"
+  gen = generate_videos(pipeline, videos, portrait, audio, _method_jobs(method, workdir, clips))
+  timings[f"{method}_export_generate"] = time.time() - t0
+  t0 = time.time()
+  _log("%s self-reenactment on %d held-out clip(s)", what["name"], len(clips))
+  render_fn = reenactment.drive_render_fn(pipeline.bundle) if method == "pctalk" else None
   rows, _ = evaluate(pipeline.bundle, clips, syncnet_params=syncnet_params, videos_dir=videos,
-                     label=GOHD_ROW, prefix="gohd_reenact_")
-  timings["gohd_evaluate"] = time.time() - t0
+                     label=what["row"], prefix=f"{method}_reenact_", render_fn=render_fn)
+  timings[f"{method}_evaluate"] = time.time() - t0
   return dict(export=str(export_dir), videos=gen, reenactment=rows,
-              learning=learning_checks(rows, {}, ours=GOHD_ROW),
-              reenactment_videos=[str(videos / f"gohd_reenact_{c['clip_id']}.mp4")
+              learning=learning_checks(rows, {}, ours=what["row"]),
+              reenactment_videos=[str(videos / f"{method}_reenact_{c['clip_id']}.mp4")
                                   for c in clips])
 
 
 def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trained: dict,
            train_results: dict, timings: dict, args, holdout=(), methods=("posetalk",)) -> int:
-  """Export, generate, evaluate and report (see module docstring) of PoseTalk and, when
-  `methods` has it, GoHD. Returns the exit status."""
+  """Export, generate, evaluate and report (see module docstring) of PoseTalk and of each other
+  method of `methods` (METHOD_REPORTS: GoHD, PC-Talk). Returns the exit status."""
   from jaxtalk.serve import bundle as bundle_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.serve import generate as generate_lib  # pylint: disable=g-import-not-at-top
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
@@ -290,10 +365,9 @@ def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trai
                            videos_dir=videos)
   motion = motion_metrics(export_dir, bmanifest, clips) if bmanifest["pose_model"] else {}
   timings["evaluate"] = time.time() - t0
-  gohd = None
-  if "gohd" in methods:
-    gohd = gohd_results(workdir, data_dir, ids, portrait, audio,
-                        syncnet_params=trained.get("syncnet"), timings=timings)
+  others = {m: method_results(m, workdir, data_dir, ids, portrait, audio,
+                              syncnet_params=trained.get("syncnet"), timings=timings)
+            for m in methods if m in METHOD_REPORTS}
 
   # ------------------------------------------------------------------ 7. report
   sheet_rows = [(f"real {clips[0]['clip_id'][:24]}", _pick(_to_uint8(clips[0]["frames"]))),
@@ -312,7 +386,7 @@ def finish(*, workdir: pathlib.Path, data_dir: pathlib.Path, manifest: str, trai
       learning=learning_checks(rows, train_results),
       reenactment_videos=[str(videos / f"reenact_{i}.mp4") for i in ids],
       contact_sheet=str(workdir / "contact_sheet.png"), methods=list(methods),
-      **({"gohd": gohd} if gohd else {}))
+      **others)
   (workdir / "report.json").write_text(json.dumps(report, indent=2, default=_json_default))
   (workdir / "report.md").write_text(_markdown(report, trained, rows, motion))
   _log("report written to %s", workdir / "report.md")
@@ -335,9 +409,6 @@ def _json_default(x):
 
 
 SYNC_CHANCE = 0.5  # pair accuracy of a lip-sync expert that cannot tell in-sync from shifted
-
-
-GOHD_ROW = "gohd (tiny)"
 
 
 def learning_checks(rows: dict, train_results: dict, ours: str = "jaxtalk (tiny)") -> dict:
@@ -408,24 +479,25 @@ def verdicts(rows: dict, motion: dict, checks: Optional[dict] = None) -> list[st
   return out
 
 
-def _gohd_markdown(gohd: dict) -> list[str]:
-  """The "## GoHD" section: its videos, reenactment rows and learning checks."""
+def _method_markdown(method: str, res: dict) -> list[str]:
+  """The "## GoHD" / "## PC-Talk" section of `method` (METHOD_REPORTS): its videos,
+  reenactment rows and learning checks (`res`: `method_results`)."""
   from jaxtalk.evaluators import reenactment  # pylint: disable=g-import-not-at-top
-  lines = ["## GoHD (animator driven by its own motion generators)", "",
-           f"Bundle `{gohd['export']}` (`jaxtalk generate --method gohd`).", ""]
-  for name, g in gohd["videos"].items():
-    what = (f"pose template {g['pose_template']}" if "pose_template" in g
-            else g.get("motion", ""))
-    lines.append(f"- `{g['path']}`: {what}; {g['frames']} frames for {g['audio_seconds']:.2f} s "
+  what = METHOD_REPORTS[method]
+  lines = [f"## {what['title']}", "",
+           f"Bundle `{res['export']}` (`jaxtalk generate --method {method}`).", ""]
+  for g in res["videos"].values():
+    how = (f"pose template {g['pose_template']}" if "pose_template" in g
+           else f"driven by `{g['drive_from']}`" if "drive_from" in g else g.get("motion", ""))
+    lines.append(f"- `{g['path']}`: {how}; {g['frames']} frames for {g['audio_seconds']:.2f} s "
                  f"of audio (video stream {g['video_seconds']:.2f} s)")
-  lines += [f"- `{p}`: GoHD self-reenactment of a held-out clip" for p in
-            gohd["reenactment_videos"]]
-  lines += ["", "Self-reenactment on the same held-out clips (source = frame 0; driving: the "
-            "clip's pose, gaze and expression coefficients):", "",
-            reenactment.format_table(gohd["reenactment"]), ""]
-  for name, c in gohd["learning"].items():
-    lines.append(f"- {name}: {'passed' if c['passed'] else 'NOT passed'} (GoHD {c['ours']:.4f}, "
-                 f"baseline {c['baseline']:.4f})")
+  lines += [f"- `{p}`: {what['name']} self-reenactment of a held-out clip" for p in
+            res["reenactment_videos"]]
+  lines += ["", "Self-reenactment on the same held-out clips (source = frame 0; driving: "
+            f"{what['driving']}):", "", reenactment.format_table(res["reenactment"]), ""]
+  for name, c in res["learning"].items():
+    lines.append(f"- {name}: {'passed' if c['passed'] else 'NOT passed'} ({what['name']} "
+                 f"{c['ours']:.4f}, baseline {c['baseline']:.4f})")
   return lines + [""]
 
 
@@ -452,8 +524,9 @@ def _markdown(report: dict, trained: dict, rows: dict, motion: dict) -> str:
             "tiny SyncNet (real clips score "
             f"{rows['jaxtalk (tiny)'].get('gt_lse_c', float('nan')):.2f}).", "",
             reenactment.format_table(rows), ""]
-  if report.get("gohd"):
-    lines += _gohd_markdown(report["gohd"])
+  for method in METHOD_REPORTS:
+    if report.get(method):
+      lines += _method_markdown(method, report[method])
   if motion:
     lines += ["## Head motion from PLD on held-out clips (PoseTalk Table 3 columns)", "",
               f"Feature windows of {motion['window']} frames; few clips, so FD is noisy.", "",

@@ -1,7 +1,7 @@
 """`jaxtalk demo`: the whole system on one machine, end to end, within a time budget.
 
   jaxtalk demo --workdir runs/demo [--videos MANIFEST_OR_DIR] [--minutes 20] [--resolution 64]
-               [--seed 0] [--methods posetalk,gohd]
+               [--seed 0] [--methods posetalk,gohd,pctalk]
 
 Steps (re-running the same command skips finished clips, preprocessing and trained stages, and
 resumes an interrupted stage from its checkpoint; export, generation and evaluation run again):
@@ -11,12 +11,14 @@ resumes an interrupted stage from its checkpoint; export, generation and evaluat
   2. preprocess them with the Beam pipeline (DirectRunner) into ArrayRecord shards;
   3. train every stage of each method at `size=tiny` (PoseTalk: syncnet, pose_vae, pld, coarse,
      refine, enhancer; GoHD, after `jaxtalk expression-basis` on the shards: gohd_pose, gohd_gaze,
-     gohd_exp_lip, gohd_exp_eye, gohd_face_analysis, gohd_animator), each given a share of the
-     time budget, later stages loading the frozen params of earlier ones (GoHD's stage 1 uses
-     PoseTalk's lip-sync expert when both run); `--methods` picks the methods (default: PoseTalk,
-     and GoHD too when the budget is at least GOHD_MIN_MINUTES);
+     gohd_exp_lip, gohd_exp_eye, gohd_face_analysis, gohd_animator; PC-Talk: pctalk_renderer,
+     then pctalk_stitching with that renderer frozen), each given a share of the time budget,
+     later stages loading the frozen params of earlier ones (GoHD's stage 1 uses PoseTalk's
+     lip-sync expert when both run); `--methods` picks the methods (default: PoseTalk, and GoHD
+     too when the budget is at least GOHD_MIN_MINUTES; PC-Talk only when named);
   4. export each method's generation stages into one folder (`jaxtalk export`);
-  5. generate a talking video for a real portrait, a speech track and a text prompt;
+  5. generate a talking video for a real portrait, a speech track and a text prompt (PC-Talk:
+     driven by a held-out clip's video, and the "nod" template);
   6. evaluate on held-out clips (self-reenactment image/sync metrics; motion metrics);
   7. write `report.md` (metrics table, video paths, a contact sheet PNG of generated vs real
      frames, and what the tiny models can and cannot do).
@@ -52,15 +54,27 @@ GOHD_STAGES = (
     ("gohd_face_analysis", 0.10),
     ("gohd_animator", 0.45),
 )
-METHOD_STAGES = {"posetalk": STAGES, "gohd": GOHD_STAGES}  # the methods the demo can train
+# PC-Talk's: the renderer (F, M, W, G) holds nearly all of its parameters; the stitching and
+# retargeting MLPs are small and train with the renderer frozen.
+PCTALK_STAGES = (
+    ("pctalk_renderer", 0.85),
+    ("pctalk_stitching", 0.15),
+)
+# The methods the demo can train.
+METHOD_STAGES = {"posetalk": STAGES, "gohd": GOHD_STAGES, "pctalk": PCTALK_STAGES}
 METHOD = "posetalk"  # the method the demo always trains and exports first (jaxtalk.methods)
-METHOD_SHARE = {"posetalk": 0.5, "gohd": 0.5}  # of the training budget, when both run
+# Of the training budget, normalised over the methods that run (two: half each).
+METHOD_SHARE = {"posetalk": 0.5, "gohd": 0.5, "pctalk": 0.5}
 # Default --methods adds GoHD from this budget on. The default 20 minutes keep PoseTalk's whole
 # budget (benchmarks/results/demo_seeds.json was measured with it): GoHD's tiny animator does not
 # beat the still source even after 2400 steps (benchmarks/results/gohd_animator_tiny_learning.json).
 GOHD_MIN_MINUTES = 30.0
 # init_from keys that name another stage than themselves.
-INIT_FROM_STAGE = {"exp_lip": "gohd_exp_lip", "face_analysis": "gohd_face_analysis"}
+INIT_FROM_STAGE = {"exp_lip": "gohd_exp_lip", "face_analysis": "gohd_face_analysis",
+                   "renderer": "pctalk_renderer"}
+# Stages whose network size is model.image_size (set to the demo's --resolution, as the input
+# crops; pctalk_stitching reads its renderer's size from that renderer's config.json).
+IMAGE_SIZE_STAGES = ("gohd_animator", "pctalk_renderer")
 
 
 def config_modules(names=tuple(METHOD_STAGES)) -> dict[str, str]:
@@ -73,8 +87,8 @@ def config_modules(names=tuple(METHOD_STAGES)) -> dict[str, str]:
 
 
 def demo_methods(spec: Optional[str], minutes: float) -> tuple[str, ...]:
-  """The methods to train, PoseTalk first: `spec` ("posetalk,gohd"), or by default PoseTalk,
-  plus GoHD when `minutes` >= GOHD_MIN_MINUTES.
+  """The methods to train, PoseTalk first: `spec` ("posetalk,gohd,pctalk"), or by default
+  PoseTalk, plus GoHD when `minutes` >= GOHD_MIN_MINUTES (PC-Talk only when `spec` names it).
 
   Raises:
     ValueError: an empty list, a method the demo cannot train, or a list without PoseTalk (the
@@ -145,7 +159,7 @@ def stage_config(stage: str, data_dir: str, resolution: int, time_budget_s: floa
       config.input.eval_tail = GENERATOR_EVAL_TAIL
       config.select_best = GENERATOR_SELECT_BEST
       config.eval_every = GENERATOR_EVAL_EVERY
-    if stage == "gohd_animator":
+    if stage in IMAGE_SIZE_STAGES:
       config.model.image_size = resolution
     # Frozen inputs from earlier stages; a stage's own entries (e.g. coarse's init_from.coarse,
     # a warm start) and stages not trained (yet) stay as the config has them.
@@ -169,9 +183,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
   parser.add_argument("--audio", default=None, help="speech to animate it with (default: chosen)")
   parser.add_argument("--text", default=None, help="head-motion prompt (default: chosen)")
   parser.add_argument("--methods", default=None,
-                      help="comma-separated methods to train, export and report: posetalk, gohd "
-                           f"(default: posetalk, and gohd too with --minutes >= "
-                           f"{GOHD_MIN_MINUTES:.0f})")
+                      help="comma-separated methods to train, export and report: posetalk, "
+                           "gohd, pctalk (default: posetalk, and gohd too with --minutes >= "
+                           f"{GOHD_MIN_MINUTES:.0f}; pctalk only when named)")
   parser.add_argument("--seed", type=int, default=0,
                       help="training seed of every stage (initialisation and data order; the "
                       "built-in clips stay the same); default 0")

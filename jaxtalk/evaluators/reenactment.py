@@ -222,6 +222,25 @@ def model_render_fn(model) -> Callable:
   return render_fn
 
 
+def drive_render_fn(model, region: str = "all") -> Callable:
+  """The `render_fn` (module docstring) of video-driven self-reenactment (LivePortrait's): each
+  clip's source frame moved by the clip's own frames `batch["frames"]` `[B, T, R, R, 3]`
+  (`model.drive_motion`, relative to frame 0, animation `region`), rendered by
+  `model.render_motion`; for a model with `drive_motion` (`jaxtalk.methods`: PC-Talk).
+
+  Raises (when called):
+    ValueError: as `drive_motion` (unknown region, frames of another size than the model's).
+  """
+
+  def render_fn(source, batch):
+    out = []
+    for b in range(source.shape[0]):
+      motion = model.drive_motion(source[b], batch["frames"][b], region=region)
+      out.append(model.render_motion(source[b], motion, mel=None, source_pose=None))
+    return np.stack(out)
+  return render_fn
+
+
 PER_FRAME = ("frames", "mel", "pose", "gaze", "mouth_box", "expression")  # "expression": optional
 
 

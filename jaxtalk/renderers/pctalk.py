@@ -500,7 +500,7 @@ METHOD = methods.register(methods.Method(
     export=export,
     load=load,
     stage_model=stage_model,
-    train_stages=((RENDERER, "configs.pctalk.renderer"),),
+    train_stages=((RENDERER, "configs.pctalk.renderer"), (STITCHING, "configs.pctalk.stitching")),
     controls=(
         methods.Control("text", str, None, "head-motion prompt: needs a PoseTalk bundle's PLD "
                         "(pose_model); PC-Talk has no motion generator yet"),

@@ -181,8 +181,10 @@ def test_pctalk_is_registered_with_its_controls():
   m = methods.get("pctalk")
   assert "pctalk" in methods.available() and m.stages == ("pctalk_renderer", "pctalk_stitching")
   assert m.required == ("pctalk_renderer",) and m.stage_model is pctalk.stage_model
-  assert m.train_stages == (("pctalk_renderer", "configs.pctalk.renderer"),)
-  assert callable(importlib.import_module(m.train_stages[0][1]).get_config)
+  assert m.train_stages == (("pctalk_renderer", "configs.pctalk.renderer"),
+                            ("pctalk_stitching", "configs.pctalk.stitching"))
+  for _, module in m.train_stages:
+    assert callable(importlib.import_module(module).get_config)
   c = {x.name: x for x in m.controls}
   assert c["lip_ratio"].range == (0.0, 0.8) and c["eye_ratio"].range == (0.0, 0.5)
   assert c["lip_ratio"].default is None and c["eye_ratio"].default is None
