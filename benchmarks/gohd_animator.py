@@ -33,8 +33,6 @@ writes JSON; nothing is asserted.
 import argparse
 import json
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -47,8 +45,8 @@ import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-posi
 from flax import linen as nn  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from benchmarks.gohd_motion import random_params  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import speed_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs.gohd import common as gohd_common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxtalk.core import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxtalk.models.gohd import animator  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -162,15 +160,8 @@ def main(argv=None) -> int:
       "peaks_flops_per_s": peaks,
       "note": ("decode = driving branch + eq. 9 + decoder for B frames of one portrait, encoded "
                "once (encode_s); torch not installed: no LIA (PyTorch) comparison"),
-      "wall_s": round(time.perf_counter() - t_start, 1),
-      "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-      "platform": platform.platform(), "cpu_count": os.cpu_count(),
-      "load_average": os.getloadavg(), "devices": [str(d) for d in jax.devices()[:1]],
-      "jax": jax.__version__,
   }
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  files.write_json_atomic(args.out, result)
-  print(f"wrote {args.out}")
+  speed_runs.write(args.out, result, t_start)
   return 0
 
 

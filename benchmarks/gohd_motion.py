@@ -41,8 +41,6 @@ import argparse
 import json
 import math
 import os
-import platform
-import resource
 import statistics
 import sys
 import time
@@ -54,6 +52,7 @@ import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax.numpy as jnp  # pylint: disable=g-import-not-at-top,wrong-import-position
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from benchmarks import speed_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs.gohd import pose as pose_config  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxtalk import diffusion  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxtalk.generators import gohd as gohd_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -265,18 +264,9 @@ def main(argv=None) -> int:
       "note_compile": ("generators.gohd.sample_sequence jits one window function per network "
                        "and sampler for the process (params are arguments): the first "
                        "end_to_end call of a variant includes its compile, later ones do not"),
-      "wall_s": round(time.perf_counter() - t_start, 1),
-      "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-      "platform": platform.platform(), "cpu_count": os.cpu_count(),
-      "load_average": os.getloadavg(), "devices": [str(d) for d in jax.devices()[:1]],
-      "jax": jax.__version__,
   }
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out + ".tmp", "w") as f:
-    json.dump(result, f, indent=1)
-  os.replace(args.out + ".tmp", args.out)
+  speed_runs.write(args.out, result, t_start)
   print(json.dumps({s["size"]: s["pose_plus_gaze"] for s in sizes}, indent=1))
-  print(f"wrote {args.out}")
   return 0
 
 

@@ -29,8 +29,6 @@ ceiling at full utilisation), peak_temp_mb. torch is not installed here: no Live
 import argparse
 import json
 import os
-import platform
-import resource
 import sys
 import time
 
@@ -43,8 +41,8 @@ from flax import linen as nn  # pylint: disable=g-import-not-at-top,wrong-import
 
 from benchmarks.gohd_animator import _cost, _timed, parse_peaks  # pylint: disable=g-import-not-at-top,wrong-import-position
 from benchmarks.gohd_motion import random_params  # pylint: disable=g-import-not-at-top,wrong-import-position
+from benchmarks import speed_runs  # pylint: disable=g-import-not-at-top,wrong-import-position
 from configs.pctalk import common as pctalk_common  # pylint: disable=g-import-not-at-top,wrong-import-position
-from jaxtalk.core import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from jaxtalk.models.pctalk import renderer as renderer_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
@@ -143,15 +141,8 @@ def main(argv=None) -> int:
       "note": ("per_frame = M + W + G for B driving frames of one portrait whose F and M ran "
                "once; torch not installed: no LivePortrait (PyTorch) run here; LivePortrait "
                "reports 14.8 ms/frame on an RTX 4090"),
-      "wall_s": round(time.perf_counter() - t_start, 1),
-      "process_peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-      "platform": platform.platform(), "cpu_count": os.cpu_count(),
-      "load_average": os.getloadavg(), "devices": [str(d) for d in jax.devices()[:1]],
-      "jax": jax.__version__,
   }
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  files.write_json_atomic(args.out, result)
-  print(f"wrote {args.out}")
+  speed_runs.write(args.out, result, t_start)
   return 0
 
 
